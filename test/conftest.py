@@ -1,0 +1,18 @@
+import os
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption('--full', action='store_true', default=False,
+                     help='run slow tests on full-size real data')
+
+
+def pytest_configure(config):
+    if config.getoption('--full'):
+        os.environ['TORCH_MMKG_FULL_TEST'] = '1'
+
+
+@pytest.fixture
+def tmp_root(tmp_path):
+    return str(tmp_path)

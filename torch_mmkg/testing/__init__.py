@@ -1,0 +1,73 @@
+r"""Test decorators, in the style of :mod:`torch_geometric.testing`."""
+import functools
+import importlib.util
+import os
+import os.path as osp
+from typing import Callable, List
+
+import pytest
+import torch
+
+__all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
+           'mirror_dir', 'withMirror']
+
+
+def is_full_test() -> bool:
+    r"""Whether slow tests should run (:obj:`TORCH_MMKG_FULL_TEST=1`)."""
+    return os.getenv('TORCH_MMKG_FULL_TEST', '0') == '1'
+
+
+def onlyFullTest(func: Callable) -> Callable:
+    r"""Runs the test only when :obj:`TORCH_MMKG_FULL_TEST=1` (full-size real data)."""
+    return pytest.mark.slow(pytest.mark.skipif(
+        not is_full_test(), reason="slow: set TORCH_MMKG_FULL_TEST=1 to run")(func))
+
+
+def withPackage(*names: str) -> Callable:
+    r"""Runs the test only when all the named packages are importable."""
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"optional packages missing: {missing}")
+
+
+def devices() -> List[torch.device]:
+    r"""CPU, plus CUDA when available."""
+    out = [torch.device('cpu')]
+    if torch.cuda.is_available():
+        out.append(torch.device('cuda'))
+    return out
+
+
+def withCUDA(func: Callable) -> Callable:
+    r"""Parametrises the test over :obj:`device` in :func:`devices`."""
+    return pytest.mark.parametrize('device', devices(), ids=lambda d: str(d))(func)
+
+
+def mirror_dir() -> str:
+    r"""The offline mirror named by :obj:`TORCH_MMKG_MIRROR`, else ``../shared/mirror`` next
+    to the repository if it exists, else an empty string."""
+    env = os.getenv('TORCH_MMKG_MIRROR', '')
+    if env:
+        return env
+    here = osp.dirname(osp.abspath(__file__))
+    cand = osp.abspath(osp.join(here, '..', '..', '..', 'shared', 'mirror'))
+    return cand if osp.isdir(cand) else ''
+
+
+def withMirror(func: Callable) -> Callable:
+    r"""Runs the test only when the raw files are reachable through a local mirror."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        path = mirror_dir()
+        if not path or not (path.startswith(('http://', 'https://', 'file://'))
+                            or osp.isdir(path)):
+            pytest.skip("no local mirror of the raw files (set TORCH_MMKG_MIRROR)")
+        old = os.environ.get('TORCH_MMKG_MIRROR')
+        os.environ['TORCH_MMKG_MIRROR'] = path
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if old is None:
+                os.environ.pop('TORCH_MMKG_MIRROR', None)
+            else:
+                os.environ['TORCH_MMKG_MIRROR'] = old
+    return wrapper
