@@ -1,0 +1,19 @@
+r"""Multi-modal knowledge graph datasets."""
+from .download import MIRROR_ENV, RawFile, fetch
+from .base import MMKGDataset
+from .wildkgc import WildKGC, MKGW, MKGY, DB15K, KVC16K, TIVA
+from .wn9_img import WN9IMG
+
+__all__ = [
+    'MIRROR_ENV',
+    'RawFile',
+    'fetch',
+    'MMKGDataset',
+    'WildKGC',
+    'MKGW',
+    'MKGY',
+    'DB15K',
+    'KVC16K',
+    'TIVA',
+    'WN9IMG',
+]
