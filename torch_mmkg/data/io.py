@@ -1,0 +1,227 @@
+r"""Readers for knowledge-graph files, each rejecting malformed input with the file and line."""
+import os
+import os.path as osp
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _read_lines(path: str) -> List[str]:
+    # Only a newline ends a line ('\r\n' and '\r' are read as '\n'): str.splitlines() would
+    # also split at U+0085, U+2028, form feed etc., which can occur inside entity names. A UTF-8
+    # byte-order mark is skipped instead of becoming part of the first name.
+    with open(path, encoding='utf-8-sig') as f:
+        text = f.read()
+    lines = text.split('\n')
+    if lines and lines[-1] == '':
+        lines.pop()
+    return lines
+
+
+def _count_header(lines: List[str], path: str) -> Tuple[int, List[Tuple[int, str]]]:
+    if not lines:
+        raise ValueError(f"{path}: the file is empty (expected a count on line 1)")
+    head = lines[0].strip()
+    if not head.isdigit():
+        raise ValueError(f"{path}:1: expected the number of rows on the first line, got "
+                         f"{lines[0][:80]!r}")
+    count = int(head)
+    rows = [(i + 1, line) for i, line in enumerate(lines[1:], start=1) if line.strip()]
+    if len(rows) != count:
+        raise ValueError(f"{path}: the header says {count} rows but the file has {len(rows)}")
+    return count, rows
+
+
+def read_openke_dict(path: str, header: bool = True) -> List[str]:
+    r"""Reads an OpenKE ``entity2id.txt``/``relation2id.txt`` file.
+
+    Each row is ``name<whitespace>id`` (the name may itself contain spaces; the id is the last
+    field). With :obj:`header=True` the first line holds the row count.
+
+    Returns:
+        List[str]: the names, indexed by id.
+
+    Raises:
+        ValueError: naming the file and line, for a count header that disagrees with the rows, a
+            malformed row, a non-integer id, a duplicate id or name, or ids that do not cover
+            :math:`0, \dots, n - 1`.
+    """
+    lines = _read_lines(path)
+    if header:
+        _, rows = _count_header(lines, path)
+    else:
+        rows = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    names: Dict[int, str] = {}
+    seen: Dict[str, int] = {}
+    for lineno, line in rows:
+        parts = line.rstrip('\r\n').rsplit(None, 1)
+        if len(parts) != 2 or not parts[0].strip():
+            raise ValueError(f"{path}:{lineno}: expected 'name id', got {line[:80]!r}")
+        name, idx = parts[0].strip(), parts[1]
+        try:
+            idx = int(idx)
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: id {idx!r} is not an integer") from None
+        if idx in names:
+            raise ValueError(f"{path}:{lineno}: duplicate id {idx} (also given to "
+                             f"{names[idx]!r})")
+        if name in seen:
+            raise ValueError(f"{path}:{lineno}: duplicate name {name!r} (already id "
+                             f"{seen[name]})")
+        names[idx] = name
+        seen[name] = idx
+    n = len(names)
+    bad = [i for i in names if i < 0 or i >= n]
+    if bad:
+        raise ValueError(f"{path}: ids must be exactly 0..{n - 1}, found id {min(bad)} "
+                         f"out of range")
+    return [names[i] for i in range(n)]
+
+
+def read_openke_triples(path: str, num_entities: int, num_relations: int,
+                        order: str = 'htr', header: bool = True) -> Tensor:
+    r"""Reads an OpenKE ``train2id.txt``-style file of integer triples.
+
+    Args:
+        path (str): The file.
+        num_entities (int): Entity ids must lie in :math:`[0, N)`.
+        num_relations (int): Relation ids must lie in :math:`[0, R)`.
+        order (str, optional): The column order, a permutation of :obj:`"h"`, :obj:`"r"`,
+            :obj:`"t"`. OpenKE files are :obj:`"htr"` (head, tail, relation).
+            (default: :obj:`"htr"`)
+        header (bool, optional): Whether line 1 holds the row count. (default: :obj:`True`)
+
+    Returns:
+        Tensor: a :obj:`[T, 3]` long tensor of ``(head, relation, tail)`` rows, in file order
+        (duplicates kept).
+    """
+    if sorted(order) != ['h', 'r', 't']:
+        raise ValueError(f"order must be a permutation of 'hrt', got {order!r}")
+    lines = _read_lines(path)
+    if header:
+        _, rows = _count_header(lines, path)
+    else:
+        rows = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    out = np.empty((len(rows), 3), dtype=np.int64)
+    col = {c: order.index(c) for c in 'hrt'}
+    limits = {'h': num_entities, 'r': num_relations, 't': num_entities}
+    what = {'h': 'head entity', 'r': 'relation', 't': 'tail entity'}
+    for k, (lineno, line) in enumerate(rows):
+        parts = line.split()
+        if len(parts) != 3:
+            raise ValueError(f"{path}:{lineno}: expected 3 integer fields, got {line[:80]!r}")
+        try:
+            vals = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: non-integer field in {line[:80]!r}") from None
+        for j, c in enumerate('hrt'):
+            v = vals[col[c]]
+            if v < 0 or v >= limits[c]:
+                raise ValueError(f"{path}:{lineno}: {what[c]} id {v} is out of range "
+                                 f"[0, {limits[c]})")
+            out[k, j] = v
+    return torch.from_numpy(out)
+
+
+def read_labelled_triples(path: str, entity_index: Mapping[str, int],
+                          relation_index: Mapping[str, int], order: str = 'hrt',
+                          sep: Optional[str] = '\t') -> Tensor:
+    r"""Reads triples of names (one per line, fields separated by :obj:`sep`).
+
+    Every name must be in :obj:`entity_index`/:obj:`relation_index`; an unknown name is an
+    error naming the file and line.
+
+    Returns:
+        Tensor: a :obj:`[T, 3]` long tensor of ``(head, relation, tail)`` rows.
+    """
+    if sorted(order) != ['h', 'r', 't']:
+        raise ValueError(f"order must be a permutation of 'hrt', got {order!r}")
+    out = []
+    for lineno, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(sep)]
+        if len(parts) != 3:
+            raise ValueError(f"{path}:{lineno}: expected 3 fields separated by {sep!r}, got "
+                             f"{line[:80]!r}")
+        row = []
+        for c in 'hrt':
+            name = parts[order.index(c)]
+            index = relation_index if c == 'r' else entity_index
+            if name not in index:
+                kind = 'relation' if c == 'r' else 'entity'
+                raise ValueError(f"{path}:{lineno}: unknown {kind} {name!r}")
+            row.append(index[name])
+        out.append(row)
+    return torch.tensor(out, dtype=torch.long).view(-1, 3)
+
+
+def collect_names(paths: Sequence[str], order: str = 'hrt',
+                  sep: Optional[str] = '\t') -> Tuple[List[str], List[str]]:
+    r"""Collects entity and relation names, in order of first appearance, from triple files."""
+    ents: Dict[str, None] = {}
+    rels: Dict[str, None] = {}
+    for path in paths:
+        for lineno, line in enumerate(_read_lines(path), start=1):
+            if not line.strip():
+                continue
+            parts = [p.strip() for p in line.split(sep)]
+            if len(parts) != 3:
+                raise ValueError(f"{path}:{lineno}: expected 3 fields separated by {sep!r}, "
+                                 f"got {line[:80]!r}")
+            ents.setdefault(parts[order.index('h')])
+            rels.setdefault(parts[order.index('r')])
+            ents.setdefault(parts[order.index('t')])
+    return list(ents), list(rels)
+
+
+def load_tensor_file(path: str) -> Tensor:
+    r"""Loads a feature or mask tensor from a ``.pt``/``.pth`` file (with
+    :obj:`weights_only=True`: no arbitrary code runs) or a ``.npy`` file (without pickle)."""
+    ext = osp.splitext(path)[1].lower()
+    if ext in ('.pt', '.pth'):
+        try:
+            obj = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as e:  # the unpickler reports what it refused
+            raise ValueError(f"{path}: cannot be loaded safely as a tensor ({e})") from None
+        if isinstance(obj, np.ndarray):
+            obj = torch.from_numpy(obj)
+        if not isinstance(obj, Tensor):
+            raise ValueError(f"{path}: expected a tensor, found {type(obj).__name__}")
+        return obj
+    if ext == '.npy':
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise ValueError(f"{path}: not a plain numpy array ({e})") from None
+        return torch.from_numpy(np.ascontiguousarray(arr))
+    raise ValueError(f"{path}: unsupported feature file type {ext!r} (use .pt, .pth or .npy)")
+
+
+def find_file(folder: str, stem: str, exts: Sequence[str] = ('.pt', '.pth', '.npy')
+              ) -> Optional[str]:
+    r"""Returns :obj:`folder/stem<ext>` for the first extension that exists, else
+    :obj:`None`."""
+    for ext in exts:
+        path = osp.join(folder, stem + ext)
+        if osp.exists(path):
+            return path
+    return None
+
+
+def list_feature_files(folder: str, exts: Sequence[str] = ('.pt', '.pth', '.npy')
+                       ) -> Dict[str, str]:
+    r"""Maps ``stem -> path`` for the feature files directly inside :obj:`folder`."""
+    out = {}
+    if not osp.isdir(folder):
+        return out
+    for fname in sorted(os.listdir(folder)):
+        stem, ext = osp.splitext(fname)
+        if ext.lower() in exts:
+            if stem in out:
+                raise ValueError(f"{folder}: both {osp.basename(out[stem])} and {fname} "
+                                 f"define '{stem}'")
+            out[stem] = osp.join(folder, fname)
+    return out
