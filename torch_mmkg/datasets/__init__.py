@@ -3,6 +3,7 @@ from .download import MIRROR_ENV, RawFile, fetch
 from .base import MMKGDataset
 from .wildkgc import WildKGC, MKGW, MKGY, DB15K, KVC16K, TIVA
 from .wn9_img import WN9IMG
+from .fake import FakeMMKGDataset
 
 __all__ = [
     'MIRROR_ENV',
@@ -16,4 +17,5 @@ __all__ = [
     'KVC16K',
     'TIVA',
     'WN9IMG',
+    'FakeMMKGDataset',
 ]
