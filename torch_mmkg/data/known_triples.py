@@ -4,6 +4,15 @@ import torch
 from torch import Tensor
 
 
+def _check_range(name: str, t: Tensor, n: int):
+    r"""Raises a :class:`ValueError` naming the first entry of :obj:`t` outside
+    :math:`[0, n)`. Out-of-range ids would otherwise alias other triples' keys."""
+    bad = (t < 0) | (t >= n)
+    if t.numel() and bool(bad.any()):
+        i = int(bad.reshape(-1).nonzero()[0, 0])
+        raise ValueError(f"{name}[{i}] = {int(t.reshape(-1)[i])} is out of range [0, {n})")
+
+
 class KnownTriples:
     r"""A vectorised index of known triples, for filtered sampling and filtered ranking.
 
@@ -27,7 +36,8 @@ class KnownTriples:
         num_relations (int): Number of relations :math:`R`.
 
     Duplicate triples are stored once. The index lives on the device of its inputs and can be
-    moved with :meth:`to`.
+    moved with :meth:`to`. Ids out of range, in the constructor or in a query, raise a
+    :class:`ValueError`.
     """
     def __init__(self, head: Tensor, rel: Tensor, tail: Tensor, num_entities: int,
                  num_relations: int):
@@ -40,11 +50,7 @@ class KnownTriples:
         if not (head.shape == rel.shape == tail.shape) or head.dim() != 1:
             raise ValueError(f"head, rel and tail must be 1-d tensors of equal length, got "
                              f"{tuple(head.shape)}, {tuple(rel.shape)}, {tuple(tail.shape)}")
-        for name, t, n in (('head', head, self.num_entities), ('rel', rel, self.num_relations),
-                           ('tail', tail, self.num_entities)):
-            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
-                i = int(((t < 0) | (t >= n)).nonzero()[0, 0])
-                raise ValueError(f"{name}[{i}] = {int(t[i])} is out of range [0, {n})")
+        self._check(head, rel, tail)
         self.tail_keys = torch.unique(self._key(head, rel, tail))  # sorted
         self.head_keys = torch.unique(self._key(tail, rel, head))
 
@@ -55,6 +61,12 @@ class KnownTriples:
         from torch_mmkg.data.mmkg import ENTITY, get_triples
         h, r, t = get_triples(data, split)
         return cls(h, r, t, data[ENTITY].num_nodes, data.num_relations)
+
+    def _check(self, head: Optional[Tensor], rel: Tensor, tail: Optional[Tensor]):
+        for name, t, n in (('head', head, self.num_entities), ('rel', rel, self.num_relations),
+                           ('tail', tail, self.num_entities)):
+            if t is not None:
+                _check_range(name, t, n)
 
     def _key(self, a: Tensor, r: Tensor, b: Tensor) -> Tensor:
         return (a * self.num_relations + r) * self.num_entities + b
@@ -80,6 +92,7 @@ class KnownTriples:
         r"""Returns a bool tensor telling which of the given triples are known.
         Inputs broadcast against each other."""
         head, rel, tail = torch.broadcast_tensors(head.long(), rel.long(), tail.long())
+        self._check(head, rel, tail)
         key = self._key(head, rel, tail).to(self.device)
         if len(self) == 0:
             return torch.zeros_like(key, dtype=torch.bool)
@@ -88,6 +101,7 @@ class KnownTriples:
 
     def _neighbours(self, keys: Tensor, a: Tensor, r: Tensor) -> Tuple[Tensor, Tensor]:
         base = (a.long() * self.num_relations + r.long()).to(self.device) * self.num_entities
+        base = base.reshape(-1)
         start = torch.searchsorted(keys, base)
         count = torch.searchsorted(keys, base + self.num_entities) - start
         query = torch.repeat_interleave(torch.arange(base.numel(), device=self.device), count)
@@ -102,14 +116,17 @@ class KnownTriples:
             (query, entity): two 1-d tensors; :obj:`entity[k]` is a known tail of query
             :obj:`query[k]`. Sorted by query, then entity.
         """
+        self._check(head, rel, None)
         return self._neighbours(self.tail_keys, head, rel)
 
     def heads(self, rel: Tensor, tail: Tensor) -> Tuple[Tensor, Tensor]:
         r"""All known heads of the queries :math:`(?, r_i, t_i)`, as in :meth:`tails`."""
+        self._check(None, rel, tail)
         return self._neighbours(self.head_keys, tail, rel)
 
     def count_tails(self, head: Tensor, rel: Tensor) -> Tensor:
         r"""Number of known tails of each query :math:`(h_i, r_i, ?)`."""
+        self._check(head, rel, None)
         base = (head.long() * self.num_relations + rel.long()).to(self.device) * \
             self.num_entities
         return torch.searchsorted(self.tail_keys, base + self.num_entities) - \
@@ -117,6 +134,7 @@ class KnownTriples:
 
     def count_heads(self, rel: Tensor, tail: Tensor) -> Tensor:
         r"""Number of known heads of each query :math:`(?, r_i, t_i)`."""
+        self._check(None, rel, tail)
         base = (tail.long() * self.num_relations + rel.long()).to(self.device) * \
             self.num_entities
         return torch.searchsorted(self.head_keys, base + self.num_entities) - \
@@ -133,12 +151,12 @@ class KnownTriples:
         """
         if side == 'tail':
             query, ent = self.tails(head, rel)
-            B = rel.numel()
+            B = torch.broadcast_shapes(head.shape, rel.shape).numel()
         elif side == 'head':
             if tail is None:
                 raise ValueError("filter_mask(side='head') needs the tail indices")
             query, ent = self.heads(rel, tail)
-            B = rel.numel()
+            B = torch.broadcast_shapes(rel.shape, tail.shape).numel()
         else:
             raise ValueError(f"side must be 'head' or 'tail', got {side!r}")
         mask = torch.zeros(B, self.num_entities, dtype=torch.bool, device=self.device)

@@ -4,6 +4,7 @@ from .base import MMKGDataset
 from .wildkgc import WildKGC, MKGW, MKGY, DB15K, KVC16K, TIVA
 from .wn9_img import WN9IMG
 from .fake import FakeMMKGDataset
+from .folder import MMKGFolder
 
 __all__ = [
     'MIRROR_ENV',
@@ -18,4 +19,5 @@ __all__ = [
     'TIVA',
     'WN9IMG',
     'FakeMMKGDataset',
+    'MMKGFolder',
 ]
