@@ -181,8 +181,11 @@ def test_fetch_from_local_mirror(tmp_path, monkeypatch):
 @withMirror
 def test_fetch_from_http_mirror(tmp_path, monkeypatch):
     r"""A base URL replaces raw.githubusercontent.com (served here on the loopback)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=mirror_dir())
-    handler.log_message = lambda *args: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            return None
+
+    handler = functools.partial(Quiet, directory=mirror_dir())
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

