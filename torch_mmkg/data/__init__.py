@@ -4,7 +4,8 @@ from .mmkg import (ENTITY, REL, SPLITS, feature_key, mask_key, split_key, build_
 from .known_triples import KnownTriples
 from .io import (read_openke_dict, read_openke_triples, read_labelled_triples, collect_names,
                  load_tensor_file)
-from .split import split_report, split_issues, clean_val_mask, add_clean_val_split
+from .split import (split_report, split_issues, clean_val_mask, add_clean_val_split,
+                    warn_split_issues)
 
 __all__ = [
     'ENTITY',
@@ -28,4 +29,5 @@ __all__ = [
     'split_issues',
     'clean_val_mask',
     'add_clean_val_split',
+    'warn_split_issues',
 ]

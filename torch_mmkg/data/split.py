@@ -110,18 +110,27 @@ def split_issues(report: Dict[str, Any]) -> List[str]:
     return out
 
 
+def warn_split_issues(report: Dict[str, Any], name: str = 'dataset',
+                      stacklevel: int = 2) -> List[str]:
+    r"""Raises a :class:`UserWarning` listing what is unclean in a :func:`split_report` (and
+    nothing if it is clean). Returns the sentences of :func:`split_issues`."""
+    issues = split_issues(report)
+    if issues:
+        warnings.warn(f"{name}: the published split is not clean: " + '; '.join(issues) +
+                      f". The published split is kept as released; for model selection use "
+                      f"split 'val_clean' ({report['val_clean']} triples: duplicates and "
+                      f"training triples removed).", stacklevel=stacklevel + 1)
+    return issues
+
+
 def add_clean_val_split(data: HeteroData, warn: bool = True,
                         name: str = 'dataset') -> Dict[str, Any]:
     r"""Adds :obj:`val_clean_mask` to :obj:`data` (in place), and returns the
     :func:`split_report`. With :obj:`warn=True`, an unclean split raises a
-    :class:`UserWarning` that lists what is unclean. The published split masks are not
-    changed."""
+    :class:`UserWarning` that lists what is unclean (:func:`warn_split_issues`). The published
+    split masks are not changed."""
     data[REL][split_key('val_clean')] = clean_val_mask(data)
     report = split_report(data)
-    issues = split_issues(report)
-    if warn and issues:
-        warnings.warn(f"{name}: the published split is not clean: " + '; '.join(issues) +
-                      f". The published split is kept as released; for model selection use "
-                      f"split 'val_clean' ({report['val_clean']} triples: duplicates and "
-                      f"training triples removed).", stacklevel=2)
+    if warn:
+        warn_split_issues(report, name, stacklevel=2)
     return report

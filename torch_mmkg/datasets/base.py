@@ -10,7 +10,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData, InMemoryDataset
 
 from torch_mmkg.data import (ENTITY, add_clean_val_split, build_mmkg, get_modalities,
-                             load_tensor_file, split_issues, split_report, validate_mmkg)
+                             load_tensor_file, split_issues, split_report, validate_mmkg,
+                             warn_split_issues)
 from torch_mmkg.datasets.download import RawFile, fetch
 
 Features = Dict[str, Tuple[Tensor, Tensor]]
@@ -88,13 +89,7 @@ class MMKGDataset(InMemoryDataset):
         self.load_seconds = time.perf_counter() - t0
         data = self._data
         self.split_report = split_report(data)
-        issues = split_issues(self.split_report)
-        if issues:
-            warnings.warn(
-                f"{self.__class__.__name__}: the published split is not clean: " +
-                '; '.join(issues) + f". It is kept exactly as released; for model selection "
-                f"use the split 'val_clean' ({self.split_report['val_clean']} triples: "
-                f"duplicates and training triples removed).", stacklevel=2)
+        warn_split_issues(self.split_report, self.__class__.__name__, stacklevel=2)
 
     # -- what subclasses provide ---------------------------------------------------------------
     def raw_files(self) -> List[RawFile]:

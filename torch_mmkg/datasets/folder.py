@@ -3,7 +3,6 @@ import hashlib
 import json
 import os
 import os.path as osp
-import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -14,7 +13,7 @@ from torch_geometric.data import HeteroData, InMemoryDataset
 from torch_mmkg.data import (ENTITY, REL, SPLITS, add_clean_val_split, build_mmkg,
                              collect_names, load_tensor_file, modality_features,
                              read_labelled_triples, read_openke_dict, read_openke_triples,
-                             split_issues, split_key, split_report)
+                             split_key, split_report, warn_split_issues)
 from torch_mmkg.data.io import list_feature_files
 from torch_mmkg.data.mmkg import _MODALITY_RE
 
@@ -186,13 +185,8 @@ class MMKGFolder(InMemoryDataset):
                 self.split_report: Dict[str, Any] = json.load(f)
         else:
             self.split_report = split_report(self._data)
-        issues = split_issues(self.split_report)
-        if issues:
-            warnings.warn(
-                f"{self.__class__.__name__}({self.root}): the published split is not clean: " +
-                '; '.join(issues) + f". It is kept as given; for model selection use the split "
-                f"'val_clean' ({self.split_report['val_clean']} triples: duplicates and "
-                f"training triples removed).", stacklevel=2)
+        warn_split_issues(self.split_report, f'{self.__class__.__name__}({self.root})',
+                          stacklevel=2)
 
     # -- layout --------------------------------------------------------------------------------
     @property
