@@ -34,6 +34,29 @@ def _count_header(lines: List[str], path: str) -> Tuple[int, List[Tuple[int, str
     return count, rows
 
 
+def _data_rows(path: str, header: bool) -> List[Tuple[int, str]]:
+    r"""The non-blank ``(line number, line)`` rows of :obj:`path`, after the count header."""
+    lines = _read_lines(path)
+    if header:
+        return _count_header(lines, path)[1]
+    return [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+
+
+def _check_order(order: str):
+    if sorted(order) != ['h', 'r', 't']:
+        raise ValueError(f"order must be a permutation of 'hrt', got {order!r}")
+
+
+def _labelled_rows(path: str, sep: Optional[str]):
+    r"""Yields ``(line number, [three stripped fields])`` of a file of labelled triples."""
+    for lineno, line in _data_rows(path, header=False):
+        parts = [p.strip() for p in line.split(sep)]
+        if len(parts) != 3:
+            raise ValueError(f"{path}:{lineno}: expected 3 fields separated by {sep!r}, got "
+                             f"{line[:80]!r}")
+        yield lineno, parts
+
+
 def read_openke_dict(path: str, header: bool = True) -> List[str]:
     r"""Reads an OpenKE ``entity2id.txt``/``relation2id.txt`` file.
 
@@ -48,11 +71,7 @@ def read_openke_dict(path: str, header: bool = True) -> List[str]:
             malformed row, a non-integer id, a duplicate id or name, or ids that do not cover
             :math:`0, \dots, n - 1`.
     """
-    lines = _read_lines(path)
-    if header:
-        _, rows = _count_header(lines, path)
-    else:
-        rows = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    rows = _data_rows(path, header)
     names: Dict[int, str] = {}
     seen: Dict[str, int] = {}
     for lineno, line in rows:
@@ -97,13 +116,8 @@ def read_openke_triples(path: str, num_entities: int, num_relations: int,
         Tensor: a :obj:`[T, 3]` long tensor of ``(head, relation, tail)`` rows, in file order
         (duplicates kept).
     """
-    if sorted(order) != ['h', 'r', 't']:
-        raise ValueError(f"order must be a permutation of 'hrt', got {order!r}")
-    lines = _read_lines(path)
-    if header:
-        _, rows = _count_header(lines, path)
-    else:
-        rows = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    _check_order(order)
+    rows = _data_rows(path, header)
     out = np.empty((len(rows), 3), dtype=np.int64)
     col = {c: order.index(c) for c in 'hrt'}
     limits = {'h': num_entities, 'r': num_relations, 't': num_entities}
@@ -136,16 +150,9 @@ def read_labelled_triples(path: str, entity_index: Mapping[str, int],
     Returns:
         Tensor: a :obj:`[T, 3]` long tensor of ``(head, relation, tail)`` rows.
     """
-    if sorted(order) != ['h', 'r', 't']:
-        raise ValueError(f"order must be a permutation of 'hrt', got {order!r}")
+    _check_order(order)
     out = []
-    for lineno, line in enumerate(_read_lines(path), start=1):
-        if not line.strip():
-            continue
-        parts = [p.strip() for p in line.split(sep)]
-        if len(parts) != 3:
-            raise ValueError(f"{path}:{lineno}: expected 3 fields separated by {sep!r}, got "
-                             f"{line[:80]!r}")
+    for lineno, parts in _labelled_rows(path, sep):
         row = []
         for c in 'hrt':
             name = parts[order.index(c)]
@@ -163,14 +170,9 @@ def collect_names(paths: Sequence[str], order: str = 'hrt',
     r"""Collects entity and relation names, in order of first appearance, from triple files."""
     ents: Dict[str, None] = {}
     rels: Dict[str, None] = {}
+    _check_order(order)
     for path in paths:
-        for lineno, line in enumerate(_read_lines(path), start=1):
-            if not line.strip():
-                continue
-            parts = [p.strip() for p in line.split(sep)]
-            if len(parts) != 3:
-                raise ValueError(f"{path}:{lineno}: expected 3 fields separated by {sep!r}, "
-                                 f"got {line[:80]!r}")
+        for _, parts in _labelled_rows(path, sep):
             ents.setdefault(parts[order.index('h')])
             rels.setdefault(parts[order.index('r')])
             ents.setdefault(parts[order.index('t')])

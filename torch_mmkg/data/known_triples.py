@@ -99,11 +99,15 @@ class KnownTriples:
         pos = torch.searchsorted(self.tail_keys, key.reshape(-1)).clamp_max(len(self) - 1)
         return (self.tail_keys[pos] == key.reshape(-1)).view(key.shape)
 
-    def _neighbours(self, keys: Tensor, a: Tensor, r: Tensor) -> Tuple[Tensor, Tensor]:
+    def _range(self, keys: Tensor, a: Tensor, r: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""The CSR row of each query: key base, start position and length in :obj:`keys`."""
         base = (a.long() * self.num_relations + r.long()).to(self.device) * self.num_entities
-        base = base.reshape(-1)
         start = torch.searchsorted(keys, base)
-        count = torch.searchsorted(keys, base + self.num_entities) - start
+        return base, start, torch.searchsorted(keys, base + self.num_entities) - start
+
+    def _neighbours(self, keys: Tensor, a: Tensor, r: Tensor) -> Tuple[Tensor, Tensor]:
+        base, start, count = self._range(keys, *torch.broadcast_tensors(a, r))
+        base, start, count = base.reshape(-1), start.reshape(-1), count.reshape(-1)
         query = torch.repeat_interleave(torch.arange(base.numel(), device=self.device), count)
         offset = torch.arange(query.numel(), device=self.device) - \
             torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
@@ -127,18 +131,12 @@ class KnownTriples:
     def count_tails(self, head: Tensor, rel: Tensor) -> Tensor:
         r"""Number of known tails of each query :math:`(h_i, r_i, ?)`."""
         self._check(head, rel, None)
-        base = (head.long() * self.num_relations + rel.long()).to(self.device) * \
-            self.num_entities
-        return torch.searchsorted(self.tail_keys, base + self.num_entities) - \
-            torch.searchsorted(self.tail_keys, base)
+        return self._range(self.tail_keys, head, rel)[2]
 
     def count_heads(self, rel: Tensor, tail: Tensor) -> Tensor:
         r"""Number of known heads of each query :math:`(?, r_i, t_i)`."""
         self._check(None, rel, tail)
-        base = (tail.long() * self.num_relations + rel.long()).to(self.device) * \
-            self.num_entities
-        return torch.searchsorted(self.head_keys, base + self.num_entities) - \
-            torch.searchsorted(self.head_keys, base)
+        return self._range(self.head_keys, tail, rel)[2]
 
     def filter_mask(self, head: Tensor, rel: Tensor, tail: Optional[Tensor] = None,
                     side: str = 'tail') -> Tensor:

@@ -213,6 +213,14 @@ def _first_index(mask: Tensor) -> int:
         int(i) for i in mask.nonzero()[0])
 
 
+def _check_bool_mask(m, size: int, what: str) -> Tensor:
+    if not isinstance(m, Tensor) or m.dtype != torch.bool or m.shape != (size, ):
+        raise ValueError(f"{what} must be a bool tensor of shape [{size}], got "
+                         f"{getattr(m, 'dtype', type(m).__name__)} "
+                         f"{tuple(getattr(m, 'shape', ()))}")
+    return m
+
+
 def _check_names(names, count: int, what: str):
     if not isinstance(names, (list, tuple)):
         raise ValueError(f"{what} must be a list of strings, got {type(names).__name__}")
@@ -291,20 +299,13 @@ def validate_mmkg(data: HeteroData) -> HeteroData:
         key = split_key(split)
         if key not in store:
             raise ValueError(f"The edge store has no '{key}'")
-        m = store[key]
-        if not isinstance(m, Tensor) or m.dtype != torch.bool or m.shape != (E, ):
-            raise ValueError(f"{key} must be a bool tensor of shape [{E}], got "
-                             f"{getattr(m, 'dtype', type(m).__name__)} "
-                             f"{tuple(getattr(m, 'shape', ()))}")
-        count += m.long()
+        count += _check_bool_mask(store[key], E, key).long()
     if (count > 1).any():
         raise ValueError(f"Triple {_first_index(count > 1)} belongs to more than one split")
     if (count == 0).any():
         raise ValueError(f"Triple {_first_index(count == 0)} belongs to no split")
     if 'val_clean_mask' in store:
-        m = store.val_clean_mask
-        if not isinstance(m, Tensor) or m.dtype != torch.bool or m.shape != (E, ):
-            raise ValueError(f"val_clean_mask must be a bool tensor of shape [{E}]")
+        m = _check_bool_mask(store.val_clean_mask, E, 'val_clean_mask')
         if (m & ~store.val_mask).any():
             raise ValueError(f"val_clean_mask marks triple {_first_index(m & ~store.val_mask)} "
                              f"which is not in the validation split")
@@ -340,11 +341,7 @@ def validate_mmkg(data: HeteroData) -> HeteroData:
                              f"row with the mask instead)")
         if mk not in ent:
             raise ValueError(f"Modality '{m}' has no availability mask data['{ENTITY}'].{mk}")
-        mask = ent[mk]
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (N, ):
-            raise ValueError(f"data['{ENTITY}'].{mk} must be a bool tensor of shape [{N}], got "
-                             f"{getattr(mask, 'dtype', type(mask).__name__)} "
-                             f"{tuple(getattr(mask, 'shape', ()))}")
+        mask = _check_bool_mask(ent[mk], N, f"data['{ENTITY}'].{mk}")
         empty = mask & ~(x != 0).any(dim=1)
         if empty.any():
             raise ValueError(f"data['{ENTITY}'].{mk} marks entity {_first_index(empty)} as "

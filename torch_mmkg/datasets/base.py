@@ -12,9 +12,11 @@ from torch_geometric.data import HeteroData, InMemoryDataset
 from torch_mmkg.data import (ENTITY, add_clean_val_split, build_mmkg, get_modalities,
                              load_tensor_file, split_issues, split_report, validate_mmkg,
                              warn_split_issues)
+from torch_mmkg.data.io import find_file
 from torch_mmkg.datasets.download import RawFile, fetch
 
 Features = Dict[str, Tuple[Tensor, Tensor]]
+AUTHOR_EXTS = ('.pth', '.pt', '.npy')
 
 #: The authors' feature-file suffixes (NATIVE / MoMoK releases) and our modality names.
 AUTHOR_SUFFIXES = {
@@ -189,10 +191,10 @@ class MMKGDataset(InMemoryDataset):
         out = {}
         for suffix, modality in AUTHOR_SUFFIXES.items():
             for folder in (self._root, osp.join(self._root, 'raw')):
-                for ext in ('.pth', '.pt', '.npy'):
-                    path = osp.join(folder, f'{self.author_name}-{suffix}{ext}')
-                    if osp.isfile(path) and modality not in out:
-                        out[modality] = path
+                path = find_file(folder, f'{self.author_name}-{suffix}', AUTHOR_EXTS)
+                if path is not None:
+                    out[modality] = path
+                    break
         return out
 
     def _load_author_features(self, num_entities: int) -> Features:
@@ -203,9 +205,8 @@ class MMKGDataset(InMemoryDataset):
                 raise ValueError(f"{path}: expected a [{num_entities}, F] feature tensor (one "
                                  f"row per entity), got shape {tuple(x.shape)}")
             x = x.float()
-            stem = osp.splitext(path)[0]
-            mask_path = next((stem + '-mask' + e for e in ('.pth', '.pt', '.npy')
-                              if osp.isfile(stem + '-mask' + e)), None)
+            stem = osp.splitext(osp.basename(path))[0]
+            mask_path = find_file(osp.dirname(path), stem + '-mask', AUTHOR_EXTS)
             if mask_path is not None:
                 mask = load_tensor_file(mask_path)
                 if mask.dtype != torch.bool or mask.shape != (num_entities, ):
