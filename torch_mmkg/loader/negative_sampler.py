@@ -1,0 +1,166 @@
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from torch_mmkg.data.known_triples import KnownTriples, _check_range
+
+
+class Negatives(NamedTuple):
+    r"""Negatives of a batch of :math:`B` positives: :obj:`index[b, k]` replaces the head of
+    positive :math:`b` if :obj:`corrupt_head[b]`, else its tail."""
+    index: Tensor  # [B, K] entity ids
+    corrupt_head: Tensor  # [B] bool
+
+
+def relation_head_probability(head: Tensor, rel: Tensor, tail: Tensor,
+                              num_relations: int) -> Tensor:
+    r"""The Bernoulli head-corruption probability of each relation from the `"Knowledge Graph
+    Embedding by Translating on Hyperplanes" <https://ojs.aaai.org/index.php/AAAI/article/
+    view/8870>`_ paper,
+
+    .. math::
+        p_r = \frac{\mathrm{tph}_r}{\mathrm{tph}_r + \mathrm{hpt}_r},
+
+    with :math:`\mathrm{tph}_r` the mean number of tails per head and :math:`\mathrm{hpt}_r`
+    the mean number of heads per tail of relation :math:`r` over the given (training)
+    triples. One-to-many relations thus corrupt the head more often, which makes false
+    negatives rarer. Relations without triples get :math:`p_r = 1/2`."""
+    R = int(num_relations)
+    triples = torch.stack([head, rel, tail]).long().unique(dim=1)
+    h, r, t = triples
+    n = torch.bincount(r, minlength=R).float()
+    heads = torch.bincount(torch.stack([h, r]).unique(dim=1)[1], minlength=R).float()
+    tails = torch.bincount(torch.stack([t, r]).unique(dim=1)[1], minlength=R).float()
+    tph = n / heads.clamp_min(1)
+    hpt = n / tails.clamp_min(1)
+    p = tph / (tph + hpt)
+    return torch.where(n > 0, p, torch.full_like(p, 0.5))
+
+
+class NegativeSampler:
+    r"""Draws :math:`K` corrupted triples per positive, on the device of the positives.
+
+    For each positive :math:`(h, r, t)` one side is chosen, the head with probability
+    :math:`1/2` (:obj:`strategy="uniform"`) or :math:`p_r` (:obj:`strategy="bernoulli"`, see
+    :func:`relation_head_probability`), and :math:`K` entities replace it.
+
+    Without :obj:`known`, the replacements are uniform over the :math:`N - 1` entities other
+    than the positive's own, so the positive is never drawn as its own negative. With
+    :obj:`known` (typically the training triples), they are uniform over the entities
+    :math:`e` with :math:`(h, r, e)` (resp. :math:`(e, r, t)`) *not* known, drawn exactly
+    without rejection: a uniform :math:`u \in [0, N - c)` (:math:`c` known answers) is mapped
+    to the :math:`u`-th entity outside the sorted known set, by one :func:`torch.searchsorted`
+    over the keys of :class:`~torch_mmkg.data.KnownTriples` shifted by their rank within their
+    query. A query whose every entity is a known answer has no true negative; it falls back
+    to the unfiltered draw.
+
+    Args:
+        num_entities (int): Number of entities :math:`N`.
+        num_negatives (int, optional): :math:`K`. (default: :obj:`1`)
+        strategy (str, optional): :obj:`"uniform"` or :obj:`"bernoulli"`.
+            (default: :obj:`"uniform"`)
+        known (KnownTriples, optional): Triples never returned as negatives.
+            (default: :obj:`None`)
+        head_probability (torch.Tensor, optional): Per-relation :math:`p_r` for
+            :obj:`"bernoulli"`; computed from :obj:`known` when omitted.
+        generator (torch.Generator, optional): Source of randomness (on the device of the
+            positives), for reproducible draws. (default: :obj:`None`)
+    """
+    def __init__(self, num_entities: int, num_negatives: int = 1, strategy: str = 'uniform',
+                 known: Optional[KnownTriples] = None,
+                 head_probability: Optional[Tensor] = None,
+                 generator: Optional[torch.Generator] = None):
+        if strategy not in ('uniform', 'bernoulli'):
+            raise ValueError(f"strategy must be 'uniform' or 'bernoulli', got {strategy!r}")
+        if num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+        if num_entities < 2:
+            raise ValueError("negative sampling needs at least two entities")
+        self.num_entities = int(num_entities)
+        self.num_negatives = int(num_negatives)
+        self.strategy = strategy
+        self.known = known
+        self.generator = generator
+        if known is not None and known.num_entities != self.num_entities:
+            raise ValueError(f"known triples index {known.num_entities} entities, the "
+                             f"sampler {self.num_entities}")
+        if strategy == 'bernoulli' and head_probability is None:
+            if known is None:
+                raise ValueError("strategy='bernoulli' needs head_probability or known")
+            R = known.num_relations
+            keys = known.tail_keys
+            ht, t = keys.div(known.num_entities, rounding_mode='floor'), keys % known.num_entities
+            head_probability = relation_head_probability(
+                ht.div(R, rounding_mode='floor'), ht % R, t, R)
+        self.head_probability = head_probability
+        # keys[p] - p is non-decreasing; within the run of a query it equals
+        # (base - start) + (e_j - j), the number of free entities below e_j shifted by a
+        # per-query constant, which is what the rejection-free draw counts against.
+        self._shifted = None
+        if known is not None:
+            self._shifted = tuple(k - torch.arange(k.numel(), device=k.device)
+                                  for k in (known.tail_keys, known.head_keys))
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_negatives={self.num_negatives}, '
+                f'strategy={self.strategy!r}, filtered={self.known is not None})')
+
+    def _rand(self, shape, device) -> Tensor:
+        return torch.rand(shape, device=device, generator=self.generator)
+
+    def _draw(self, a: Tensor, r: Tensor, exclude: Tensor, side: int) -> Tensor:
+        r"""Entities :math:`e` with :math:`(a, r, e)` unknown (side 0: tails) or
+        :math:`(e, r, a)` unknown (side 1: heads), :math:`K` per query, and never
+        :obj:`exclude` (the positive's own entity)."""
+        N, K = self.num_entities, self.num_negatives
+        u = self._rand((a.numel(), K), a.device)
+        if self.known is None:
+            x = (u * (N - 1)).long().clamp_max(N - 2)
+            return x + (x >= exclude[:, None]).long()
+        known = self.known
+        keys = known.tail_keys if side == 0 else known.head_keys
+        shifted = self._shifted[side].to(keys.device)
+        base, start, count = known._range(keys, a, r)
+        free = N - count
+        full = free <= 0  # no true negative: fall back to the unfiltered draw
+        x = (u * free.clamp_min(1)[:, None]).long()
+        x = torch.minimum(x, (free.clamp_min(1) - 1)[:, None])
+        # The x-th free entity is x + #{j : e_j - j <= x} over the sorted known answers e_j;
+        # all shifted keys before the run are <= the target and all after it are > it.
+        cnt = torch.searchsorted(shifted, (base - start)[:, None] + x, right=True) - \
+            start[:, None]
+        x = x + cnt.clamp(min=0).minimum(count[:, None])
+        if bool(full.any()):
+            y = (u[full] * (N - 1)).long().clamp_max(N - 2)
+            x[full] = y + (y >= exclude[full, None]).long()
+        return x
+
+    @torch.no_grad()
+    def __call__(self, head: Tensor, rel: Tensor, tail: Tensor) -> Negatives:
+        r"""Samples negatives for a batch of positives.
+
+        Shapes:
+            - **input:** :obj:`head`, :obj:`rel`, :obj:`tail` :math:`[B]`
+            - **output:** :class:`Negatives` with :obj:`index` :math:`[B, K]` and
+              :obj:`corrupt_head` :math:`[B]`
+        """
+        head, rel, tail = head.long(), rel.long(), tail.long()
+        _check_range('head', head, self.num_entities)
+        _check_range('tail', tail, self.num_entities)
+        if self.known is not None:
+            _check_range('rel', rel, self.known.num_relations)
+        B = head.numel()
+        if self.strategy == 'bernoulli':
+            p = self.head_probability.to(head.device)[rel]
+        else:
+            p = torch.full((B, ), 0.5, device=head.device)
+        corrupt_head = self._rand((B, ), head.device) < p
+        index = torch.empty(B, self.num_negatives, dtype=torch.long, device=head.device)
+        hs = corrupt_head.nonzero().view(-1)
+        ts = (~corrupt_head).nonzero().view(-1)
+        if ts.numel():
+            index[ts] = self._draw(head[ts], rel[ts], tail[ts], side=0)
+        if hs.numel():
+            index[hs] = self._draw(tail[hs], rel[hs], head[hs], side=1)
+        return Negatives(index, corrupt_head)

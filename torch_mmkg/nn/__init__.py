@@ -1,0 +1,44 @@
+r"""Models, interactions and losses of :mod:`torch_mmkg`."""
+from . import interactions, kernels, loss  # noqa: F401
+from .interactions import (Interaction, TransEInteraction, DistMultInteraction,
+                           ComplExInteraction, RotatEInteraction, PairREInteraction,
+                           TuckERInteraction)
+from .kge import (KGEModel, EmbeddingKGEModel, TransE, DistMult, ComplEx, RotatE, PairRE,
+                  TuckER)
+from .loss import (SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
+                   l2_regularization, n3_regularization)
+
+#: The models the command line and the trainer know by name.
+MODELS = {
+    'transe': TransE,
+    'distmult': DistMult,
+    'complex': ComplEx,
+    'rotate': RotatE,
+    'pairre': PairRE,
+    'tucker': TuckER,
+}
+
+__all__ = [
+    'Interaction',
+    'TransEInteraction',
+    'DistMultInteraction',
+    'ComplExInteraction',
+    'RotatEInteraction',
+    'PairREInteraction',
+    'TuckERInteraction',
+    'KGEModel',
+    'EmbeddingKGEModel',
+    'TransE',
+    'DistMult',
+    'ComplEx',
+    'RotatE',
+    'PairRE',
+    'TuckER',
+    'SelfAdversarialLoss',
+    'MarginRankingLoss',
+    'SoftplusLoss',
+    'BCELoss',
+    'l2_regularization',
+    'n3_regularization',
+    'MODELS',
+]

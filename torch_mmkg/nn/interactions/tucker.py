@@ -1,0 +1,80 @@
+import math
+
+import torch
+from torch import Tensor
+
+from .base import Interaction
+
+
+class TuckERInteraction(Interaction):
+    r"""The TuckER score function from the `"TuckER: Tensor Factorization for Knowledge Graph
+    Completion" <https://arxiv.org/abs/1901.09590>`_ paper
+
+    .. math::
+        f(\mathbf{h}, \mathbf{r}, \mathbf{t}) = \mathcal{W} \times_1 \mathbf{h} \times_2
+        \mathbf{r} \times_3 \mathbf{t} = \sum_{i,j,k} \mathcal{W}_{ijk}\, h_i\, r_j\, t_k,
+
+    with a learnable core tensor :math:`\mathcal{W} \in \mathbb{R}^{d_e \times d_r \times
+    d_e}`. As in the paper's code, batch normalisation and dropout can be applied to the query
+    entity (:obj:`bn0`, :obj:`input_dropout`) and to the contracted query vector
+    (:obj:`hidden_dropout1`, :obj:`bn1`, :obj:`hidden_dropout2`); with all of them off the
+    score is exactly the formula above. The query entity is the head for :meth:`forward` and
+    :meth:`score_tails`, and the tail for :meth:`score_heads`.
+
+    Args:
+        entity_dim (int): :math:`d_e`.
+        relation_dim (int): :math:`d_r`.
+        input_dropout (float, optional): (default: :obj:`0.0`)
+        hidden_dropout1 (float, optional): (default: :obj:`0.0`)
+        hidden_dropout2 (float, optional): (default: :obj:`0.0`)
+        batch_norm (bool, optional): Use the two batch norms. (default: :obj:`False`)
+    """
+    def __init__(self, entity_dim: int, relation_dim: int, input_dropout: float = 0.0,
+                 hidden_dropout1: float = 0.0, hidden_dropout2: float = 0.0,
+                 batch_norm: bool = False):
+        super().__init__()
+        self.entity_dim, self.relation_dim = entity_dim, relation_dim
+        self.core = torch.nn.Parameter(torch.empty(entity_dim, relation_dim, entity_dim))
+        self.input_dropout = torch.nn.Dropout(input_dropout)
+        self.hidden_dropout1 = torch.nn.Dropout(hidden_dropout1)
+        self.hidden_dropout2 = torch.nn.Dropout(hidden_dropout2)
+        self.bn0 = torch.nn.BatchNorm1d(entity_dim) if batch_norm else torch.nn.Identity()
+        self.bn1 = torch.nn.BatchNorm1d(entity_dim) if batch_norm else torch.nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        bound = 1.0 / math.sqrt(self.entity_dim)
+        torch.nn.init.uniform_(self.core, -bound, bound)
+        for bn in (self.bn0, self.bn1):
+            if hasattr(bn, 'reset_parameters'):
+                bn.reset_parameters()
+
+    def _norm(self, bn, x: Tensor) -> Tensor:
+        if isinstance(bn, torch.nn.Identity):
+            return x
+        shape = x.shape
+        return bn(x.reshape(-1, shape[-1])).view(shape)
+
+    def query(self, e: Tensor, r: Tensor, head_side: bool = False) -> Tensor:
+        r"""The contracted query :math:`\mathcal{W} \times_1 \mathbf{h} \times_2 \mathbf{r}`
+        (or :math:`\mathcal{W} \times_2 \mathbf{r} \times_3 \mathbf{t}` for
+        :obj:`head_side=True`), of width :math:`d_e`."""
+        e = self.input_dropout(self._norm(self.bn0, e))
+        w = torch.einsum('...j,ijk->...ik', r, self.core)  # [*, d_e, d_e]
+        x = (torch.einsum('...k,...ik->...i', e, w) if head_side else
+             torch.einsum('...i,...ik->...k', e, w))
+        return self.hidden_dropout2(self._norm(self.bn1, self.hidden_dropout1(x)))
+
+    def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        lead = torch.broadcast_shapes(h.shape[:-1], r.shape[:-1])
+        q = self.query(h.expand(*lead, h.size(-1)), r.expand(*lead, r.size(-1)))
+        return (q * t).sum(dim=-1)
+
+    def score_tails(self, h: Tensor, r: Tensor, t_all: Tensor) -> Tensor:
+        return self.query(h, r) @ t_all.t()
+
+    def score_heads(self, h_all: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        return self.query(t, r, head_side=True) @ h_all.t()
+
+    def extra_repr(self) -> str:
+        return f'entity_dim={self.entity_dim}, relation_dim={self.relation_dim}'

@@ -1,0 +1,293 @@
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from torch_mmkg.data.known_triples import KnownTriples
+from torch_mmkg.loader import (Negatives, NegativeSampler, OneToNLoader, TripleLoader,
+                               relation_head_probability)
+from torch_mmkg.nn.interactions import Interaction
+from torch_mmkg.nn.kernels import compiled_forward
+from torch_mmkg.nn.loss import BCELoss, KGELoss, l2_regularization, n3_regularization
+
+
+class KGEModel(torch.nn.Module):
+    r"""The base class of all :mod:`torch_mmkg` models: PyG's
+    :class:`torch_geometric.nn.kge.KGEModel` surface (:meth:`forward`, :meth:`loss`,
+    :meth:`loader`, :meth:`random_sample`, :meth:`test`) over a composition of an entity and
+    relation *representation* and an :class:`~torch_mmkg.nn.interactions.Interaction`, plus
+    what PyG lacks:
+
+    * :meth:`score_tails` and :meth:`score_heads` score a batch of queries against all
+      entities as :obj:`[B, N]` matrices, with the all-entity representation computed once
+      per evaluation pass (:meth:`prepare_scoring`);
+    * :meth:`loss` takes :math:`K` negatives per positive (from :meth:`loader`), uniform or
+      Bernoulli, optionally filtered, and any :mod:`~torch_mmkg.nn.loss`; 1-N training with
+      inverse relations goes through :meth:`loss_1n` and :meth:`loader_1n`;
+    * :meth:`test` is the filtered, both-sided protocol of the papers.
+
+    Subclasses implement :meth:`entity` and :meth:`relation` (multi-modal models fuse their
+    modalities there, and may override the scoring methods when fusion depends on the query).
+
+    Args:
+        num_nodes (int): The number of entities :math:`N`.
+        num_relations (int): The number of relations :math:`R`.
+        hidden_channels (int): The embedding size :math:`d`.
+        interaction (Interaction): The score function.
+        loss (torch.nn.Module): The training loss (a
+            :class:`~torch_mmkg.nn.loss.KGELoss` for negative sampling or a
+            :class:`~torch_mmkg.nn.loss.BCELoss` for 1-N training).
+        inverse_relations (bool, optional): Learn :math:`2R` relations, the second half
+            being inverses, and predict heads as tails of the inverse relation.
+            (default: :obj:`False`)
+        regularization (str, optional): :obj:`None`, :obj:`"l2"` or :obj:`"n3"` penalty on
+            the representations of each batch. (default: :obj:`None`)
+        regularization_weight (float, optional): Its weight. (default: :obj:`0.0`)
+    """
+    #: Whether the default training regime is 1-N scoring (else negative sampling).
+    one_to_n: bool = False
+
+    def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
+                 interaction: Interaction, loss: torch.nn.Module,
+                 inverse_relations: bool = False, regularization: Optional[str] = None,
+                 regularization_weight: float = 0.0):
+        super().__init__()
+        if num_nodes < 1 or num_relations < 1 or hidden_channels < 1:
+            raise ValueError(f"num_nodes, num_relations and hidden_channels must be positive, "
+                             f"got {num_nodes}, {num_relations}, {hidden_channels}")
+        if regularization not in (None, 'l2', 'n3'):
+            raise ValueError(f"regularization must be None, 'l2' or 'n3', got "
+                             f"{regularization!r}")
+        self.num_nodes = int(num_nodes)
+        self.num_relations = int(num_relations)
+        self.hidden_channels = int(hidden_channels)
+        self.inverse_relations = bool(inverse_relations)
+        self.interaction = interaction
+        self.loss_fn = loss
+        self.regularization = regularization
+        self.regularization_weight = float(regularization_weight)
+
+    @property
+    def num_relation_embeddings(self) -> int:
+        r"""Rows of the relation table: :math:`2R` with inverse relations, else :math:`R`."""
+        return 2 * self.num_relations if self.inverse_relations else self.num_relations
+
+    def reset_parameters(self):
+        r"""Resets all learnable parameters of the module."""
+        raise NotImplementedError
+
+    # Representations ##########################################################################
+
+    def entity(self, index: Optional[Tensor] = None) -> Tensor:
+        r"""Entity representations :math:`[*, D_e]` of :obj:`index` (all entities if
+        :obj:`None`)."""
+        raise NotImplementedError
+
+    def relation(self, rel_type: Tensor) -> Tensor:
+        r"""Relation representations :math:`[*, D_r]`."""
+        raise NotImplementedError
+
+    def prepare_scoring(self) -> Any:
+        r"""What :meth:`score_tails`/:meth:`score_heads` need for all entities, computed
+        once per evaluation pass (by default the :obj:`[N, D_e]` entity representations)."""
+        return self.entity(None)
+
+    # Scoring ##################################################################################
+
+    def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
+        r"""Returns the scores of the given triples (broadcasting their shapes).
+
+        Args:
+            head_index (torch.Tensor): The head indices.
+            rel_type (torch.Tensor): The relation type.
+            tail_index (torch.Tensor): The tail indices.
+        """
+        return self.interaction(self.entity(head_index), self.relation(rel_type),
+                                self.entity(tail_index))
+
+    def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
+        r"""Scores :math:`(h_b, r_b, e)` for every entity :math:`e`, as a :obj:`[B, N]`
+        matrix; :obj:`cache` is the output of :meth:`prepare_scoring` (computed if
+        :obj:`None`)."""
+        cache = self.prepare_scoring() if cache is None else cache
+        return self.interaction.score_tails(self.entity(head_index), self.relation(rel_type),
+                                            cache)
+
+    def score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
+        r"""Scores :math:`(e, r_b, t_b)` for every entity :math:`e`, as a :obj:`[B, N]`
+        matrix. With inverse relations this is :math:`(t_b, r_b + R, e)`."""
+        if self.inverse_relations:
+            return self.score_tails(tail_index, rel_type + self.num_relations, cache)
+        cache = self.prepare_scoring() if cache is None else cache
+        return self.interaction.score_heads(cache, self.relation(rel_type),
+                                            self.entity(tail_index))
+
+    def score_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                        negatives: Negatives) -> Tuple[Tensor, Tensor]:
+        r"""Scores of the positives :obj:`[B]` and their negatives :obj:`[B, K]`; each
+        positive's query representation is computed once and broadcast against its
+        :math:`K` candidates."""
+        h, r, t = self.entity(head_index), self.relation(rel_type), self.entity(tail_index)
+        pos = self.interaction(h, r, t)
+        index, ch = negatives.index, negatives.corrupt_head
+        ts, hs = (~ch).nonzero().view(-1), ch.nonzero().view(-1)
+        score = compiled_forward(self.interaction, h, index.numel() * h.size(-1))
+        parts, cands = [], []
+        if ts.numel():  # (h, r, e) for the K candidate tails e of each positive
+            cands.append(self.entity(index[ts]))
+            parts.append(score(h[ts, None], r[ts, None], cands[-1]))
+        if hs.numel():  # (e, r, t) for the K candidate heads
+            cands.append(self.entity(index[hs]))
+            parts.append(score(cands[-1], r[hs, None], t[hs, None]))
+        neg = torch.empty_like(index, dtype=pos.dtype)
+        neg[torch.cat([ts, hs])] = torch.cat(parts)
+        self._reg_inputs = (h, r, t, *cands)
+        return pos, neg
+
+    def penalty(self, *representations: Tensor) -> Tensor:
+        r"""The configured regularisation of the given representations."""
+        if not self.regularization or not self.regularization_weight:
+            return representations[0].new_zeros(())
+        if self.regularization == 'l2':
+            return l2_regularization(*representations, weight=self.regularization_weight)
+        return n3_regularization(*representations, weight=self.regularization_weight,
+                                 complex_=self.interaction.entity_width(2) == 4)
+
+    # Training #################################################################################
+
+    def loss(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+             negatives: Optional[Negatives] = None) -> Tensor:
+        r"""Returns the loss of a batch of positives and their negatives.
+
+        Without :obj:`negatives` one uniform negative per positive is drawn, as PyG does.
+
+        Args:
+            head_index (torch.Tensor): The head indices.
+            rel_type (torch.Tensor): The relation type.
+            tail_index (torch.Tensor): The tail indices.
+            negatives (Negatives, optional): From :meth:`loader` or a
+                :class:`~torch_mmkg.loader.NegativeSampler`. (default: :obj:`None`)
+        """
+        if not isinstance(self.loss_fn, KGELoss):
+            raise RuntimeError(f"{self.__class__.__name__} is trained 1-N with "
+                               f"{self.loss_fn.__class__.__name__}; use loss_1n()/loader_1n()")
+        if negatives is None:
+            negatives = NegativeSampler(self.num_nodes)(head_index, rel_type, tail_index)
+        pos, neg = self.score_negatives(head_index, rel_type, tail_index, negatives)
+        loss = self.loss_fn(pos, neg)
+        reg = self.penalty(*self._reg_inputs)
+        self._reg_inputs = None
+        return loss + reg
+
+    def loss_1n(self, entity_index: Tensor, rel_type: Tensor, target: Tensor) -> Tensor:
+        r"""The 1-N loss of queries :math:`(e, r, ?)` against their :obj:`[B, N]` targets
+        (relation ids in :math:`[0, 2R)` with inverse relations)."""
+        loss_fn = self.loss_fn if isinstance(self.loss_fn, BCELoss) else BCELoss(0.0)
+        e, r = self.entity(entity_index), self.relation(rel_type)
+        logits = self.interaction.score_tails(e, r, self.prepare_scoring())
+        return loss_fn(logits, target) + self.penalty(e, r)
+
+    def loader(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+               num_negatives: int = 0, strategy: str = 'uniform',
+               known: Optional[KnownTriples] = None,
+               generator: Optional[torch.Generator] = None, **kwargs) -> TripleLoader:
+        r"""Returns a mini-batch loader over the given triples.
+
+        Args:
+            head_index (torch.Tensor): The head indices.
+            rel_type (torch.Tensor): The relation type.
+            tail_index (torch.Tensor): The tail indices.
+            num_negatives (int, optional): Negatives per positive :math:`K`; with :obj:`0`
+                the loader yields :obj:`(head, rel, tail)` like PyG's. (default: :obj:`0`)
+            strategy (str, optional): :obj:`"uniform"` or :obj:`"bernoulli"`.
+            known (KnownTriples, optional): Filter these from the negatives.
+            generator (torch.Generator, optional): Randomness of shuffling and sampling.
+            **kwargs: :obj:`batch_size`, :obj:`shuffle`, :obj:`drop_last`.
+        """
+        sampler = None
+        if num_negatives:
+            sampler = NegativeSampler(
+                self.num_nodes, num_negatives, strategy, known,
+                self._head_probability(strategy, head_index, rel_type, tail_index), generator)
+        return TripleLoader(head_index, rel_type, tail_index, sampler=sampler,
+                            generator=generator, **kwargs)
+
+    def _head_probability(self, strategy, head_index, rel_type, tail_index):
+        if strategy != 'bernoulli':
+            return None
+        return relation_head_probability(head_index, rel_type, tail_index, self.num_relations)
+
+    def loader_1n(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                  **kwargs) -> OneToNLoader:
+        r"""Returns a 1-N loader of :math:`(e, r, ?)` queries (with inverse queries when the
+        model has inverse relations)."""
+        return OneToNLoader(head_index, rel_type, tail_index, self.num_nodes,
+                            self.num_relations, self.inverse_relations, **kwargs)
+
+    @torch.no_grad()
+    def random_sample(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                      num_negatives: int = 1, strategy: str = 'uniform',
+                      known: Optional[KnownTriples] = None,
+                      generator: Optional[torch.Generator] = None
+                      ) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""Randomly samples negative triples by replacing either the head or the tail (but
+        not both) of each positive, :obj:`num_negatives` times; PyG's signature, returning
+        flat :math:`[B \cdot K]` tensors ordered positive by positive.
+
+        Args:
+            head_index (torch.Tensor): The head indices.
+            rel_type (torch.Tensor): The relation type.
+            tail_index (torch.Tensor): The tail indices.
+            num_negatives (int, optional): :math:`K`. (default: :obj:`1`)
+            strategy (str, optional): :obj:`"uniform"` or :obj:`"bernoulli"`.
+            known (KnownTriples, optional): Never return these triples.
+            generator (torch.Generator, optional): Source of randomness.
+        """
+        neg = NegativeSampler(
+            self.num_nodes, num_negatives, strategy, known,
+            self._head_probability(strategy, head_index, rel_type, tail_index),
+            generator)(head_index, rel_type, tail_index)
+        K = num_negatives
+        h = head_index[:, None].expand(-1, K).clone()
+        t = tail_index[:, None].expand(-1, K).clone()
+        ch = neg.corrupt_head[:, None].expand(-1, K)
+        h[ch] = neg.index[ch]
+        t[~ch] = neg.index[~ch]
+        return h.reshape(-1), rel_type[:, None].expand(-1, K).reshape(-1), t.reshape(-1)
+
+    # Evaluation ###############################################################################
+
+    @torch.no_grad()
+    def test(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+             batch_size: int = 256, k: int = 10, log: bool = True,
+             known: Optional[KnownTriples] = None, side: str = 'both',
+             rank: str = 'realistic') -> Tuple[float, float, float]:
+        r"""Evaluates the model by the 1-based mean rank, the MRR and Hits@:math:`k` over
+        all entities, filtered against :obj:`known` (pass train + valid + test, e.g.
+        :meth:`KnownTriples.from_data(data, 'all') <torch_mmkg.data.KnownTriples.from_data>`,
+        for the standard protocol; :obj:`None` gives raw ranks), both sides by default. For
+        the full report use :class:`~torch_mmkg.evaluation.RankingEvaluator`.
+
+        Args:
+            head_index (torch.Tensor): The head indices.
+            rel_type (torch.Tensor): The relation type.
+            tail_index (torch.Tensor): The tail indices.
+            batch_size (int, optional): Queries per batch. (default: :obj:`256`)
+            k (int, optional): The :math:`k` in Hits@:math:`k`. (default: :obj:`10`)
+            log (bool, optional): Show a progress bar. (default: :obj:`True`)
+            known (KnownTriples, optional): The filter. (default: :obj:`None`)
+            side (str, optional): :obj:`"head"`, :obj:`"tail"` or :obj:`"both"`.
+            rank (str, optional): :obj:`"realistic"`, :obj:`"optimistic"` or
+                :obj:`"pessimistic"`. (default: :obj:`"realistic"`)
+        """
+        from torch_mmkg.evaluation import RankingEvaluator
+        sides = ('head', 'tail') if side == 'both' else (side, )
+        result = RankingEvaluator(known, batch_size, sides, ks=(k, ), progress=log).evaluate(
+            self, head_index, rel_type, tail_index)
+        m = result.metrics(rank, side)
+        return m['mr'], m['mrr'], m[f'hits@{k}']
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_nodes}, '
+                f'num_relations={self.num_relations}, '
+                f'hidden_channels={self.hidden_channels})')

@@ -1,0 +1,48 @@
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.nn import Embedding
+
+from torch_mmkg.nn.interactions import Interaction
+from .base import KGEModel
+
+
+class EmbeddingKGEModel(KGEModel):
+    r"""A structural model: one learnable embedding per entity (:obj:`node_emb`) and per
+    relation (:obj:`rel_emb`, :math:`2R` rows with inverse relations), as in PyG, fed to an
+    interaction. The widths come from the interaction (e.g. :math:`2d` for complex
+    entities). Subclasses set the initialisation in :meth:`reset_parameters`.
+
+    Args:
+        num_nodes (int): The number of entities.
+        num_relations (int): The number of relations.
+        hidden_channels (int): The embedding size :math:`d`.
+        interaction (Interaction): The score function.
+        loss (torch.nn.Module): The training loss.
+        sparse (bool, optional): Sparse embedding gradients. (default: :obj:`False`)
+        **kwargs: :obj:`inverse_relations`, :obj:`regularization`,
+            :obj:`regularization_weight` of :class:`KGEModel`.
+    """
+    def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
+                 interaction: Interaction, loss: torch.nn.Module, sparse: bool = False,
+                 **kwargs):
+        super().__init__(num_nodes, num_relations, hidden_channels, interaction, loss,
+                         **kwargs)
+        self.node_emb = Embedding(num_nodes, interaction.entity_width(hidden_channels),
+                                  sparse=sparse)
+        self.rel_emb = Embedding(self.num_relation_embeddings,
+                                 interaction.relation_width(hidden_channels), sparse=sparse)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        torch.nn.init.xavier_uniform_(self.node_emb.weight)
+        torch.nn.init.xavier_uniform_(self.rel_emb.weight)
+        if hasattr(self.interaction, 'reset_parameters'):
+            self.interaction.reset_parameters()
+
+    def entity(self, index: Optional[Tensor] = None) -> Tensor:
+        return self.node_emb.weight if index is None else self.node_emb(index)
+
+    def relation(self, rel_type: Tensor) -> Tensor:
+        return self.rel_emb(rel_type)

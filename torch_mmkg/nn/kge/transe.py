@@ -1,0 +1,49 @@
+import torch
+
+from torch_mmkg.nn.interactions import TransEInteraction
+from torch_mmkg.nn.loss import SelfAdversarialLoss
+from .embedding import EmbeddingKGEModel
+
+
+class TransE(EmbeddingKGEModel):
+    r"""The TransE model from the `"Translating Embeddings for Modeling Multi-relational
+    Data" <https://proceedings.neurips.cc/paper/2013/file/
+    1cecc7a77928ca8133fa24680a88d2f9-Paper.pdf>`_ paper
+
+    .. math::
+        f(h, r, t) = \gamma - \| \mathbf{e}_h + \mathbf{r}_r - \mathbf{e}_t \|_p,
+
+    trained, as in the RotatE code base whose TransE rows the multi-modal papers report, with
+    the self-adversarial loss and embeddings initialised uniformly in
+    :math:`\pm(\gamma + \epsilon)/d`. Pass :obj:`loss=MarginRankingLoss(1.0)` and
+    :obj:`margin=0` for the original margin-ranking setup.
+
+    Args:
+        num_nodes (int): The number of entities.
+        num_relations (int): The number of relations.
+        hidden_channels (int): The embedding size :math:`d`.
+        margin (float, optional): :math:`\gamma`. (default: :obj:`9.0`)
+        p_norm (float, optional): :math:`p`. (default: :obj:`1.0`)
+        epsilon (float, optional): :math:`\epsilon` of the initialisation range.
+            (default: :obj:`2.0`)
+        adversarial_temperature (float, optional): Of the default loss.
+            (default: :obj:`1.0`)
+        loss (torch.nn.Module, optional): Replaces the default loss.
+        **kwargs: Of :class:`~torch_mmkg.nn.KGEModel`.
+
+    Shapes:
+        - **input:** head, relation and tail indices of any broadcastable shapes
+        - **output:** scores of the broadcast shape
+    """
+    def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
+                 margin: float = 9.0, p_norm: float = 1.0, epsilon: float = 2.0,
+                 adversarial_temperature: float = 1.0, loss=None, **kwargs):
+        self.epsilon = float(epsilon)
+        super().__init__(num_nodes, num_relations, hidden_channels,
+                         TransEInteraction(p_norm, margin),
+                         loss or SelfAdversarialLoss(adversarial_temperature), **kwargs)
+
+    def reset_parameters(self):
+        bound = (max(self.interaction.margin, 1.0) + self.epsilon) / self.hidden_channels
+        torch.nn.init.uniform_(self.node_emb.weight, -bound, bound)
+        torch.nn.init.uniform_(self.rel_emb.weight, -bound, bound)

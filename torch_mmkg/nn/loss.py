@@ -1,0 +1,165 @@
+r"""Training losses and regularisers of knowledge graph embedding models.
+
+Negative-sampling losses take the scores of the positives :obj:`pos` (shape :obj:`[B]`) and
+of their negatives :obj:`neg` (shape :obj:`[B, K]`); higher scores mean more plausible.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    'KGELoss',
+    'SelfAdversarialLoss',
+    'MarginRankingLoss',
+    'SoftplusLoss',
+    'BCELoss',
+    'l2_regularization',
+    'n3_regularization',
+    'LOSSES',
+]
+
+
+def _check(pos: Tensor, neg: Tensor):
+    if neg.dim() != 2 or pos.shape != neg.shape[:1]:
+        raise ValueError(f"expected pos [B] and neg [B, K] scores, got {tuple(pos.shape)} "
+                         f"and {tuple(neg.shape)}")
+
+
+class KGELoss(torch.nn.Module):
+    r"""Base class of the negative-sampling losses :math:`\mathcal{L}(s^+, s^-)`."""
+    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class SelfAdversarialLoss(KGELoss):
+    r"""The self-adversarial negative-sampling loss from the `"RotatE: Knowledge Graph
+    Embedding by Relational Rotation in Complex Space" <https://arxiv.org/abs/1902.10197>`_
+    paper (Eq. 5)
+
+    .. math::
+        \mathcal{L} = \frac{1}{2}\Big(-\log\sigma(s^+) - \sum_{i=1}^{K}
+        p_i \log\sigma(-s^-_i)\Big), \qquad
+        p_i = \frac{\exp(\alpha\, s^-_i)}{\sum_j \exp(\alpha\, s^-_j)},
+
+    averaged over the batch, where the scores :math:`s = \gamma - d(\mathbf{h},\mathbf{r},
+    \mathbf{t})` already contain the margin and the weights :math:`p_i` are constants (no
+    gradient flows through them). With :obj:`temperature=0` all negatives weigh
+    :math:`1/K` (plain negative sampling).
+
+    Args:
+        temperature (float, optional): The sampling temperature :math:`\alpha`.
+            (default: :obj:`1.0`)
+    """
+    def __init__(self, temperature: float = 1.0):
+        super().__init__()
+        self.temperature = float(temperature)
+
+    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
+        _check(pos, neg)
+        weight = torch.softmax(self.temperature * neg.detach(), dim=-1)
+        neg_loss = -(weight * F.logsigmoid(-neg)).sum(dim=-1)
+        return 0.5 * (-F.logsigmoid(pos) + neg_loss).mean()
+
+    def extra_repr(self) -> str:
+        return f'temperature={self.temperature}'
+
+
+class MarginRankingLoss(KGELoss):
+    r"""The pairwise margin ranking loss of TransE
+
+    .. math::
+        \mathcal{L} = \frac{1}{BK}\sum_{b,i} \max\big(0,\ \lambda - s^+_b + s^-_{b,i}\big).
+
+    Args:
+        margin (float, optional): The margin :math:`\lambda`. (default: :obj:`1.0`)
+    """
+    def __init__(self, margin: float = 1.0):
+        super().__init__()
+        self.margin = float(margin)
+
+    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
+        _check(pos, neg)
+        return F.relu(self.margin - pos[:, None] + neg).mean()
+
+    def extra_repr(self) -> str:
+        return f'margin={self.margin}'
+
+
+class SoftplusLoss(KGELoss):
+    r"""The logistic (softplus) loss of DistMult/ComplEx
+
+    .. math::
+        \mathcal{L} = \frac{1}{2}\Big(\frac{1}{B}\sum_b \log(1 + e^{-s^+_b}) +
+        \frac{1}{BK}\sum_{b,i} \log(1 + e^{s^-_{b,i}})\Big).
+    """
+    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
+        _check(pos, neg)
+        return 0.5 * (F.softplus(-pos).mean() + F.softplus(neg).mean())
+
+
+class BCELoss(torch.nn.Module):
+    r"""Binary cross-entropy for 1-N scoring with label smoothing (TuckER, MoMoK)
+
+    .. math::
+        \mathcal{L} = -\frac{1}{BN}\sum_{b,n} \Big(\tilde{y}_{bn}\log\sigma(s_{bn}) +
+        (1 - \tilde{y}_{bn})\log(1 - \sigma(s_{bn}))\Big), \qquad
+        \tilde{y} = (1 - \epsilon)\, y + \frac{1}{N},
+
+    the smoothing of TuckER's and MoMoK's code (:math:`\epsilon` = :obj:`label_smoothing`).
+
+    Args:
+        label_smoothing (float, optional): :math:`\epsilon`. (default: :obj:`0.1`)
+
+    Shapes:
+        - **input:** logits :math:`[B, N]`, targets :math:`[B, N]` (0/1 or bool)
+        - **output:** scalar
+    """
+    def __init__(self, label_smoothing: float = 0.1):
+        super().__init__()
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if logits.shape != target.shape:
+            raise ValueError(f"logits {tuple(logits.shape)} and targets "
+                             f"{tuple(target.shape)} differ in shape")
+        target = target.to(logits.dtype)
+        if self.label_smoothing:
+            target = (1.0 - self.label_smoothing) * target + 1.0 / target.size(-1)
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    def extra_repr(self) -> str:
+        return f'label_smoothing={self.label_smoothing}'
+
+
+def l2_regularization(*tensors: Tensor, weight: float = 1.0) -> Tensor:
+    r"""The squared :math:`L_2` penalty :math:`\lambda \sum_x \mathrm{mean}(x^2)` over the
+    given embedding tensors (the mean keeps it independent of the batch size)."""
+    return weight * sum(x.pow(2).mean() for x in tensors)
+
+
+def n3_regularization(*tensors: Tensor, weight: float = 1.0,
+                      complex_: Optional[bool] = True) -> Tensor:
+    r"""The weighted nuclear 3-norm from the `"Canonical Tensor Decomposition for Knowledge
+    Base Completion" <https://arxiv.org/abs/1806.07297>`_ paper,
+    :math:`\lambda \frac{1}{B}\sum_x \sum_k |x_k|^3`, with :math:`|x_k|` the modulus of
+    complex coordinate :math:`k` (real and imaginary halves) when :obj:`complex_` is set,
+    else the absolute value."""
+    total = 0.0
+    for x in tensors:
+        if complex_:
+            re, im = x.chunk(2, dim=-1)
+            mod = torch.sqrt(re**2 + im**2)
+        else:
+            mod = x.abs()
+        total = total + mod.pow(3).sum(dim=-1).mean()
+    return weight * total
+
+
+LOSSES = {
+    'self_adversarial': SelfAdversarialLoss,
+    'margin': MarginRankingLoss,
+    'softplus': SoftplusLoss,
+    'bce': BCELoss,
+}

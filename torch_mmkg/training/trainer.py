@@ -1,0 +1,298 @@
+import copy
+import json
+import math
+import os
+import os.path as osp
+import random
+import resource
+import statistics
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
+
+from torch_mmkg.data.known_triples import KnownTriples
+from torch_mmkg.data.mmkg import ENTITY, get_triples
+from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
+                                   relation_categories)
+from torch_mmkg.loader import NegativeSampler, relation_head_probability
+from .config import TrainConfig
+
+
+def resolve_device(device: str = 'auto') -> torch.device:
+    r"""CUDA when available for :obj:`"auto"`, else the named device."""
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    return torch.device(device)
+
+
+def seed_everything(seed: int):
+    r"""Seeds Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _peak_memory(device: torch.device) -> Dict[str, Optional[int]]:
+    out = {'cpu_max_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if device.type == 'cuda':
+        out['cuda_max_allocated_bytes'] = torch.cuda.max_memory_allocated(device)
+    return out
+
+
+class NonFiniteLossError(FloatingPointError):
+    r"""Raised when a training loss becomes NaN or infinite."""
+
+
+class Trainer:
+    r"""Trains a :class:`~torch_mmkg.nn.KGEModel` on a :mod:`torch_mmkg` graph and
+    evaluates it under the filtered, both-sided protocol.
+
+    * negative sampling (:math:`K` negatives per positive, uniform or Bernoulli, optionally
+      filtered) or 1-N training with inverse relations, per the model or :obj:`regime`;
+    * validation every :obj:`eval_every` epochs on the cleaned validation split; the best
+      model by validation MRR is kept (the test split never selects anything), with optional
+      early stopping (:obj:`patience`) and a wall-clock budget (:obj:`max_minutes`);
+    * checkpoints every :obj:`checkpoint_every` epochs holding the model, optimiser, best
+      model, history and every random state, so that :meth:`fit` with :obj:`resume=True`
+      continues exactly as if never interrupted (bit-identical on CPU);
+    * a NaN/Inf loss stops training with :class:`NonFiniteLossError` naming the epoch and
+      batch;
+    * the results (config, history, validation and test metrics with per-side, per-category
+      and per-completeness breakdowns, timings, peak memory) are returned and written to
+      :obj:`out_dir/results.json`.
+
+    Args:
+        model (KGEModel): The model (moved to the configured device).
+        data (HeteroData): The graph, with train/val/test masks.
+        config (TrainConfig, optional): The options. (default: :obj:`TrainConfig()`)
+        out_dir (str, optional): Where checkpoints, the best model and results go.
+            (default: :obj:`None`: nothing is written)
+    """
+    def __init__(self, model, data: HeteroData, config: Optional[TrainConfig] = None,
+                 out_dir: Optional[str] = None):
+        self.config = config or TrainConfig()
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        self.model = model.to(self.device)
+        self.data = data
+        self.out_dir = out_dir
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+        N, R = data[ENTITY].num_nodes, data.num_relations
+        if model.num_nodes != N or model.num_relations != R:
+            raise ValueError(f"the model has {model.num_nodes} entities and "
+                             f"{model.num_relations} relations, the data {N} and {R}")
+        self.train_triples = [x.to(self.device) for x in get_triples(data, 'train')]
+        self.val_triples = get_triples(data, cfg.val_split)
+        self.test_triples = get_triples(data, 'test')
+        self.known = KnownTriples.from_data(data, 'all').to(self.device)
+        self.categories = relation_categories(*get_triples(data, 'all'), R)
+        self.entity_complete = entity_completeness(data)
+        self.one_to_n = (cfg.regime == '1-n') if cfg.regime else model.one_to_n
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg.seed)
+        self.optimizer = self._make_optimizer()
+        self.loader = self._make_loader()
+        self.evaluator = RankingEvaluator(self.known, cfg.eval_batch_size,
+                                          progress=cfg.progress)
+        self.state: Dict[str, Any] = {'epoch': 0, 'best_epoch': 0, 'best_metric': -math.inf,
+                                      'bad_evals': 0, 'history': [], 'train_seconds': 0.0}
+        self.best_state = copy.deepcopy(self.model.state_dict())
+
+    # Building blocks ##########################################################################
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        cls = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW,
+               'adagrad': torch.optim.Adagrad, 'sgd': torch.optim.SGD}[cfg.optimizer]
+        return cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _make_loader(self):
+        cfg, model = self.config, self.model
+        h, r, t = self.train_triples
+        if self.one_to_n:
+            return model.loader_1n(h, r, t, batch_size=cfg.batch_size, shuffle=True,
+                                   generator=self.generator)
+        known = None
+        if cfg.filter_negatives:
+            known = KnownTriples(h, r, t, model.num_nodes, model.num_relations)
+        hp = (relation_head_probability(h, r, t, model.num_relations)
+              if cfg.sampling == 'bernoulli' else None)
+        sampler = NegativeSampler(model.num_nodes, cfg.num_negatives, cfg.sampling, known, hp,
+                                  self.generator)
+        from torch_mmkg.loader import TripleLoader
+        return TripleLoader(h, r, t, batch_size=cfg.batch_size, shuffle=True, sampler=sampler,
+                            generator=self.generator)
+
+    # Checkpoints ##############################################################################
+
+    def _rng_state(self) -> Dict[str, Any]:
+        out = {'generator': self.generator.get_state(), 'torch': torch.get_rng_state(),
+               'numpy': np.random.get_state(), 'python': random.getstate()}
+        if torch.cuda.is_available():
+            out['cuda'] = torch.cuda.get_rng_state_all()
+        return out
+
+    def _set_rng_state(self, s: Dict[str, Any]):
+        self.generator.set_state(s['generator'])
+        torch.set_rng_state(s['torch'])
+        np.random.set_state(s['numpy'])
+        random.setstate(s['python'])
+        if 'cuda' in s and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(s['cuda'])
+
+    @property
+    def checkpoint_path(self) -> Optional[str]:
+        return osp.join(self.out_dir, 'checkpoint.pt') if self.out_dir else None
+
+    def save_checkpoint(self, path: Optional[str] = None):
+        r"""Writes everything needed to resume (atomically: a crash never leaves a torn
+        file)."""
+        path = path or self.checkpoint_path
+        if path is None:
+            raise ValueError("no out_dir configured and no checkpoint path given")
+        ckpt = {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
+                'best_state': self.best_state, 'state': self.state, 'rng': self._rng_state(),
+                'config': self.config.to_dict()}
+        tmp = path + '.tmp'
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: Optional[str] = None):
+        r"""Restores a checkpoint written by :meth:`save_checkpoint`."""
+        path = path or self.checkpoint_path
+        if path is None or not osp.exists(path):
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt['model'])
+        self.optimizer.load_state_dict(ckpt['optimizer'])
+        self.best_state = ckpt['best_state']
+        self.state = ckpt['state']
+        self._set_rng_state(ckpt['rng'])
+
+    # Loops ####################################################################################
+
+    def train_epoch(self, epoch: int) -> float:
+        r"""One pass over the training triples; returns the mean batch loss."""
+        model, cfg = self.model, self.config
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(self.loader, desc=f'Epoch {epoch:03d}', leave=False,
+                   disable=not cfg.progress)
+        for i, batch in enumerate(bar):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = model.loss_1n(*batch) if self.one_to_n else model.loss(*batch)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"the training loss became {float(loss)} at epoch {epoch}, batch {i + 1} "
+                    f"of {len(self.loader)}; lower the learning rate (now {cfg.lr}), enable "
+                    f"grad_clip, or check the input features for NaN/Inf")
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            total += float(loss.detach())
+            count += 1
+        return total / max(count, 1)
+
+    def evaluate(self, split: str = 'test', model_state: Optional[Dict] = None):
+        r"""Ranks the triples of :obj:`split` (:obj:`"val"`, :obj:`"val_clean"`,
+        :obj:`"test"`), optionally with another model state, and returns the
+        :class:`~torch_mmkg.evaluation.RankingResult`."""
+        triples = {'test': self.test_triples, self.config.val_split: self.val_triples}.get(
+            split) or get_triples(self.data, split)
+        if model_state is None:
+            return self.evaluator.evaluate(self.model, *triples)
+        current = copy.deepcopy(self.model.state_dict())
+        self.model.load_state_dict(model_state)
+        try:
+            return self.evaluator.evaluate(self.model, *triples)
+        finally:
+            self.model.load_state_dict(current)
+
+    def fit(self, resume: bool = False, stop_after_epoch: Optional[int] = None
+            ) -> Dict[str, Any]:
+        r"""Trains, selects on validation, tests the selected model and returns the results.
+
+        Args:
+            resume (bool, optional): Continue from :obj:`out_dir/checkpoint.pt`.
+                (default: :obj:`False`)
+            stop_after_epoch (int, optional): Return after this epoch without testing,
+                as an interruption would (for tests and schedulers). (default: :obj:`None`)
+        """
+        cfg = self.config
+        if resume:
+            self.load_checkpoint()
+        start_time = time.perf_counter()
+        budget = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
+        stop_reason = 'epochs'
+        epoch_times: List[float] = [h['seconds'] for h in self.state['history']
+                                    if 'seconds' in h]
+        while self.state['epoch'] < cfg.epochs:
+            epoch = self.state['epoch'] + 1
+            t0 = time.perf_counter()
+            loss = self.train_epoch(epoch)
+            seconds = time.perf_counter() - t0
+            self.state['train_seconds'] += seconds
+            epoch_times.append(seconds)
+            self.state['epoch'] = epoch
+            record = {'epoch': epoch, 'loss': loss, 'seconds': seconds,
+                      'elapsed_train_seconds': self.state['train_seconds']}
+            out_of_time = budget is not None and time.perf_counter() - start_time >= budget
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time:
+                res = self.evaluate(cfg.val_split)
+                val = res.metrics('realistic', 'both')
+                record['val'] = val
+                record['val_seconds'] = res.seconds
+                if val[cfg.metric] > self.state['best_metric']:
+                    self.state.update(best_metric=val[cfg.metric], best_epoch=epoch,
+                                      bad_evals=0)
+                    self.best_state = copy.deepcopy(self.model.state_dict())
+                else:
+                    self.state['bad_evals'] += 1
+                if cfg.progress:
+                    tqdm.write(f"epoch {epoch:4d}  loss {loss:.4f}  val mrr {val['mrr']:.4f}  "
+                               f"hits@10 {val['hits@10']:.4f}  ({res.seconds:.1f}s)")
+            self.state['history'].append(record)
+            if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0 and self.out_dir:
+                self.save_checkpoint()
+            if cfg.patience and self.state['bad_evals'] >= cfg.patience:
+                stop_reason = 'early_stopping'
+                break
+            if out_of_time:
+                stop_reason = 'time_budget'
+                break
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                return {'interrupted_at_epoch': epoch}
+        return self.finish(stop_reason, epoch_times)
+
+    def finish(self, stop_reason: str, epoch_times: List[float]) -> Dict[str, Any]:
+        r"""Loads the selected model, tests it and writes the results."""
+        self.model.load_state_dict(self.best_state)
+        results: Dict[str, Any] = {
+            'model': self.model.__class__.__name__,
+            'model_repr': repr(self.model),
+            'num_parameters': sum(p.numel() for p in self.model.parameters()),
+            'config': self.config.to_dict(),
+            'device': str(self.device),
+            'stop_reason': stop_reason,
+            'epochs_trained': self.state['epoch'],
+            'best_epoch': self.state['best_epoch'],
+            'best_val': {self.config.metric: self.state['best_metric']},
+            'seconds_per_epoch_median': statistics.median(epoch_times) if epoch_times else None,
+            'train_seconds': self.state['train_seconds'],
+            'history': self.state['history'],
+        }
+        if self.config.test:
+            res = self.evaluate('test')
+            results['test'] = res.to_dict(self.categories, self.entity_complete)
+        results['peak_memory'] = _peak_memory(self.device)
+        if self.out_dir:
+            torch.save(self.best_state, osp.join(self.out_dir, 'best_model.pt'))
+            with open(osp.join(self.out_dir, 'results.json'), 'w') as f:
+                json.dump(results, f, indent=2, default=float)
+        return results
