@@ -15,7 +15,8 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from torch_mmkg.data.known_triples import KnownTriples
-from torch_mmkg.data.mmkg import ENTITY, get_triples
+from torch_mmkg.data.mmkg import ENTITY, REL, get_triples, split_key
+from torch_mmkg.data.split import clean_val_mask
 from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
                                    relation_categories)
 from torch_mmkg.loader import NegativeSampler, relation_head_probability
@@ -86,6 +87,10 @@ class Trainer:
         if model.num_nodes != N or model.num_relations != R:
             raise ValueError(f"the model has {model.num_nodes} entities and "
                              f"{model.num_relations} relations, the data {N} and {R}")
+        if cfg.val_split == 'val_clean' and split_key('val_clean') not in data[REL]:
+            data = copy.copy(data)
+            data[REL][split_key('val_clean')] = clean_val_mask(data)
+            self.data = data
         self.train_triples = [x.to(self.device) for x in get_triples(data, 'train')]
         self.val_triples = get_triples(data, cfg.val_split)
         self.test_triples = get_triples(data, 'test')
@@ -188,7 +193,7 @@ class Trainer:
             loss = model.loss_1n(*batch) if self.one_to_n else model.loss(*batch)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"the training loss became {float(loss)} at epoch {epoch}, batch {i + 1} "
+                    f"the training loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1} "
                     f"of {len(self.loader)}; lower the learning rate (now {cfg.lr}), enable "
                     f"grad_clip, or check the input features for NaN/Inf")
             loss.backward()

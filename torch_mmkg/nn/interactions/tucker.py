@@ -49,6 +49,12 @@ class TuckERInteraction(Interaction):
             if hasattr(bn, 'reset_parameters'):
                 bn.reset_parameters()
 
+    def entity_width(self, dim: int) -> int:
+        return self.entity_dim
+
+    def relation_width(self, dim: int) -> int:
+        return self.relation_dim
+
     def _norm(self, bn, x: Tensor) -> Tensor:
         if isinstance(bn, torch.nn.Identity):
             return x

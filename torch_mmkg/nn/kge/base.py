@@ -126,22 +126,30 @@ class KGEModel(torch.nn.Module):
                         negatives: Negatives) -> Tuple[Tensor, Tensor]:
         r"""Scores of the positives :obj:`[B]` and their negatives :obj:`[B, K]`; each
         positive's query representation is computed once and broadcast against its
-        :math:`K` candidates."""
+        :math:`K` candidates. With inverse relations, head corruptions are scored as
+        :meth:`score_heads` scores them, as tails of the inverse relation: the positive as
+        :math:`(t, r + R, h)` and its negatives as :math:`(t, r + R, e)`."""
         h, r, t = self.entity(head_index), self.relation(rel_type), self.entity(tail_index)
         pos = self.interaction(h, r, t)
         index, ch = negatives.index, negatives.corrupt_head
         ts, hs = (~ch).nonzero().view(-1), ch.nonzero().view(-1)
         score = compiled_forward(self.interaction, h, index.numel() * h.size(-1))
-        parts, cands = [], []
+        parts, cands, extra = [], [], []
         if ts.numel():  # (h, r, e) for the K candidate tails e of each positive
             cands.append(self.entity(index[ts]))
             parts.append(score(h[ts, None], r[ts, None], cands[-1]))
-        if hs.numel():  # (e, r, t) for the K candidate heads
+        if hs.numel() and self.inverse_relations:  # (t, r + R, e) for the K candidate heads
+            r_inv = self.relation(rel_type[hs] + self.num_relations)
+            extra.append(r_inv)
+            pos = pos.index_put((hs, ), self.interaction(t[hs], r_inv, h[hs]))
+            cands.append(self.entity(index[hs]))
+            parts.append(score(t[hs, None], r_inv[:, None], cands[-1]))
+        elif hs.numel():  # (e, r, t) for the K candidate heads
             cands.append(self.entity(index[hs]))
             parts.append(score(cands[-1], r[hs, None], t[hs, None]))
         neg = torch.empty_like(index, dtype=pos.dtype)
         neg[torch.cat([ts, hs])] = torch.cat(parts)
-        self._reg_inputs = (h, r, t, *cands)
+        self._reg_inputs = (h, r, t, *extra, *cands)
         return pos, neg
 
     def penalty(self, *representations: Tensor) -> Tensor:

@@ -40,7 +40,6 @@ class TuckER(EmbeddingKGEModel):
         self.relation_channels = relation_channels or hidden_channels
         interaction = TuckERInteraction(hidden_channels, self.relation_channels, input_dropout,
                                         hidden_dropout1, hidden_dropout2, batch_norm)
-        interaction.relation_width = lambda dim: self.relation_channels
         super().__init__(num_nodes, num_relations, hidden_channels, interaction,
                          loss or BCELoss(label_smoothing), inverse_relations=inverse_relations,
                          **kwargs)
