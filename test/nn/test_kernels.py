@@ -6,7 +6,7 @@ import torch
 import torch_mmkg.nn.kernels as kernels
 from torch_mmkg.nn import RotatEInteraction
 from torch_mmkg.nn.kernels import (compiled_forward, complex_modulus_sum, lp_distance,
-                                   set_compile)
+                                   rank_counts, set_compile)
 from torch_mmkg.testing import onlyFullTest
 
 DTYPE = torch.float64
@@ -159,9 +159,15 @@ def test_compiled_kernels_match_eager(monkeypatch):
             out_complex = complex_modulus_sum(*args)
             out_l1 = lp_distance(q, e, 1.0)
             out_module = compiled_forward(module, h, 10**9)(h, r, t)
+            scores = torch.randint(0, 3, (9, 11)).float()
+            scores[2, 4] = float('nan')
+            out_ranks = rank_counts(scores, scores[:, 0])
         assert not kernels._failed
     finally:
         set_compile('auto')
     assert torch.allclose(out_complex, naive_complex_modulus_sum(*args), atol=1e-4)
     assert torch.allclose(out_l1, naive_lp(q, e, 1), atol=1e-4)
     assert torch.allclose(out_module, module(h, r, t), atol=1e-4)
+    ref = kernels._rank_counts_eager(scores, scores[:, 0])
+    assert all(torch.equal(a, b) for a, b in zip(out_ranks, ref))
+    assert int(out_ranks[2][2]) == 1

@@ -3,6 +3,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from torch_mmkg.nn.kernels import rank_counts
+
 RANK_TYPES = ('realistic', 'optimistic', 'pessimistic')
 
 
@@ -21,8 +23,10 @@ def filtered_ranks(scores: Tensor, target: Tensor, filter_query: Optional[Tensor
 
     and the realistic rank (the expected rank under random tie-breaking) is their mean.
     Filtered pairs are given as parallel index tensors (:obj:`filter_query[k]`,
-    :obj:`filter_entity[k]`), so the filter costs its own size, never a dense
-    batch × all-triples comparison. :obj:`scores` is overwritten (filtered entries become NaN).
+    :obj:`filter_entity[k]`; repeats are ignored), so the filter costs its own size, never a
+    dense batch × all-triples comparison: the counts over all entities come from one pass over
+    the score matrix (:func:`~torch_mmkg.nn.kernels.rank_counts`) and the filtered entities'
+    contributions are subtracted. NaN scores raise a :class:`ValueError`.
 
     Shapes:
         - **input:** :obj:`scores` :math:`[B, N]`, :obj:`target` :math:`[B]`
@@ -31,18 +35,28 @@ def filtered_ranks(scores: Tensor, target: Tensor, filter_query: Optional[Tensor
     if scores.dim() != 2 or target.shape != scores.shape[:1]:
         raise ValueError(f"expected scores [B, N] and target [B], got {tuple(scores.shape)} "
                          f"and {tuple(target.shape)}")
-    if bool(torch.isnan(scores).any()):
-        b = int(torch.isnan(scores).any(dim=1).nonzero()[0, 0])
+    B = scores.size(0)
+    true = scores[torch.arange(B, device=scores.device), target]
+    # One pass over all entities counts the better and the tied-or-better ones ...
+    greater, greater_equal, nans = rank_counts(scores, true)
+    if bool((nans > 0).any()):
+        b = int((nans > 0).nonzero()[0, 0])
         raise ValueError(f"the model returned NaN scores (first in query {b} of the batch)")
-    arange = torch.arange(scores.size(0), device=scores.device)
-    true = scores[arange, target].clone()
-    if filter_query is not None:
-        scores[filter_query, filter_entity] = float('nan')  # NaN never compares true
-    scores[arange, target] = float('nan')
-    true = true[:, None]
-    optimistic = 1 + (scores > true).sum(dim=1)
-    pessimistic = 1 + (scores >= true).sum(dim=1)
-    return optimistic, pessimistic
+    greater_equal = greater_equal - 1  # the target itself
+    # ... and the filtered entities (other than the target) are taken out again, at the cost
+    # of the filter's size.
+    if filter_query is not None and filter_query.numel():
+        N = scores.size(1)
+        key = torch.unique(filter_query.long() * N + filter_entity.long())  # drop repeats
+        fq, fe = key.div(N, rounding_mode='floor'), key % N
+        keep = fe != target[fq]
+        fq, fe = fq[keep], fe[keep]
+        fs, ft = scores[fq, fe], true[fq]
+        greater = greater - torch.bincount(fq, weights=(fs > ft).double(),
+                                           minlength=B).long()
+        greater_equal = greater_equal - torch.bincount(fq, weights=(fs >= ft).double(),
+                                                       minlength=B).long()
+    return 1 + greater, 1 + greater_equal
 
 
 def realistic(optimistic: Tensor, pessimistic: Tensor) -> Tensor:

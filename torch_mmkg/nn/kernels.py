@@ -22,7 +22,8 @@ from typing import Callable, Dict, Optional
 import torch
 from torch import Tensor
 
-__all__ = ['set_compile', 'compiled_forward', 'complex_modulus_sum', 'lp_distance']
+__all__ = ['set_compile', 'compiled_forward', 'complex_modulus_sum', 'lp_distance',
+           'rank_counts']
 
 AUTO_COMPILE_ELEMENTS = 2**28
 #: Element operations of one training scoring call above which it is compiled on CPU.
@@ -89,12 +90,21 @@ def _l1_eager(q: Tensor, e: Tensor) -> Tensor:
     return (q[:, None] - e[None]).abs().sum(-1)
 
 
-_EAGER = {'complex': _complex_modulus_sum_eager, 'l1': _l1_eager}
+def _rank_counts_eager(scores: Tensor, true: Tensor):
+    t = true[:, None]
+    return (scores > t).sum(1), (scores >= t).sum(1), torch.isnan(scores).sum(1)
 
 
-def _kernel(name: str, x: Tensor, work: int) -> Callable:
+_EAGER = {'complex': _complex_modulus_sum_eager, 'l1': _l1_eager,
+          'ranks': _rank_counts_eager}
+#: Score-matrix entries above which :func:`rank_counts` is compiled on CPU.
+AUTO_COMPILE_RANK_ELEMENTS = 2**22
+
+
+def _kernel(name: str, x: Tensor, work: int,
+            threshold: int = AUTO_COMPILE_ELEMENTS) -> Callable:
     global _failed
-    if not _want_compile(x, work):
+    if not _want_compile(x, work, threshold):
         return _EAGER[name]
     if name not in _compiled:
         _compiled[name] = torch.compile(_EAGER[name], dynamic=True)
@@ -146,6 +156,18 @@ def complex_modulus_sum(q_re: Tensor, q_im: Tensor, e_re: Tensor, e_im: Tensor) 
     fn = _kernel('complex', q_re, B * N * d)
     out = q_re.new_empty(B, N)
     return _tiled(fn, (q_re, q_im), (e_re, e_im), out, d, fn is not _EAGER['complex'])
+
+
+def rank_counts(scores: Tensor, true: Tensor):
+    r"""Per row :math:`b` of a score matrix, the number of entries greater than
+    :obj:`true[b]`, greater or equal, and NaN, in one fused pass when compiled.
+
+    Shapes:
+        - **input:** :obj:`scores` :math:`[B, N]`, :obj:`true` :math:`[B]`
+        - **output:** three :math:`[B]` long tensors
+    """
+    fn = _kernel('ranks', scores, scores.numel(), AUTO_COMPILE_RANK_ELEMENTS)
+    return fn(scores, true)
 
 
 def lp_distance(q: Tensor, e: Tensor, p: float) -> Tensor:

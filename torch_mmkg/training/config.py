@@ -22,7 +22,8 @@ class TrainConfig:
             (default: :obj:`False`)
         eval_every (int): Validate every this many epochs (and after the last).
             (default: :obj:`10`)
-        eval_batch_size (int): Queries per evaluation batch. (default: :obj:`256`)
+        eval_batch_size (int, optional): Queries per evaluation batch (:obj:`None`: sized
+            to the number of entities). (default: :obj:`None`)
         val_split (str): :obj:`"val_clean"` (validation minus triples leaked from train,
             see :func:`~torch_mmkg.data.clean_val_mask`) or :obj:`"val"`.
             (default: :obj:`"val_clean"`)
@@ -53,7 +54,7 @@ class TrainConfig:
     sampling: str = 'uniform'
     filter_negatives: bool = False
     eval_every: int = 10
-    eval_batch_size: int = 256
+    eval_batch_size: Optional[int] = None
     val_split: str = 'val_clean'
     metric: str = 'mrr'
     patience: Optional[int] = None

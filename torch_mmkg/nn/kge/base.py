@@ -267,7 +267,7 @@ class KGEModel(torch.nn.Module):
 
     @torch.no_grad()
     def test(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
-             batch_size: int = 256, k: int = 10, log: bool = True,
+             batch_size: Optional[int] = None, k: int = 10, log: bool = True,
              known: Optional[KnownTriples] = None, side: str = 'both',
              rank: str = 'realistic') -> Tuple[float, float, float]:
         r"""Evaluates the model by the 1-based mean rank, the MRR and Hits@:math:`k` over
@@ -280,7 +280,8 @@ class KGEModel(torch.nn.Module):
             head_index (torch.Tensor): The head indices.
             rel_type (torch.Tensor): The relation type.
             tail_index (torch.Tensor): The tail indices.
-            batch_size (int, optional): Queries per batch. (default: :obj:`256`)
+            batch_size (int, optional): Queries per batch (:obj:`None`: sized to the number
+                of entities, see :class:`~torch_mmkg.evaluation.RankingEvaluator`).
             k (int, optional): The :math:`k` in Hits@:math:`k`. (default: :obj:`10`)
             log (bool, optional): Show a progress bar. (default: :obj:`True`)
             known (KnownTriples, optional): The filter. (default: :obj:`None`)
