@@ -2,6 +2,7 @@ r"""The multi-modal KG data model: layout, builders, readers, validator, known-t
 from .mmkg import (ENTITY, REL, SPLITS, feature_key, mask_key, split_key, build_mmkg,
                    get_triples, get_modalities, modality_features, validate_mmkg)
 from .known_triples import KnownTriples
+from .statistics import relation_cardinality
 from .io import (read_openke_dict, read_openke_triples, read_labelled_triples, collect_names,
                  load_tensor_file)
 from .split import (split_report, split_issues, clean_val_mask, add_clean_val_split,
@@ -20,6 +21,7 @@ __all__ = [
     'modality_features',
     'validate_mmkg',
     'KnownTriples',
+    'relation_cardinality',
     'read_openke_dict',
     'read_openke_triples',
     'read_labelled_triples',

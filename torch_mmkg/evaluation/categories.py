@@ -1,7 +1,8 @@
 from typing import List
 
-import torch
 from torch import Tensor
+
+from torch_mmkg.data.statistics import relation_cardinality
 
 #: Relation category names, indexed by the ids :func:`relation_categories` returns.
 CATEGORIES: List[str] = ['1-1', '1-N', 'N-1', 'N-N']
@@ -35,14 +36,7 @@ def relation_categories(head: Tensor, rel: Tensor, tail: Tensor, num_relations: 
         A :obj:`[R]` long tensor of ids into :data:`CATEGORIES` (relations without triples
         are 1-1).
     """
-    R = int(num_relations)
-    triples = torch.stack([head, rel, tail]).long().unique(dim=1)
-    h, r, t = triples
-    n = torch.bincount(r, minlength=R).double()
-    heads = torch.bincount(torch.stack([h, r]).unique(dim=1)[1], minlength=R).double()
-    tails = torch.bincount(torch.stack([t, r]).unique(dim=1)[1], minlength=R).double()
-    tph = n / heads.clamp_min(1)
-    hpt = n / tails.clamp_min(1)
+    _, tph, hpt = relation_cardinality(head, rel, tail, num_relations)
     many_tails = tph >= threshold
     many_heads = hpt >= threshold
     return (many_tails.long() + 2 * many_heads.long()).to(rel.device)

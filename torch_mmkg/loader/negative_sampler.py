@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 
 from torch_mmkg.data.known_triples import KnownTriples, _check_range
+from torch_mmkg.data.statistics import relation_cardinality
 
 
 class Negatives(NamedTuple):
@@ -26,15 +27,8 @@ def relation_head_probability(head: Tensor, rel: Tensor, tail: Tensor,
     the mean number of heads per tail of relation :math:`r` over the given (training)
     triples. One-to-many relations thus corrupt the head more often, which makes false
     negatives rarer. Relations without triples get :math:`p_r = 1/2`."""
-    R = int(num_relations)
-    triples = torch.stack([head, rel, tail]).long().unique(dim=1)
-    h, r, t = triples
-    n = torch.bincount(r, minlength=R).float()
-    heads = torch.bincount(torch.stack([h, r]).unique(dim=1)[1], minlength=R).float()
-    tails = torch.bincount(torch.stack([t, r]).unique(dim=1)[1], minlength=R).float()
-    tph = n / heads.clamp_min(1)
-    hpt = n / tails.clamp_min(1)
-    p = tph / (tph + hpt)
+    n, tph, hpt = relation_cardinality(head, rel, tail, num_relations)
+    p = (tph / (tph + hpt).clamp_min(1e-12)).float()
     return torch.where(n > 0, p, torch.full_like(p, 0.5))
 
 

@@ -67,16 +67,21 @@ def compiled_forward(module: torch.nn.Module, x: Tensor, work: int) -> Callable:
     if fn is None:
         fn = torch.compile(module.forward, dynamic=True)
         _compiled_modules[module] = fn
+    return _with_fallback(fn, module, module.__class__.__name__)
 
+
+def _with_fallback(compiled: Callable, eager: Callable, name: str) -> Callable:
+    r"""Runs :obj:`compiled`; if compilation fails (no C++ compiler, an unsupported
+    platform), warns once, disables compilation and runs :obj:`eager` instead."""
     def run(*args):
         global _failed
         try:
-            return fn(*args)
+            return compiled(*args)
         except Exception as e:  # pragma: no cover - depends on the toolchain
             _failed = True
-            warnings.warn(f"torch.compile of {module.__class__.__name__} failed "
-                          f"({type(e).__name__}: {e}); falling back to eager", RuntimeWarning)
-            return module(*args)
+            warnings.warn(f"torch.compile of {name} failed ({type(e).__name__}: {e}); "
+                          f"falling back to eager", RuntimeWarning)
+            return eager(*args)
     return run
 
 
@@ -103,23 +108,11 @@ AUTO_COMPILE_RANK_ELEMENTS = 2**22
 
 def _kernel(name: str, x: Tensor, work: int,
             threshold: int = AUTO_COMPILE_ELEMENTS) -> Callable:
-    global _failed
     if not _want_compile(x, work, threshold):
         return _EAGER[name]
     if name not in _compiled:
         _compiled[name] = torch.compile(_EAGER[name], dynamic=True)
-    compiled = _compiled[name]
-
-    def run(*args):
-        global _failed
-        try:
-            return compiled(*args)
-        except Exception as e:  # pragma: no cover - depends on the toolchain
-            _failed = True
-            warnings.warn(f"torch.compile of the {name} kernel failed ({type(e).__name__}: "
-                          f"{e}); falling back to the eager kernel", RuntimeWarning)
-            return _EAGER[name](*args)
-    return run
+    return _with_fallback(_compiled[name], _EAGER[name], f'the {name} kernel')
 
 
 def _tiled(fn: Callable, queries, entities, out: Tensor, d: int, fused: bool) -> Tensor:

@@ -1,5 +1,4 @@
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor
