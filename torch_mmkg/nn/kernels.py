@@ -22,12 +22,12 @@ from typing import Callable, Dict, Optional
 import torch
 from torch import Tensor
 
-__all__ = ['set_compile', 'compiled_forward', 'complex_modulus_sum', 'lp_distance',
-           'rank_counts']
+__all__ = ['set_compile', 'compiled_forward', 'complex_modulus_sum', 'gather_modulus_sum',
+           'lp_distance', 'rank_counts']
 
 AUTO_COMPILE_ELEMENTS = 2**28
 #: Element operations of one training scoring call above which it is compiled on CPU.
-AUTO_COMPILE_TRAIN_ELEMENTS = 2**24
+AUTO_COMPILE_TRAIN_ELEMENTS = 2**22
 _MAX_ELEMENTS = 2**24  # element budget of one eager tile ([b, n, d] intermediates)
 
 _mode: Optional[str] = None
@@ -161,6 +161,69 @@ def rank_counts(scores: Tensor, true: Tensor):
     """
     fn = _kernel('ranks', scores, scores.numel(), AUTO_COMPILE_RANK_ELEMENTS)
     return fn(scores, true)
+
+
+def _gather_modulus_sum(q_re: Tensor, q_im: Tensor, table: Tensor, index: Tensor) -> Tensor:
+    d = q_re.size(-1)
+    c = table[index]
+    return torch.sqrt((q_re[:, None] - c[..., :d])**2 +
+                      (q_im[:, None] - c[..., d:])**2).sum(-1)
+
+
+def _gather_modulus_sum_grad(g: Tensor, q_re: Tensor, q_im: Tensor, table: Tensor,
+                             index: Tensor) -> Tensor:
+    # d/dc |q - c| = -(q - c) / |q - c| (0 where q = c); returned as +g (q - c) / |q - c|.
+    d = q_re.size(-1)
+    c = table[index]
+    dr, di = q_re[:, None] - c[..., :d], q_im[:, None] - c[..., d:]
+    m = torch.sqrt(dr * dr + di * di)
+    w = torch.where(m > 0, g[..., None] / m, torch.zeros_like(m))
+    return torch.cat([w * dr, w * di], dim=-1)
+
+
+class _GatherModulusSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q_re, q_im, table, index):
+        ctx.save_for_backward(q_re, q_im, table, index)
+        return _fused('gather_fwd', _gather_modulus_sum)(q_re, q_im, table, index)
+
+    @staticmethod
+    def backward(ctx, g):
+        q_re, q_im, table, index = ctx.saved_tensors
+        grad_c = _fused('gather_bwd', _gather_modulus_sum_grad)(g.contiguous(), q_re, q_im,
+                                                                table, index)
+        grad_q = grad_c.sum(dim=1)
+        d = q_re.size(-1)
+        grad_table = torch.zeros_like(table).index_add_(
+            0, index.reshape(-1), grad_c.reshape(-1, table.size(-1)), alpha=-1.0)
+        return grad_q[:, :d], grad_q[:, d:], grad_table, None
+
+
+def _fused(name: str, eager: Callable) -> Callable:
+    if name not in _compiled:
+        _compiled[name] = torch.compile(eager, dynamic=True)
+    return _with_fallback(_compiled[name], eager, f'the {name} kernel')
+
+
+def gather_modulus_sum(q_re: Tensor, q_im: Tensor, table: Tensor, index: Tensor) -> Tensor:
+    r"""Sums of complex moduli between each query and its own candidates,
+
+    .. math::
+        \mathbf{D}_{b k} = \sum_{j=1}^{d} |q_{b j} - e_{\mathrm{index}[b, k],\, j}|,
+
+    reading the candidates straight from :obj:`table` (real parts, then imaginary parts):
+    when compiled, the forward pass never materialises the :math:`[B, K, 2d]` candidates and
+    the backward pass writes them once, for one :func:`~torch.Tensor.index_add_` into the
+    table's gradient. Differentiable in :obj:`q_re`, :obj:`q_im` and :obj:`table`.
+
+    Shapes:
+        - **input:** :obj:`q_re`, :obj:`q_im` :math:`[B, d]`, :obj:`table` :math:`[N, 2d]`,
+          :obj:`index` :math:`[B, K]`
+        - **output:** :math:`[B, K]`
+    """
+    if _want_compile(q_re, index.numel() * q_re.size(-1), AUTO_COMPILE_TRAIN_ELEMENTS):
+        return _GatherModulusSum.apply(q_re, q_im, table, index)
+    return _gather_modulus_sum(q_re, q_im, table, index)
 
 
 def lp_distance(q: Tensor, e: Tensor, p: float) -> Tensor:

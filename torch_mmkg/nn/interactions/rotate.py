@@ -1,7 +1,9 @@
+from typing import Union
+
 import torch
 from torch import Tensor
 
-from torch_mmkg.nn.kernels import complex_modulus_sum
+from torch_mmkg.nn.kernels import complex_modulus_sum, gather_modulus_sum
 from .base import Interaction, split_complex
 
 
@@ -31,10 +33,15 @@ class RotatEInteraction(Interaction):
         self.margin = float(margin)
 
     @staticmethod
-    def rotate(x: Tensor, phase: Tensor, conjugate: bool = False):
+    def rotate(x: Tensor, phase: Tensor, conjugate: Union[bool, Tensor] = False):
+        r"""Real and imaginary parts of :math:`x \odot e^{i\theta}` (of
+        :math:`x \odot e^{-i\theta}` where :obj:`conjugate`, a bool or a per-row bool
+        tensor)."""
         re, im = split_complex(x)
         cos, sin = torch.cos(phase), torch.sin(phase)
-        if conjugate:
+        if isinstance(conjugate, Tensor):
+            sin = torch.where(conjugate[..., None], -sin, sin)
+        elif conjugate:
             sin = -sin
         return re * cos - im * sin, re * sin + im * cos
 
@@ -54,6 +61,25 @@ class RotatEInteraction(Interaction):
         e_re, e_im = split_complex(h_all)
         return self.margin - complex_modulus_sum(q_re.contiguous(), q_im.contiguous(),
                                                  e_re.contiguous(), e_im.contiguous())
+
+    def score_candidates(self, anchor: Tensor, r: Tensor, table: Tensor, index: Tensor,
+                         corrupt_head: Union[bool, Tensor] = False) -> Tensor:
+        r"""Scores of :math:`(a_b, \theta_b, e)` for the candidate tails
+        :math:`e = \mathrm{index}[b, k]` (or of :math:`(e, \theta_b, a_b)` for candidate heads
+        where :obj:`corrupt_head`, a bool or a :obj:`[B]` bool tensor, using
+        :math:`|e\, e^{i\theta} - a| = |e - a\, e^{-i\theta}|`), read from the entity
+        :obj:`table` by the fused
+        :func:`~torch_mmkg.nn.kernels.gather_modulus_sum`; equal to :meth:`forward` on the
+        gathered candidates.
+
+        Shapes:
+            - **input:** :obj:`anchor` :math:`[B, 2d]`, :obj:`r` :math:`[B, d]`,
+              :obj:`table` :math:`[N, 2d]`, :obj:`index` :math:`[B, K]`
+            - **output:** :math:`[B, K]`
+        """
+        q_re, q_im = self.rotate(anchor, r, conjugate=corrupt_head)
+        return self.margin - gather_modulus_sum(q_re.contiguous(), q_im.contiguous(), table,
+                                                index)
 
     def extra_repr(self) -> str:
         return f'margin={self.margin}'

@@ -133,24 +133,40 @@ class KGEModel(torch.nn.Module):
         pos = self.interaction(h, r, t)
         index, ch = negatives.index, negatives.corrupt_head
         ts, hs = (~ch).nonzero().view(-1), ch.nonzero().view(-1)
-        score = compiled_forward(self.interaction, h, index.numel() * h.size(-1))
-        parts, cands, extra = [], [], []
+        parts, reg = [], [h, r, t]
         if ts.numel():  # (h, r, e) for the K candidate tails e of each positive
-            cands.append(self.entity(index[ts]))
-            parts.append(score(h[ts, None], r[ts, None], cands[-1]))
+            parts.append(self.candidate_scores(h[ts], r[ts], index[ts], False, reg))
         if hs.numel() and self.inverse_relations:  # (t, r + R, e) for the K candidate heads
             r_inv = self.relation(rel_type[hs] + self.num_relations)
-            extra.append(r_inv)
+            reg.append(r_inv)
             pos = pos.index_put((hs, ), self.interaction(t[hs], r_inv, h[hs]))
-            cands.append(self.entity(index[hs]))
-            parts.append(score(t[hs, None], r_inv[:, None], cands[-1]))
+            parts.append(self.candidate_scores(t[hs], r_inv, index[hs], False, reg))
         elif hs.numel():  # (e, r, t) for the K candidate heads
-            cands.append(self.entity(index[hs]))
-            parts.append(score(cands[-1], r[hs, None], t[hs, None]))
+            parts.append(self.candidate_scores(t[hs], r[hs], index[hs], True, reg))
         neg = torch.empty_like(index, dtype=pos.dtype)
         neg[torch.cat([ts, hs])] = torch.cat(parts)
-        self._reg_inputs = (h, r, t, *extra, *cands)
+        self._reg_inputs = tuple(reg)
         return pos, neg
+
+    def candidate_scores(self, anchor: Tensor, r: Tensor, index: Tensor, corrupt_head: bool,
+                         reg: Optional[list] = None) -> Tensor:
+        r"""Scores of :math:`(a_b, r_b, e)` (or :math:`(e, r_b, a_b)` if
+        :obj:`corrupt_head`) for the :math:`K` candidates :obj:`index[b]` of each anchor
+        :math:`a_b`; the candidates' representations are appended to :obj:`reg` for the
+        penalty.
+
+        Shapes:
+            - **input:** :obj:`anchor` :math:`[b, D_e]`, :obj:`r` :math:`[b, D_r]`,
+              :obj:`index` :math:`[b, K]`
+            - **output:** :math:`[b, K]`
+        """
+        cand = self.entity(index)
+        if reg is not None:
+            reg.append(cand)
+        score = compiled_forward(self.interaction, cand, cand.numel())
+        if corrupt_head:
+            return score(cand, r[:, None], anchor[:, None])
+        return score(anchor[:, None], r[:, None], cand)
 
     def penalty(self, *representations: Tensor) -> Tensor:
         r"""The configured regularisation of the given representations."""

@@ -1,9 +1,10 @@
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch.nn import Embedding
 
+from torch_mmkg.loader import Negatives
 from torch_mmkg.nn.interactions import Interaction
 from .base import KGEModel
 
@@ -46,3 +47,25 @@ class EmbeddingKGEModel(KGEModel):
 
     def relation(self, rel_type: Tensor) -> Tensor:
         return self.rel_emb(rel_type)
+
+    def score_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                        negatives: Negatives) -> Tuple[Tensor, Tensor]:
+        # Interactions with a fused gather-and-score kernel (``score_candidates``) score all
+        # B x K candidates in one call, read straight from the embedding table: no [B, K, D]
+        # copy in the forward pass and one scatter into the table's gradient. The penalty needs
+        # the gathered candidates, so with a penalty the generic path is kept.
+        fused = getattr(self.interaction, 'score_candidates', None)
+        if fused is None or (self.regularization and self.regularization_weight):
+            return super().score_negatives(head_index, rel_type, tail_index, negatives)
+        h, r, t = self.entity(head_index), self.relation(rel_type), self.entity(tail_index)
+        ch = negatives.corrupt_head
+        anchor = torch.where(ch[:, None], t, h)
+        if self.inverse_relations:  # head corruptions as tails of the inverse relation
+            r = torch.where(ch[:, None], self.relation(rel_type + self.num_relations), r)
+            pos = self.interaction(anchor, r, torch.where(ch[:, None], h, t))
+            ch = torch.zeros_like(ch)
+        else:
+            pos = self.interaction(h, r, t)
+        neg = fused(anchor, r, self.node_emb.weight, negatives.index, ch)
+        self._reg_inputs = (h, r, t)
+        return pos, neg
