@@ -116,10 +116,12 @@ def test_score_negatives_match_forward(name):
         assert torch.allclose(scores, model(hh, r[:, None], tt), atol=ATOL, rtol=0)
 
 
-def test_score_negatives_inverse_relations():
+@pytest.mark.parametrize('name', ['distmult', 'rotate'])  # generic and fused paths
+def test_score_negatives_inverse_relations(name):
     # Head corruptions are scored like score_heads scores them, (t, r + R, e), so that the
     # inverse relations that evaluation uses for head prediction are the ones trained.
-    model = make('distmult', inverse_relations=True, regularization=None).train()
+    kwargs = {'regularization': None} if name == 'distmult' else {}
+    model = make(name, inverse_relations=True, **kwargs).train()
     h, r, t = triples(10, num=10)
     neg = NegativeSampler(N, 5, generator=torch.Generator().manual_seed(1))(h, r, t)
     ch = neg.corrupt_head
