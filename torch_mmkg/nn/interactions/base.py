@@ -26,6 +26,8 @@ class Interaction(torch.nn.Module):
     entity_width: Callable[[int], int] = staticmethod(lambda dim: dim)
     #: Width of a relation representation for embedding size :obj:`dim`.
     relation_width: Callable[[int], int] = staticmethod(lambda dim: dim)
+    #: Whether entity representations are complex (real parts, then imaginary parts).
+    complex_entities: bool = False
 
     def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         r"""Scores triples, broadcasting all leading dimensions.

@@ -16,6 +16,7 @@ class ComplExInteraction(Interaction):
     1-vs-all scoring is one real matrix product of width :math:`2d`.
     """
     entity_width = staticmethod(lambda dim: 2 * dim)
+    complex_entities = True
     relation_width = staticmethod(lambda dim: 2 * dim)
 
     def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ class RotatEInteraction(Interaction):
         margin (float, optional): The margin :math:`\gamma`. (default: :obj:`9.0`)
     """
     entity_width = staticmethod(lambda dim: 2 * dim)
+    complex_entities = True
 
     def __init__(self, margin: float = 9.0):
         super().__init__()

@@ -175,7 +175,7 @@ class KGEModel(torch.nn.Module):
         if self.regularization == 'l2':
             return l2_regularization(*representations, weight=self.regularization_weight)
         return n3_regularization(*representations, weight=self.regularization_weight,
-                                 complex_=self.interaction.entity_width(2) == 4)
+                                 complex_=self.interaction.complex_entities)
 
     # Training #################################################################################
 
