@@ -54,3 +54,18 @@ def test_run_end_to_end(tmp_path, monkeypatch):
 def cli_datasets():
     from torch_mmkg.datasets import DATASETS
     return DATASETS
+
+
+@pytest.mark.parametrize('name', ['rotate_mkgw.yaml', 'rotate_mkgw_native.yaml'])
+def test_shipped_configs_are_valid(name):
+    pytest.importorskip('yaml')
+    import os.path as osp
+
+    from torch_mmkg.nn import MODELS
+    from torch_mmkg.training import TrainConfig
+    path = osp.join(osp.dirname(__file__), '..', 'examples', 'configs', name)
+    cfg = cli.resolve_config(cli.build_parser().parse_args(['train', '--config', path]))
+    TrainConfig.from_dict(cfg['train'])  # every training key is known
+    args = dict(cfg['model_args'])
+    model = MODELS[cfg['model']](10, 2, args.pop('hidden_channels'), **args)
+    assert model.hidden_channels == 250
