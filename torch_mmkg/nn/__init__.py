@@ -1,5 +1,6 @@
 r"""Models, interactions and losses of :mod:`torch_mmkg`."""
-from . import interactions, kernels, loss  # noqa: F401
+from . import fusion, interactions, kernels, loss  # noqa: F401
+from .fusion import AdaptiveFusion, ModalityProjection
 from .interactions import (Interaction, TransEInteraction, DistMultInteraction,
                            ComplExInteraction, RotatEInteraction, PairREInteraction,
                            TuckERInteraction)
@@ -19,6 +20,8 @@ MODELS = {
 }
 
 __all__ = [
+    'AdaptiveFusion',
+    'ModalityProjection',
     'Interaction',
     'TransEInteraction',
     'DistMultInteraction',
