@@ -6,6 +6,7 @@ from .interactions import (Interaction, TransEInteraction, DistMultInteraction,
                            TuckERInteraction)
 from .kge import (KGEModel, EmbeddingKGEModel, TransE, DistMult, ComplEx, RotatE, PairRE,
                   TuckER)
+from .models import NATIVE
 from .loss import (SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
                    l2_regularization, n3_regularization)
 
@@ -37,6 +38,7 @@ __all__ = [
     'RotatE',
     'PairRE',
     'TuckER',
+    'NATIVE',
     'SelfAdversarialLoss',
     'MarginRankingLoss',
     'SoftplusLoss',
