@@ -179,11 +179,17 @@ class RankingEvaluator:
         out: Dict[str, List[Tensor]] = {'side': [], 'opt': [], 'pess': [], 'idx': []}
         total = len(self.sides) * ((h.numel() + bs - 1) // bs)
         bar = tqdm(total=total, desc='Evaluating', disable=not self.progress, leave=False)
+        # Queries go through the model grouped by relation (models whose entity side depends
+        # on the relation fuse once per relation of a batch), results in the input order.
+        order = torch.argsort(r, stable=True)
         for s, side in enumerate(SIDES):
             if side not in self.sides:
                 continue
+            opt_side = torch.empty_like(h)
+            pess_side = torch.empty_like(h)
             for i in range(0, h.numel(), bs):
-                hb, rb, tb = h[i:i + bs], r[i:i + bs], t[i:i + bs]
+                sel = order[i:i + bs]
+                hb, rb, tb = h[sel], r[sel], t[sel]
                 if side == 'tail':
                     scores = model.score_tails(hb, rb, cache=cache)
                     target = tb
@@ -192,12 +198,12 @@ class RankingEvaluator:
                     scores = model.score_heads(rb, tb, cache=cache)
                     target = hb
                     fq, fe = (None, None) if known is None else known.heads(rb, tb)
-                opt, pess = filtered_ranks(scores, target, fq, fe)
-                out['opt'].append(opt)
-                out['pess'].append(pess)
-                out['side'].append(torch.full_like(opt, s))
-                out['idx'].append(torch.arange(i, i + hb.numel(), device=device))
+                opt_side[sel], pess_side[sel] = filtered_ranks(scores, target, fq, fe)
                 bar.update(1)
+            out['opt'].append(opt_side)
+            out['pess'].append(pess_side)
+            out['side'].append(torch.full_like(opt_side, s))
+            out['idx'].append(torch.arange(h.numel(), device=device))
         bar.close()
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else None

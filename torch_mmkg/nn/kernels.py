@@ -26,6 +26,8 @@ __all__ = ['set_compile', 'compiled_forward', 'complex_modulus_sum', 'gather_mod
            'lp_distance', 'rank_counts']
 
 AUTO_COMPILE_ELEMENTS = 2**28
+#: Once a kernel is compiled, calls above this many element operations reuse it.
+AUTO_COMPILE_REUSE_ELEMENTS = 2**20
 #: Element operations of one training scoring call above which it is compiled on CPU.
 AUTO_COMPILE_TRAIN_ELEMENTS = 2**22
 _MAX_ELEMENTS = 2**24  # element budget of one eager tile ([b, n, d] intermediates)
@@ -108,6 +110,8 @@ AUTO_COMPILE_RANK_ELEMENTS = 2**22
 
 def _kernel(name: str, x: Tensor, work: int,
             threshold: int = AUTO_COMPILE_ELEMENTS) -> Callable:
+    if name in _compiled:  # compiled already: worth it for much smaller calls too
+        threshold = min(threshold, AUTO_COMPILE_REUSE_ELEMENTS)
     if not _want_compile(x, work, threshold):
         return _EAGER[name]
     if name not in _compiled:
