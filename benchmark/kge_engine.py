@@ -69,13 +69,13 @@ out = {'device': str(device), 'threads': torch.get_num_threads(), 'dim': args.di
        'compile': not args.eager}
 
 # Ours: filtered, both sides, all entities. ###################################################
-model.test(*[x[:64] for x in test], batch_size=512, log=False, known=known)  # warm-up/compile
+model.test(*[x[:64] for x in test], log=False, known=known)  # warm-up/compile
 rss0 = rss()
 times = []
 for _ in range(args.repeats):
     sync()
     t0 = time.perf_counter()
-    mr, mrr, hits = model.test(*test, batch_size=512, log=False, known=known)
+    mr, mrr, hits = model.test(*test, log=False, known=known)
     sync()
     times.append(time.perf_counter() - t0)
 queries = 2 * test[0].numel()

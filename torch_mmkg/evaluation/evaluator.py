@@ -136,7 +136,7 @@ class RankingEvaluator:
         known (KnownTriples, optional): The filter; :obj:`None` gives raw ranks.
             (default: :obj:`None`)
         batch_size (int, optional): Queries per batch; :obj:`None` picks the largest with at
-            most :math:`2^{24}` scores per batch (1,118 for 15,000 entities).
+            most :math:`2^{23}` scores per batch (559 for 15,000 entities).
             (default: :obj:`None`)
         sides (Sequence[str], optional): Which sides to predict. (default:
             :obj:`("head", "tail")`)
@@ -169,7 +169,7 @@ class RankingEvaluator:
         device = next(model.parameters()).device
         known = None if self.known is None else self.known.to(device)
         h, r, t = (x.to(device).long() for x in (head_index, rel_type, tail_index))
-        bs = self.batch_size or max(1, min(4096, 2**24 // N))
+        bs = self.batch_size or max(1, min(4096, 2**23 // N))
         was_training = model.training
         model.eval()
         if device.type == 'cuda':
