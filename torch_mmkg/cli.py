@@ -74,8 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', help='output directory for checkpoints and results')
     p.add_argument('--resume', action='store_true', help='continue from <out>/checkpoint.pt')
     for f in dataclasses.fields(TrainConfig):
-        if f.name == 'extra':
-            continue
         flag = '--' + f.name.replace('_', '-')
         tp = _field_type(f)
         if tp is bool:

@@ -56,8 +56,8 @@ def test_fit_learns_and_writes_results(tmp_path):
     assert res['best_epoch'] == max(vals, key=vals.get)
 
 
-@pytest.mark.parametrize('cls,extra', [(RotatE, {}), (TuckER, {})])
-def test_resume_reproduces_uninterrupted_run(tmp_path, cls, extra):
+@pytest.mark.parametrize('cls', [RotatE, TuckER])
+def test_resume_reproduces_uninterrupted_run(tmp_path, cls):
     data = _data()
     cfg = _cfg(epochs=6, checkpoint_every=2, sampling='bernoulli', filter_negatives=True)
     full = Trainer(_model(data, cls), data, cfg, out_dir=str(tmp_path / 'a')).fit()

@@ -176,7 +176,7 @@ class RankingEvaluator:
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
         cache = model.prepare_scoring()
-        out: Dict[str, List[Tensor]] = {'side': [], 'opt': [], 'pess': [], 'idx': []}
+        out: Dict[str, List[Tensor]] = {'side': [], 'opt': [], 'pess': []}
         total = len(self.sides) * ((h.numel() + bs - 1) // bs)
         bar = tqdm(total=total, desc='Evaluating', disable=not self.progress, leave=False)
         # Queries go through the model grouped by relation (models whose entity side depends
@@ -203,14 +203,13 @@ class RankingEvaluator:
             out['opt'].append(opt_side)
             out['pess'].append(pess_side)
             out['side'].append(torch.full_like(opt_side, s))
-            out['idx'].append(torch.arange(h.numel(), device=device))
         bar.close()
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else None
         model.train(was_training)
-        idx = torch.cat(out['idx']).cpu()
-        return RankingResult(head=head_index.cpu()[idx].long(), rel=rel_type.cpu()[idx].long(),
-                             tail=tail_index.cpu()[idx].long(), side=torch.cat(out['side']).cpu(),
+        n = len(out['side'])  # one block per side, each in the input order
+        return RankingResult(head=h.cpu().repeat(n), rel=r.cpu().repeat(n),
+                             tail=t.cpu().repeat(n), side=torch.cat(out['side']).cpu(),
                              optimistic=torch.cat(out['opt']).cpu(),
                              pessimistic=torch.cat(out['pess']).cpu(), ks=self.ks,
                              seconds=seconds, peak_memory=peak)

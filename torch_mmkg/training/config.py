@@ -1,4 +1,4 @@
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Optional
 
 
@@ -65,7 +65,6 @@ class TrainConfig:
     device: str = 'auto'
     progress: bool = True
     test: bool = True
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         checks = [

@@ -19,7 +19,6 @@ from torch_mmkg.data.mmkg import ENTITY, REL, get_triples, split_key
 from torch_mmkg.data.split import clean_val_mask
 from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
                                    relation_categories)
-from torch_mmkg.loader import NegativeSampler, relation_head_probability
 from .config import TrainConfig
 
 
@@ -122,16 +121,11 @@ class Trainer:
         if self.one_to_n:
             return model.loader_1n(h, r, t, batch_size=cfg.batch_size, shuffle=True,
                                    generator=self.generator)
-        known = None
-        if cfg.filter_negatives:
-            known = KnownTriples(h, r, t, model.num_nodes, model.num_relations)
-        hp = (relation_head_probability(h, r, t, model.num_relations)
-              if cfg.sampling == 'bernoulli' else None)
-        sampler = NegativeSampler(model.num_nodes, cfg.num_negatives, cfg.sampling, known, hp,
-                                  self.generator)
-        from torch_mmkg.loader import TripleLoader
-        return TripleLoader(h, r, t, batch_size=cfg.batch_size, shuffle=True, sampler=sampler,
-                            generator=self.generator)
+        known = (KnownTriples(h, r, t, model.num_nodes, model.num_relations)
+                 if cfg.filter_negatives else None)
+        return model.loader(h, r, t, num_negatives=cfg.num_negatives, strategy=cfg.sampling,
+                            known=known, generator=self.generator, batch_size=cfg.batch_size,
+                            shuffle=True)
 
     # Checkpoints ##############################################################################
 
