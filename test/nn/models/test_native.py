@@ -59,7 +59,7 @@ def test_missing_features_never_enter_the_score():
 
 def test_relation_temperature_changes_weights_and_learns():
     model = make()[0]
-    stack, mask = model.stack(torch.tensor([1]))
+    stack, mask = model.modality_stack(torch.tensor([1]))
     w0 = model.fusion.weights(stack, mask, torch.tensor([0]))
     with torch.no_grad():
         model.fusion.zeta[1] = 3.0

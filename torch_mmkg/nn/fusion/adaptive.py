@@ -60,13 +60,26 @@ class AdaptiveFusion(torch.nn.Module):
             raise ValueError("AdaptiveFusion was built with num_relations: pass rel")
         return torch.sigmoid(self.zeta[rel])
 
-    def weights(self, stack: Tensor, mask: Optional[Tensor] = None,
-                rel: Optional[Tensor] = None) -> Tensor:
-        r"""The modality weights :math:`\omega` of shape :math:`[*, M]`."""
+    @property
+    def relation_dependent(self) -> bool:
+        r"""Whether the weights depend on the relation (the relation-wise temperature)."""
+        return self.zeta is not None
+
+    def logits(self, stack: Tensor) -> Tensor:
+        r"""The relation-free logits :math:`\mathbf{v}^{\top}\tanh(\mathbf{e}_m)` of shape
+        :math:`[*, M]`; they can be computed once per entity and passed to :meth:`weights`,
+        which divides them by each relation's temperature and masks them."""
         if stack.size(-1) != self.channels:
             raise ValueError(f"expected representations of width {self.channels}, got "
                              f"{stack.size(-1)}")
-        logits = torch.tanh(stack) @ self.v  # [*, M]
+        return torch.tanh(stack) @ self.v
+
+    def weights(self, stack: Optional[Tensor], mask: Optional[Tensor] = None,
+                rel: Optional[Tensor] = None, logits: Optional[Tensor] = None) -> Tensor:
+        r"""The modality weights :math:`\omega` of shape :math:`[*, M]` (from precomputed
+        :meth:`logits` if given)."""
+        if logits is None:
+            logits = self.logits(stack)
         tau = self.temperature(rel)
         if tau is not None:
             logits = logits / tau[..., None]
@@ -74,14 +87,15 @@ class AdaptiveFusion(torch.nn.Module):
             return torch.softmax(logits, dim=-1)
         if mask.shape != logits.shape:
             raise ValueError(f"mask of shape {tuple(mask.shape)} does not match the stack "
-                             f"{tuple(stack.shape[:-1])}")
-        logits = logits.masked_fill(~mask, float('-inf'))
-        w = torch.softmax(logits, dim=-1)
+                             f"{tuple(logits.shape)}")
+        # masked after the temperature, so that no gradient meets an infinite logit
+        w = torch.softmax(logits.masked_fill(~mask, float('-inf')), dim=-1)
         return torch.nan_to_num(w, nan=0.0)  # rows with nothing present
 
     def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
-                rel: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        w = self.weights(stack, mask, rel)
+                rel: Optional[Tensor] = None,
+                logits: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        w = self.weights(stack, mask, rel, logits)
         return (w[..., None] * stack).sum(dim=-2), w
 
     def extra_repr(self) -> str:

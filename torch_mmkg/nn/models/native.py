@@ -4,7 +4,8 @@ from typing import Any, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
-from torch_mmkg.nn.fusion import AdaptiveFusion, ModalityProjection
+from torch_mmkg.loader import Negatives
+from torch_mmkg.nn.fusion import FUSIONS, AdaptiveFusion, ConcatFusion, ModalityProjection
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel
 from torch_mmkg.nn.loss import SelfAdversarialLoss
@@ -50,13 +51,30 @@ class NATIVE(KGEModel):
         mask_missing (bool, optional): (default: :obj:`True`)
         relation_temperature (bool, optional): Use :math:`\zeta_r` (ablation "w/o
             :math:`\zeta_r`" when False). (default: :obj:`True`)
+        fusion (str, optional): :obj:`"adaptive"` (ReDAF), or the paper's ablations
+            :obj:`"mean"` ("w/o :math:`\omega_m`": uniform weights over the available
+            representations), :obj:`"concat"` and :obj:`"product"` (see
+            :mod:`torch_mmkg.nn.fusion`). (default: :obj:`"adaptive"`)
+        projection_layers (int, optional): :obj:`2` for the MLP :math:`P_m`, :obj:`1` for
+            a single linear map (ablation "w/o :math:`P_m`"). (default: :obj:`2`)
         loss (torch.nn.Module, optional): Replaces the default loss.
+
+    The ablation switches of the paper's Table 4 that concern training (w/o CoMAT, w/o the
+    gradient penalty, vanilla GAN loss, MLP discriminator) are options of
+    :class:`~torch_mmkg.training.CoMAT`.
+
+    Shapes:
+        - **input:** head, relation and tail indices :math:`[*]` (broadcast)
+        - **output:** scores :math:`[*]`; :meth:`score_tails` / :meth:`score_heads`
+          :math:`[B, N]`; :meth:`modality_stack` :math:`[*, M + 1, 2d]` and
+          :math:`[*, M + 1]`
     """
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
                  features: Mapping[str, Tensor], masks: Optional[Mapping[str, Tensor]] = None,
                  margin: float = 4.0, epsilon: float = 2.0,
                  adversarial_temperature: float = 2.0, regularization_weight: float = 1e-5,
-                 mask_missing: bool = True, relation_temperature: bool = True, loss=None):
+                 mask_missing: bool = True, relation_temperature: bool = True,
+                 fusion: str = 'adaptive', projection_layers: int = 2, loss=None):
         super().__init__(num_nodes, num_relations, hidden_channels, RotatEInteraction(margin),
                          loss or SelfAdversarialLoss(adversarial_temperature),
                          regularization='l2', regularization_weight=regularization_weight)
@@ -80,9 +98,16 @@ class NATIVE(KGEModel):
         self.node_emb = torch.nn.Embedding(num_nodes, width)
         self.rel_emb = torch.nn.Embedding(num_relations, hidden_channels)
         self.projection = ModalityProjection({m: x.size(1) for m, x in features.items()},
-                                             width)
-        self.fusion = AdaptiveFusion(width, num_relations if relation_temperature else None,
-                                     mask_missing)
+                                             width, num_layers=projection_layers)
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+        if fusion == 'adaptive':
+            self.fusion = AdaptiveFusion(width, num_relations if relation_temperature else None,
+                                         mask_missing)
+        elif fusion == 'concat':
+            self.fusion = ConcatFusion(width, len(self.modalities) + 1, mask_missing)
+        else:
+            self.fusion = FUSIONS[fusion](width, mask_missing)
         self.reset_parameters()
 
     @classmethod
@@ -104,7 +129,7 @@ class NATIVE(KGEModel):
 
     # Representations ##########################################################################
 
-    def stack(self, index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def modality_stack(self, index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         r"""The representations :math:`[*, M + 1, 2d]` (structure first) and their
         availability :math:`[*, M + 1]` of :obj:`index` (all entities if :obj:`None`)."""
         s = self.node_emb.weight if index is None else self.node_emb(index)
@@ -117,20 +142,39 @@ class NATIVE(KGEModel):
         return (torch.stack([s] + [proj[m] for m in self.modalities], dim=-2),
                 torch.stack(masks, dim=-1))
 
+    def fuse(self, stack: Tensor, mask: Tensor, rel_type: Tensor,
+             logits: Optional[Tensor] = None) -> Tensor:
+        r"""Joint embeddings :math:`[*, 2d]` of stacks in the context of :obj:`rel_type`
+        (broadcast against the stack's leading dimensions)."""
+        if not self.fusion.relation_dependent:
+            return self.fusion(stack, mask)[0]
+        rel = rel_type.expand(stack.shape[:-2])
+        return self.fusion(stack, mask, rel, logits)[0]
+
     def joint(self, index: Tensor, rel_type: Tensor) -> Tensor:
         r"""Joint embeddings of :obj:`index` in the context of :obj:`rel_type` (broadcast)."""
-        stack, mask = self.stack(index)
-        rel = rel_type.expand(index.shape) if rel_type.dim() else rel_type.expand_as(index)
-        return self.fusion(stack, mask, rel if self.fusion.zeta is not None else None)[0]
+        stack, mask = self.modality_stack(index)
+        return self.fuse(stack, mask, rel_type)
 
     def entity(self, index: Optional[Tensor] = None) -> Tensor:
-        raise RuntimeError("NATIVE's entity representation depends on the relation; use "
-                           "joint(index, rel_type)")
+        if self.fusion.relation_dependent:
+            raise RuntimeError("NATIVE's entity representation depends on the relation; use "
+                               "joint(index, rel_type)")
+        return self.fusion(*self.modality_stack(index))[0]
 
     def relation(self, rel_type: Tensor) -> Tensor:
         return self.rel_emb(rel_type) * (math.pi / self.embedding_range)
 
     # Scoring ##################################################################################
+
+    def score_stacks(self, head_stack: Tensor, head_mask: Tensor, rel_type: Tensor,
+                     tail_stack: Tensor, tail_mask: Tensor) -> Tensor:
+        r"""Scores of triples given the heads' and tails' representation stacks (see
+        :meth:`modality_stack`), the interface :class:`~torch_mmkg.training.CoMAT` scores
+        synthetic entities through."""
+        return self.interaction(self.fuse(head_stack, head_mask, rel_type),
+                                self.relation(rel_type),
+                                self.fuse(tail_stack, tail_mask, rel_type))
 
     def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         head_index, rel_type, tail_index = torch.broadcast_tensors(head_index, rel_type,
@@ -139,19 +183,25 @@ class NATIVE(KGEModel):
                                 self.joint(tail_index, rel_type))
 
     def prepare_scoring(self) -> Any:
-        return self.stack(None)
+        r"""The all-entity stack and mask, and either the joint table (relation-free
+        fusions) or the relation-free fusion logits, once per evaluation pass."""
+        stack, mask = self.modality_stack(None)
+        if not self.fusion.relation_dependent:
+            return stack, mask, self.fusion(stack, mask)[0]
+        return stack, mask, self.fusion.logits(stack)
 
     def _score_all(self, index: Tensor, rel_type: Tensor, cache: Any, tails: bool) -> Tensor:
-        stack, mask = self.prepare_scoring() if cache is None else cache
+        stack, mask, extra = self.prepare_scoring() if cache is None else cache
+        score = self.interaction.score_tails if tails else (
+            lambda q, r, E: self.interaction.score_heads(E, r, q))
+        if not self.fusion.relation_dependent:  # one joint table for every relation
+            return score(extra[index], self.relation(rel_type), extra)
         out = stack.new_empty(index.numel(), self.num_nodes)
         for r in torch.unique(rel_type).tolist():  # the fusion once per relation
             rows = (rel_type == r).nonzero().view(-1)
-            rel = torch.full((self.num_nodes, ), r, dtype=torch.long, device=stack.device)
-            E_r = self.fusion(stack, mask, rel if self.fusion.zeta is not None else None)[0]
-            q = E_r[index[rows]]
-            phase = self.relation(rel_type[rows])
-            out[rows] = (self.interaction.score_tails(q, phase, E_r) if tails else
-                         self.interaction.score_heads(E_r, phase, q))
+            w = self.fusion.weights(None, mask, rel_type.new_full(mask.shape[:1], r), extra)
+            E_r = torch.einsum('nm,nmd->nd', w, stack)
+            out[rows] = score(E_r[index[rows]], self.relation(rel_type[rows]), E_r)
         return out
 
     def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
@@ -160,14 +210,47 @@ class NATIVE(KGEModel):
     def score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
         return self._score_all(tail_index, rel_type, cache, tails=False)
 
-    def score_negatives(self, head_index, rel_type, tail_index, negatives):
-        h, r, t = (self.joint(head_index, rel_type), self.relation(rel_type),
-                   self.joint(tail_index, rel_type))
-        pos = self.interaction(h, r, t)
-        cand = self.joint(negatives.index, rel_type[:, None])  # [B, K, 2d]
-        ch = negatives.corrupt_head[:, None, None]
-        neg = self.interaction(torch.where(ch, cand, h[:, None]), r[:, None],
-                               torch.where(ch, t[:, None], cand))
+    def score_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                        negatives: Negatives) -> Tuple[Tensor, Tensor]:
+        r"""Positive and negative scores; the projections are computed once per distinct
+        entity of the batch, the fusion logits once per entity and only their temperature
+        per candidate."""
+        cand = negatives.index
+        B, K = cand.shape
+        flat = torch.cat([head_index, tail_index, cand.reshape(-1)])
+        if flat.numel() >= self.num_nodes:  # nearly every entity occurs: take them all
+            stack, mask = self.modality_stack(None)
+            hi, ti, ci = head_index, tail_index, cand
+        else:
+            uniq, inv = torch.unique(flat, return_inverse=True)
+            stack, mask = self.modality_stack(uniq)
+            hi, ti, ci = inv[:B], inv[B:2 * B], inv[2 * B:].view(B, K)
+        r = self.relation(rel_type)
+        ch = negatives.corrupt_head
+        if not self.fusion.relation_dependent:
+            table = self.fusion(stack, mask)[0]
+            h, t = table[hi], table[ti]
+            pos = self.interaction(h, r, t)
+            anchor = torch.where(ch[:, None], t, h)
+            if hasattr(self.interaction, 'score_candidates'):
+                neg = self.interaction.score_candidates(anchor, r, table, ci, ch)
+            else:
+                c = table[ci]
+                neg = self.interaction(torch.where(ch[:, None, None], c, h[:, None]),
+                                       r[:, None],
+                                       torch.where(ch[:, None, None], t[:, None], c))
+        else:
+            logits = self.fusion.logits(stack)
+            h = self.fuse(stack[hi], mask[hi], rel_type, logits[hi])
+            t = self.fuse(stack[ti], mask[ti], rel_type, logits[ti])
+            pos = self.interaction(h, r, t)
+            w = self.fusion.weights(None, mask[ci], rel_type[:, None].expand(B, K),
+                                    logits[ci])  # [B, K, M + 1]
+            c = w[..., 0, None] * stack[:, 0][ci]
+            for s in range(1, stack.size(1)):
+                c = c + w[..., s, None] * stack[:, s][ci]
+            neg = self.interaction(torch.where(ch[:, None, None], c, h[:, None]), r[:, None],
+                                   torch.where(ch[:, None, None], t[:, None], c))
         self._reg_inputs = (self.node_emb(head_index), self.rel_emb(rel_type),
                             self.node_emb(tail_index))
         return pos, neg

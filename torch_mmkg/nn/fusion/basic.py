@@ -1,0 +1,146 @@
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+def _check(stack: Tensor, mask: Optional[Tensor], channels: int,
+           num_slots: Optional[int] = None) -> None:
+    if stack.size(-1) != channels:
+        raise ValueError(f"expected representations of width {channels}, got {stack.size(-1)}")
+    if num_slots is not None and stack.size(-2) != num_slots:
+        raise ValueError(f"expected a stack of {num_slots} representations, got "
+                         f"{stack.size(-2)}")
+    if mask is not None and mask.shape != stack.shape[:-1]:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not match the stack "
+                         f"{tuple(stack.shape[:-1])}")
+
+
+class MeanFusion(torch.nn.Module):
+    r"""The mean of an entity's available representations (uniform weights; NATIVE's
+    ablation "w/o :math:`\omega_m`"),
+
+    .. math::
+        \mathbf{e}^{\mathrm{joint}} = \frac{1}{|A_e|} \sum_{m \in A_e} \mathbf{e}_m,
+
+    where :math:`A_e` is the set of available representations (all of them with
+    :obj:`mask_missing=False`). An entity with nothing available gets a zero vector.
+
+    Args:
+        channels (int): Width :math:`D` of each representation.
+        mask_missing (bool, optional): Leave missing representations out. (default:
+            :obj:`True`)
+
+    Shapes:
+        - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (optional)
+        - **output:** joint embedding :math:`[*, D]`, weights :math:`[*, M]`
+    """
+    relation_dependent = False
+
+    def __init__(self, channels: int, mask_missing: bool = True):
+        super().__init__()
+        self.channels = int(channels)
+        self.mask_missing = bool(mask_missing)
+
+    def reset_parameters(self):
+        pass
+
+    def weights(self, stack: Tensor, mask: Optional[Tensor] = None,
+                rel: Optional[Tensor] = None) -> Tensor:
+        _check(stack, mask, self.channels)
+        if mask is None or not self.mask_missing:
+            return stack.new_full(stack.shape[:-1], 1.0 / stack.size(-2))
+        w = mask.to(stack.dtype)
+        return w / w.sum(dim=-1, keepdim=True).clamp(min=1.0)
+
+    def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
+                rel: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        w = self.weights(stack, mask)
+        return (w[..., None] * stack).sum(dim=-2), w
+
+    def extra_repr(self) -> str:
+        return f'{self.channels}, mask_missing={self.mask_missing}'
+
+
+class ConcatFusion(torch.nn.Module):
+    r"""Concatenation of an entity's representations followed by a linear map back to
+    :math:`D` (the concat fusion of TBKGC-style models; NATIVE's ablation "w/ concat"),
+
+    .. math::
+        \mathbf{e}^{\mathrm{joint}} = \mathbf{W}\,[\mathbf{e}_1 \,\|\, \cdots \,\|\,
+        \mathbf{e}_M] + \mathbf{b},
+
+    with missing representations replaced by zeros (so they contribute nothing) when
+    :obj:`mask_missing=True`.
+
+    Args:
+        channels (int): Width :math:`D` of each representation.
+        num_slots (int): Number :math:`M` of stacked representations.
+        mask_missing (bool, optional): Zero missing representations. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (optional)
+        - **output:** joint embedding :math:`[*, D]`, :obj:`None`
+    """
+    relation_dependent = False
+
+    def __init__(self, channels: int, num_slots: int, mask_missing: bool = True):
+        super().__init__()
+        self.channels, self.num_slots = int(channels), int(num_slots)
+        self.mask_missing = bool(mask_missing)
+        self.lin = torch.nn.Linear(self.num_slots * self.channels, self.channels)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.lin.reset_parameters()
+
+    def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
+                rel: Optional[Tensor] = None) -> Tuple[Tensor, None]:
+        _check(stack, mask, self.channels, self.num_slots)
+        if mask is not None and self.mask_missing:
+            stack = stack * mask[..., None].to(stack.dtype)
+        return self.lin(stack.flatten(-2)), None
+
+    def extra_repr(self) -> str:
+        return f'{self.channels}, num_slots={self.num_slots}, mask_missing={self.mask_missing}'
+
+
+class ProductFusion(torch.nn.Module):
+    r"""The element-wise product of an entity's available representations (the
+    "dot-product" fusion of IMF-style models; NATIVE's ablation "w/ product"),
+
+    .. math::
+        \mathbf{e}^{\mathrm{joint}} = \bigodot_{m \in A_e} \mathbf{e}_m,
+
+    where missing representations are skipped (they act as ones) when
+    :obj:`mask_missing=True`; an entity with nothing available gets a zero vector.
+
+    Args:
+        channels (int): Width :math:`D` of each representation.
+        mask_missing (bool, optional): Skip missing representations. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (optional)
+        - **output:** joint embedding :math:`[*, D]`, :obj:`None`
+    """
+    relation_dependent = False
+
+    def __init__(self, channels: int, mask_missing: bool = True):
+        super().__init__()
+        self.channels = int(channels)
+        self.mask_missing = bool(mask_missing)
+
+    def reset_parameters(self):
+        pass
+
+    def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
+                rel: Optional[Tensor] = None) -> Tuple[Tensor, None]:
+        _check(stack, mask, self.channels)
+        if mask is None or not self.mask_missing:
+            return stack.prod(dim=-2), None
+        m = mask[..., None]
+        out = torch.where(m, stack, torch.ones_like(stack)).prod(dim=-2)
+        return out * mask.any(dim=-1, keepdim=True).to(out.dtype), None
+
+    def extra_repr(self) -> str:
+        return f'{self.channels}, mask_missing={self.mask_missing}'
