@@ -49,6 +49,15 @@ def _literal(value: str) -> Any:
         return value
 
 
+def _mapping(value: str) -> Dict[str, Any]:
+    out = _literal(value)
+    if not isinstance(out, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping such as "
+                                         f"\"{{'adversarial_weight': 1e-4}}\" or {{}}, got "
+                                         f"{value!r}")
+    return out
+
+
 def _field_type(f: dataclasses.Field):
     tp = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing))
     args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -80,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, dest=f.name, default=None,
                            type=lambda v: str(v).lower() in ('1', 'true', 'yes'),
                            metavar='{true,false}')
+        elif typing.get_origin(tp) is dict or tp is dict:
+            p.add_argument(flag, dest=f.name, default=None, type=_mapping,
+                           metavar="'{KEY: VALUE, ...}'")
         else:
             p.add_argument(flag, dest=f.name, type=tp, default=None)
     return parser
@@ -139,9 +151,10 @@ def run(cfg: Dict[str, Any], root: str = 'data', out: Optional[str] = None,
     data = dataset[0]
     model_args = dict(cfg['model_args'])
     dim = model_args.pop('hidden_channels', 200)
-    try:
-        model = MODELS[cfg['model']](data[ENTITY].num_nodes, data.num_relations, dim,
-                                     **model_args)
+    cls = MODELS[cfg['model']]
+    try:  # multi-modal models take their features from the graph
+        model = (cls.from_data(data, dim, **model_args) if hasattr(cls, 'from_data') else
+                 cls(data[ENTITY].num_nodes, data.num_relations, dim, **model_args))
     except TypeError as e:
         raise SystemExit(f"bad model_args for {cfg['model']}: {e}") from e
     if out:

@@ -205,3 +205,55 @@ def test_gather_modulus_sum_manual_backward(monkeypatch):
     assert torch.allclose(grads[1][0], ref.gather(1, index), atol=1e-12)
     for x, y in zip(*grads):
         assert torch.allclose(x, y, atol=1e-10)
+
+
+def test_weighted_gather_modulus_sum_manual_backward(monkeypatch):
+    # The fused relation-guided candidate kernel: its value is the plain formula (each
+    # candidate the weighted sum of its stacked representations) and its hand-written
+    # backward gives autograd's gradients for queries, stack and weights.
+    monkeypatch.setattr(kernels, '_fused', lambda name, eager: eager)
+    torch.manual_seed(6)
+    B, K, S, d, N = 4, 5, 3, 4, 7
+    q_re, q_im = torch.randn(B, d, dtype=DTYPE), torch.randn(B, d, dtype=DTYPE)
+    stack = torch.randn(N, S, 2 * d, dtype=DTYPE)
+    w = torch.softmax(torch.randn(B, K, S, dtype=DTYPE), dim=-1)
+    index = torch.randint(0, N, (B, K))
+    index[1, :3] = 2  # repeated candidates accumulate
+    g = torch.randn(B, K, dtype=DTYPE)
+    grads = []
+    for fn in (kernels._WeightedGatherModulusSum.apply, kernels._weighted_gather_modulus_sum):
+        a, b, c, ww = (x.clone().requires_grad_() for x in (q_re, q_im, stack, w))
+        out = fn(a, b, c, ww, index)
+        (out * g).sum().backward()
+        grads.append((out.detach(), a.grad, b.grad, c.grad, ww.grad))
+    ref = torch.empty(B, K, dtype=DTYPE)
+    for i in range(B):
+        for k in range(K):
+            cand = (w[i, k, :, None] * stack[index[i, k]]).sum(0)
+            ref[i, k] = torch.sqrt((q_re[i] - cand[:d])**2 + (q_im[i] - cand[d:])**2).sum()
+    assert torch.allclose(grads[1][0], ref, atol=1e-12)
+    for x, y in zip(*grads):
+        assert torch.allclose(x, y, atol=1e-10)
+
+
+@onlyFullTest
+def test_weighted_gather_compiled_matches_eager(monkeypatch):
+    monkeypatch.setattr(kernels, '_failed', False)
+    torch.manual_seed(7)
+    q_re, q_im = torch.randn(6, 5), torch.randn(6, 5)
+    stack, w = torch.randn(11, 3, 10), torch.softmax(torch.randn(6, 4, 3), -1)
+    index = torch.randint(0, 11, (6, 4))
+    outs = []
+    for mode in (True, False):
+        set_compile(mode)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('error', RuntimeWarning)
+                xs = [x.clone().requires_grad_() for x in (q_re, q_im, stack, w)]
+                out = kernels.weighted_gather_modulus_sum(*xs, index)
+                out.square().sum().backward()
+        finally:
+            set_compile('auto')
+        outs.append([out.detach()] + [x.grad for x in xs])
+    for a, b in zip(*outs):
+        assert torch.allclose(a, b, atol=1e-4)

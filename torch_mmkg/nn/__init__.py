@@ -1,12 +1,13 @@
 r"""Models, interactions and losses of :mod:`torch_mmkg`."""
 from . import fusion, interactions, kernels, loss  # noqa: F401
-from .fusion import AdaptiveFusion, ModalityProjection
+from .fusion import (AdaptiveFusion, ConcatFusion, MeanFusion, ModalityProjection,
+                     ProductFusion)
 from .interactions import (Interaction, TransEInteraction, DistMultInteraction,
                            ComplExInteraction, RotatEInteraction, PairREInteraction,
                            TuckERInteraction)
 from .kge import (KGEModel, EmbeddingKGEModel, TransE, DistMult, ComplEx, RotatE, PairRE,
                   TuckER)
-from .models import NATIVE
+from .models import NATIVE, TBKGC
 from .loss import (SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
                    l2_regularization, n3_regularization)
 
@@ -18,10 +19,15 @@ MODELS = {
     'rotate': RotatE,
     'pairre': PairRE,
     'tucker': TuckER,
+    'native': NATIVE,
+    'tbkgc': TBKGC,
 }
 
 __all__ = [
     'AdaptiveFusion',
+    'MeanFusion',
+    'ConcatFusion',
+    'ProductFusion',
     'ModalityProjection',
     'Interaction',
     'TransEInteraction',
@@ -39,6 +45,7 @@ __all__ = [
     'PairRE',
     'TuckER',
     'NATIVE',
+    'TBKGC',
     'SelfAdversarialLoss',
     'MarginRankingLoss',
     'SoftplusLoss',

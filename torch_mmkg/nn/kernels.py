@@ -17,12 +17,13 @@ unsupported platform) falls back to the tiled eager kernel with a warning.
 import os
 import warnings
 import weakref
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 __all__ = ['set_compile', 'compiled_forward', 'complex_modulus_sum', 'gather_modulus_sum',
+           'weighted_gather_modulus_sum',
            'lp_distance', 'rank_counts']
 
 AUTO_COMPILE_ELEMENTS = 2**28
@@ -228,6 +229,85 @@ def gather_modulus_sum(q_re: Tensor, q_im: Tensor, table: Tensor, index: Tensor)
     if _want_compile(q_re, index.numel() * q_re.size(-1), AUTO_COMPILE_TRAIN_ELEMENTS):
         return _GatherModulusSum.apply(q_re, q_im, table, index)
     return _gather_modulus_sum(q_re, q_im, table, index)
+
+
+def _weighted_gather(stack: Tensor, w: Tensor, index: Tensor) -> Tensor:
+    c = w[..., 0, None] * stack[:, 0][index]
+    for s in range(1, stack.size(1)):
+        c = c + w[..., s, None] * stack[:, s][index]
+    return c
+
+
+def _weighted_gather_modulus_sum(q_re: Tensor, q_im: Tensor, stack: Tensor, w: Tensor,
+                                 index: Tensor) -> Tensor:
+    d = q_re.size(-1)
+    c = _weighted_gather(stack, w, index)
+    return torch.sqrt((q_re[:, None] - c[..., :d])**2 +
+                      (q_im[:, None] - c[..., d:])**2).sum(-1)
+
+
+def _weighted_gather_grad(g: Tensor, q_re: Tensor, q_im: Tensor, stack: Tensor, w: Tensor,
+                          index: Tensor) -> Tuple[Tensor, Tensor]:
+    # grad_c = -g (q - c) / |q - c|, returned as +g (q - c) / |q - c| (0 where q = c), and
+    # the weights' gradient -<grad_c, stack[index, s]> per slot
+    d = q_re.size(-1)
+    c = _weighted_gather(stack, w, index)
+    dr, di = q_re[:, None] - c[..., :d], q_im[:, None] - c[..., d:]
+    m = torch.sqrt(dr * dr + di * di)
+    f = torch.where(m > 0, g[..., None] / m, torch.zeros_like(m))
+    grad_c = torch.cat([f * dr, f * di], dim=-1)
+    grad_w = torch.stack([-(grad_c * stack[:, s][index]).sum(-1)
+                          for s in range(stack.size(1))], dim=-1)
+    return grad_c, grad_w
+
+
+class _WeightedGatherModulusSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q_re, q_im, stack, w, index):
+        ctx.save_for_backward(q_re, q_im, stack, w, index)
+        return _fused('wgather_fwd', _weighted_gather_modulus_sum)(q_re, q_im, stack, w, index)
+
+    @staticmethod
+    def backward(ctx, g):
+        q_re, q_im, stack, w, index = ctx.saved_tensors
+        grad_c, grad_w = _fused('wgather_bwd', _weighted_gather_grad)(
+            g.contiguous(), q_re, q_im, stack, w, index)
+        grad_q = grad_c.sum(dim=1)
+        d = q_re.size(-1)
+        grad_stack = None
+        if ctx.needs_input_grad[2]:
+            grad_stack = torch.zeros_like(stack)
+            flat, gc = index.reshape(-1), grad_c.reshape(-1, stack.size(-1))
+            for s in range(stack.size(1)):  # one index_add_ per slot, no [B, K, S, 2d]
+                grad_stack[:, s].index_add_(0, flat, gc * w[..., s].reshape(-1, 1),
+                                            alpha=-1.0)
+        return grad_q[:, :d], grad_q[:, d:], grad_stack, grad_w, None
+
+
+def weighted_gather_modulus_sum(q_re: Tensor, q_im: Tensor, stack: Tensor, w: Tensor,
+                                index: Tensor) -> Tensor:
+    r"""Sums of complex moduli between each query and its own candidates, each candidate a
+    weighted sum of its stacked representations (a fusion whose weights depend on the query,
+    such as NATIVE's relation-guided one),
+
+    .. math::
+        \mathbf{D}_{b k} = \sum_{j=1}^{d} \Big|q_{b j} - \sum_{s} w_{b k s}\,
+        \mathbf{S}_{\mathrm{index}[b, k],\, s,\, j}\Big|.
+
+    When compiled, neither pass materialises the :math:`[B, K, S, 2d]` gathered stacks; the
+    backward pass writes the candidates' gradient once and adds it into the stack's gradient
+    with one :func:`~torch.Tensor.index_add_` per slot. Differentiable in :obj:`q_re`,
+    :obj:`q_im`, :obj:`stack` and :obj:`w`.
+
+    Shapes:
+        - **input:** :obj:`q_re`, :obj:`q_im` :math:`[B, d]`, :obj:`stack`
+          :math:`[N, S, 2d]`, :obj:`w` :math:`[B, K, S]`, :obj:`index` :math:`[B, K]`
+        - **output:** :math:`[B, K]`
+    """
+    work = index.numel() * stack.size(1) * q_re.size(-1)
+    if _want_compile(q_re, work, AUTO_COMPILE_TRAIN_ELEMENTS):
+        return _WeightedGatherModulusSum.apply(q_re, q_im, stack, w, index)
+    return _weighted_gather_modulus_sum(q_re, q_im, stack, w, index)
 
 
 def lp_distance(q: Tensor, e: Tensor, p: float) -> Tensor:

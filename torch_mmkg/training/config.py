@@ -43,6 +43,10 @@ class TrainConfig:
         progress (bool): tqdm progress bars. (default: :obj:`True`)
         test (bool): Evaluate the selected model on the test split at the end.
             (default: :obj:`True`)
+        comat (dict, optional): Train with :class:`~torch_mmkg.training.CoMAT` adversarial
+            modality augmentation, with these keyword arguments (:obj:`{}` for its
+            defaults; the generator's learning rate defaults to :obj:`lr`); :obj:`None`
+            trains without it. (default: :obj:`None`)
     """
     epochs: int = 100
     batch_size: int = 1024
@@ -65,6 +69,7 @@ class TrainConfig:
     device: str = 'auto'
     progress: bool = True
     test: bool = True
+    comat: Optional[Dict[str, Any]] = None
 
     def __post_init__(self):
         checks = [
@@ -81,6 +86,8 @@ class TrainConfig:
             (self.eval_every >= 1, 'eval_every must be >= 1'),
             (self.val_split in ('val', 'val_clean'), "val_split must be 'val' or 'val_clean'"),
             (self.checkpoint_every >= 0, 'checkpoint_every must be >= 0'),
+            (self.comat is None or isinstance(self.comat, dict),
+             'comat must be None or a mapping of CoMAT options'),
         ]
         for ok, msg in checks:
             if not ok:

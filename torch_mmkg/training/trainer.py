@@ -99,6 +99,16 @@ class Trainer:
         self.one_to_n = (cfg.regime == '1-n') if cfg.regime else model.one_to_n
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
+        self.comat, self.generator_optimizer = None, None
+        if cfg.comat is not None:
+            if self.one_to_n:
+                raise ValueError("CoMAT trains with negative sampling; set regime="
+                                 "'negative_sampling' or drop comat")
+            from torch_mmkg.training.comat import CoMAT
+            opts = dict(cfg.comat)
+            self.comat = CoMAT(self.model, **opts).to(self.device)
+            self.generator_optimizer = torch.optim.Adam(
+                self.comat.generator_parameters(), lr=self.comat.generator_lr or cfg.lr)
         self.optimizer = self._make_optimizer()
         self.loader = self._make_loader()
         self.evaluator = RankingEvaluator(self.known, cfg.eval_batch_size,
@@ -113,7 +123,10 @@ class Trainer:
         cfg = self.config
         cls = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW,
                'adagrad': torch.optim.Adagrad, 'sgd': torch.optim.SGD}[cfg.optimizer]
-        return cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        params = list(self.model.parameters())
+        if self.comat is not None:  # the MLP discriminator of the CoMAT ablation
+            params += list(self.comat.critic_parameters())
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _make_loader(self):
         cfg, model = self.config, self.model
@@ -157,6 +170,9 @@ class Trainer:
         ckpt = {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                 'best_state': self.best_state, 'state': self.state, 'rng': self._rng_state(),
                 'config': self.config.to_dict()}
+        if self.comat is not None:
+            ckpt['comat'] = self.comat.state_dict()
+            ckpt['generator_optimizer'] = self.generator_optimizer.state_dict()
         tmp = path + '.tmp'
         torch.save(ckpt, tmp)
         os.replace(tmp, path)
@@ -172,6 +188,12 @@ class Trainer:
         self.best_state = ckpt['best_state']
         self.state = ckpt['state']
         self._set_rng_state(ckpt['rng'])
+        if self.comat is not None:
+            if 'comat' not in ckpt:
+                raise ValueError(f"{path} was written without CoMAT; cannot resume a CoMAT run "
+                                 f"from it")
+            self.comat.load_state_dict(ckpt['comat'])
+            self.generator_optimizer.load_state_dict(ckpt['generator_optimizer'])
 
     # Loops ####################################################################################
 
@@ -183,13 +205,16 @@ class Trainer:
         bar = tqdm(self.loader, desc=f'Epoch {epoch:03d}', leave=False,
                    disable=not cfg.progress)
         for i, batch in enumerate(bar):
+            if self.comat is not None:  # one critic step, one generator step
+                loss = self.comat.train_step(batch, self.optimizer, self.generator_optimizer,
+                                             cfg.grad_clip)['loss']
+                self._check_finite(loss, epoch, i)
+                total += float(loss)
+                count += 1
+                continue
             self.optimizer.zero_grad(set_to_none=True)
             loss = model.loss_1n(*batch) if self.one_to_n else model.loss(*batch)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"the training loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1} "
-                    f"of {len(self.loader)}; lower the learning rate (now {cfg.lr}), enable "
-                    f"grad_clip, or check the input features for NaN/Inf")
+            self._check_finite(loss, epoch, i)
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -197,6 +222,13 @@ class Trainer:
             total += float(loss.detach())
             count += 1
         return total / max(count, 1)
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int, i: int):
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {float(loss.detach())} at epoch {epoch}, batch "
+                f"{i + 1} of {len(self.loader)}; lower the learning rate (now "
+                f"{self.config.lr}), enable grad_clip, or check the input features for NaN/Inf")
 
     def evaluate(self, split: str = 'test', model_state: Optional[Dict] = None):
         r"""Ranks the triples of :obj:`split` (:obj:`"val"`, :obj:`"val_clean"`,

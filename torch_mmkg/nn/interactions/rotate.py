@@ -3,7 +3,8 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from torch_mmkg.nn.kernels import complex_modulus_sum, gather_modulus_sum
+from torch_mmkg.nn.kernels import (complex_modulus_sum, gather_modulus_sum,
+                                   weighted_gather_modulus_sum)
 from .base import Interaction, split_complex
 
 
@@ -81,6 +82,23 @@ class RotatEInteraction(Interaction):
         q_re, q_im = self.rotate(anchor, r, conjugate=corrupt_head)
         return self.margin - gather_modulus_sum(q_re.contiguous(), q_im.contiguous(), table,
                                                 index)
+
+    def score_weighted_candidates(self, anchor: Tensor, r: Tensor, stack: Tensor,
+                                  weights: Tensor, index: Tensor,
+                                  corrupt_head: Union[bool, Tensor] = False) -> Tensor:
+        r"""Like :meth:`score_candidates`, each candidate being the weighted sum
+        :math:`\sum_s w_{bks}\, \mathbf{S}_{e, s}` of its stacked representations, by the
+        fused :func:`~torch_mmkg.nn.kernels.weighted_gather_modulus_sum`.
+
+        Shapes:
+            - **input:** :obj:`anchor` :math:`[B, 2d]`, :obj:`r` :math:`[B, d]`,
+              :obj:`stack` :math:`[N, S, 2d]`, :obj:`weights` :math:`[B, K, S]`,
+              :obj:`index` :math:`[B, K]`
+            - **output:** :math:`[B, K]`
+        """
+        q_re, q_im = self.rotate(anchor, r, conjugate=corrupt_head)
+        return self.margin - weighted_gather_modulus_sum(q_re.contiguous(), q_im.contiguous(),
+                                                         stack, weights, index)
 
     def extra_repr(self) -> str:
         return f'margin={self.margin}'

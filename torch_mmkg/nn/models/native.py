@@ -1,5 +1,5 @@
 import math
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -111,10 +111,18 @@ class NATIVE(KGEModel):
         self.reset_parameters()
 
     @classmethod
-    def from_data(cls, data, hidden_channels: int, **kwargs) -> 'NATIVE':
-        r"""Builds the model for a :mod:`torch_mmkg` graph with all its modalities."""
+    def from_data(cls, data, hidden_channels: int,
+                  modalities: Optional[Sequence[str]] = None, **kwargs) -> 'NATIVE':
+        r"""Builds the model for a :mod:`torch_mmkg` graph with all its modalities, or the
+        subset :obj:`modalities` (in that order)."""
         from torch_mmkg.data.mmkg import ENTITY, modality_features
         feats = modality_features(data)
+        if modalities is not None:
+            unknown = [m for m in modalities if m not in feats]
+            if unknown:
+                raise ValueError(f"modalities {unknown} are not in the graph (it has "
+                                 f"{list(feats)})")
+            feats = {m: feats[m] for m in modalities}
         return cls(data[ENTITY].num_nodes, data.num_relations, hidden_channels,
                    {m: x for m, (x, _) in feats.items()},
                    {m: k for m, (_, k) in feats.items()}, **kwargs)
@@ -246,11 +254,13 @@ class NATIVE(KGEModel):
             pos = self.interaction(h, r, t)
             w = self.fusion.weights(None, mask[ci], rel_type[:, None].expand(B, K),
                                     logits[ci])  # [B, K, M + 1]
-            c = w[..., 0, None] * stack[:, 0][ci]
-            for s in range(1, stack.size(1)):
-                c = c + w[..., s, None] * stack[:, s][ci]
-            neg = self.interaction(torch.where(ch[:, None, None], c, h[:, None]), r[:, None],
-                                   torch.where(ch[:, None, None], t[:, None], c))
+            if hasattr(self.interaction, 'score_weighted_candidates'):  # fused kernel
+                anchor = torch.where(ch[:, None], t, h)
+                neg = self.interaction.score_weighted_candidates(anchor, r, stack, w, ci, ch)
+            else:
+                c = (w[..., None] * stack[ci]).sum(dim=-2)
+                neg = self.interaction(torch.where(ch[:, None, None], c, h[:, None]),
+                                       r[:, None], torch.where(ch[:, None, None], t[:, None], c))
         self._reg_inputs = (self.node_emb(head_index), self.rel_emb(rel_type),
                             self.node_emb(tail_index))
         return pos, neg
