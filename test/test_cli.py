@@ -1,4 +1,6 @@
 import json
+import os
+import os.path as osp
 
 import pytest
 
@@ -56,16 +58,29 @@ def cli_datasets():
     return DATASETS
 
 
-@pytest.mark.parametrize('name', ['rotate_mkgw.yaml', 'rotate_mkgw_native.yaml'])
+CONFIGS = sorted(os.listdir(osp.join(osp.dirname(__file__), '..', 'examples', 'configs')))
+
+
+@pytest.mark.parametrize('name', CONFIGS)
 def test_shipped_configs_are_valid(name):
     pytest.importorskip('yaml')
-    import os.path as osp
-
+    from torch_mmkg.datasets import DATASETS
     from torch_mmkg.nn import MODELS
     from torch_mmkg.training import TrainConfig
     path = osp.join(osp.dirname(__file__), '..', 'examples', 'configs', name)
     cfg = cli.resolve_config(cli.build_parser().parse_args(['train', '--config', path]))
-    TrainConfig.from_dict(cfg['train'])  # every training key is known
+    assert cfg['dataset'] in DATASETS
+    train = TrainConfig.from_dict(cfg['train'])  # every training key is known
     args = dict(cfg['model_args'])
-    model = MODELS[cfg['model']](10, 2, args.pop('hidden_channels'), **args)
-    assert model.hidden_channels == 250
+    dim = args.pop('hidden_channels')
+    cls = MODELS[cfg['model']]
+    if hasattr(cls, 'from_data'):  # a small graph with two modalities stands in
+        data = FakeMMKGDataset(num_entities=12, num_relations=2, num_triples=20,
+                               modalities={'image': 4, 'text': 3}, seed=0)[0]
+        model = cls.from_data(data, dim, **args)
+    else:
+        model = cls(10, 2, dim, **args)
+    assert model.hidden_channels in (150, 250)
+    if train.comat is not None:
+        from torch_mmkg.training import CoMAT
+        CoMAT(model, **train.comat)  # every CoMAT key is known
