@@ -106,3 +106,96 @@ def test_learns_planted_signal(single_thread):
             opt.step()
     after = model.test(*test, known=known, log=False)[1]
     assert after > before + 0.1
+
+
+def _naive_joint(model, index, rel):
+    # the fusions written out per entity from the projected stack
+    stack, mask = model.modality_stack(index)
+    out = []
+    for b in range(index.numel()):
+        s, m = stack[b], mask[b]
+        kind = model.fusion.__class__.__name__
+        if kind == 'MeanFusion':
+            out.append(s[m].mean(0))
+        elif kind == 'ProductFusion':
+            out.append(torch.prod(s[m], dim=0))
+        elif kind == 'ConcatFusion':
+            z = torch.where(m[:, None], s, torch.zeros_like(s)).reshape(-1)
+            out.append(model.fusion.lin.weight @ z + model.fusion.lin.bias)
+        else:
+            logit = torch.tanh(s) @ model.fusion.v
+            if model.fusion.zeta is not None:
+                logit = logit / torch.sigmoid(model.fusion.zeta[rel[b]])
+            logit = logit.masked_fill(~m, float('-inf'))
+            out.append((torch.softmax(logit, 0)[:, None] * s).sum(0))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'relation_temperature': False}, {'fusion': 'mean'},
+                                    {'fusion': 'concat'}, {'fusion': 'product'},
+                                    {'projection_layers': 1}])
+def test_ablation_switches(kwargs):
+    model = make(**kwargs)[0].double().eval()
+    h, r, t = triples(10, seed=2)
+    with torch.no_grad():
+        assert torch.allclose(model.joint(h, r), _naive_joint(model, h, r), atol=1e-10)
+        s = model(h, r, t)
+        assert torch.allclose(model.score_tails(h, r).gather(1, t[:, None]).view(-1), s,
+                              atol=1e-8)
+        assert torch.allclose(model.score_heads(r, t).gather(1, h[:, None]).view(-1), s,
+                              atol=1e-8)
+        neg = NegativeSampler(N, 5, generator=torch.Generator().manual_seed(3))(h, r, t)
+        pos, scores = model.score_negatives(h, r, t, neg)
+        ch = neg.corrupt_head[:, None]
+        hh, tt = torch.where(ch, neg.index, h[:, None]), torch.where(ch, t[:, None], neg.index)
+        assert torch.allclose(pos, s, atol=1e-8)
+        assert torch.allclose(scores, model(hh, r[:, None].expand_as(hh), tt), atol=1e-8)
+    # the switches build what they name
+    layers = [type(m) for m in model.projection.mlps['text']]
+    assert layers == ([torch.nn.Linear] if kwargs.get('projection_layers') == 1 else
+                      [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear])
+    with_zeta = kwargs.get('fusion', 'adaptive') == 'adaptive' and kwargs.get(
+        'relation_temperature', True)
+    assert (getattr(model.fusion, 'zeta', None) is not None) == with_zeta
+    assert model.fusion.relation_dependent == with_zeta
+    # relation-free fusions give one entity representation for every relation
+    if not with_zeta:
+        assert torch.allclose(model.joint(h, torch.zeros_like(r)),
+                              model.joint(h, torch.full_like(r, 2)))
+    loss = model.train().loss(h, r, t, neg)
+    loss.backward()
+    assert all(p.grad is not None for p in model.projection.parameters())
+
+
+def test_unknown_fusion_and_modalities():
+    with pytest.raises(ValueError, match='fusion must be one of'):
+        make(fusion='attention')
+    data = FakeMMKGDataset(num_entities=20, num_relations=2, num_triples=60,
+                           modalities={'image': 4, 'text': 3}, seed=0)[0]
+    assert NATIVE.from_data(data, 4, modalities=['text']).modalities == ['text']
+    with pytest.raises(ValueError, match=r"\['audio'\] are not in the graph"):
+        NATIVE.from_data(data, 4, modalities=['audio'])
+
+
+@pytest.mark.parametrize('num_modalities', [1, 5])
+def test_any_number_of_modalities_with_holes_trains(num_modalities, single_thread):
+    names = ['numeric', 'audio', 'text', 'image', 'video'][:num_modalities]
+    g = torch.Generator().manual_seed(0)
+    feats = {m: torch.randn(N, 3 + i, generator=g) for i, m in enumerate(names)}
+    masks = {m: torch.rand(N, generator=g) > 0.3 for m in names}
+    torch.manual_seed(0)
+    model = NATIVE(N, R, 4, feats, masks, margin=2.0)
+    stack, mask = model.modality_stack()
+    assert stack.shape == (N, num_modalities + 1, 8) and torch.equal(mask[:, 0],
+                                                                     torch.ones(N, dtype=bool))
+    h, r, t = triples(32, seed=4)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    sampler = NegativeSampler(N, 4, generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = model.loss(h, r, t, sampler(h, r, t))
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
