@@ -101,7 +101,7 @@ class RelationModalityWeights:
             ys = list(range(len(entries)))
             ax_bar.barh(ys, [lift for _, _, lift in entries],
                         color=[colors[m] for m, _, _ in entries])
-            ax_bar.set_yticks(ys, [f'{m}: {name}' for m, name, _ in entries])
+            ax_bar.set_yticks(ys, [f'{m}: {_short(name)}' for m, name, _ in entries])
             ax_bar.invert_yaxis()
             seen = [m for m in self.modalities if any(e[0] == m for e in entries)]
             ax_bar.legend(handles=[Patch(color=colors[m], label=m) for m in seen],
@@ -111,7 +111,7 @@ class RelationModalityWeights:
                         va='center', transform=ax_bar.transAxes)
             ax_bar.set_yticks([])
         ax_bar.set_xlabel(r'lift of the mean weight $\bar\omega_m(r) - \bar\omega^0_m(r)$')
-        ax_bar.set_title('(b) Relations raising each modality weight')
+        ax_bar.set_title('(b) Relations raising a modality\'s weight')
 
         if path is not None:
             fig.savefig(path)
@@ -383,6 +383,15 @@ def _device(model) -> torch.device:
         for t in model.buffers():
             return t.device
     return torch.device('cpu')
+
+
+def _short(name: str) -> str:
+    r"""A readable label for a relation name: the last segment of a URI."""
+    name = name.strip('<>')
+    for sep in ('#', '/'):
+        if sep in name.rstrip(sep):
+            name = name.rstrip(sep).rsplit(sep, 1)[-1]
+    return name
 
 
 def _floats(t: Tensor) -> List[Optional[float]]:
