@@ -16,7 +16,22 @@ def _check(stack: Tensor, mask: Optional[Tensor], channels: int,
                          f"{tuple(stack.shape[:-1])}")
 
 
-class MeanFusion(torch.nn.Module):
+class _FreeFusion(torch.nn.Module):
+    relation_dependent = False
+
+    def __init__(self, channels: int, mask_missing: bool = True):
+        super().__init__()
+        self.channels = int(channels)
+        self.mask_missing = bool(mask_missing)
+
+    def reset_parameters(self):
+        pass
+
+    def extra_repr(self) -> str:
+        return f'{self.channels}, mask_missing={self.mask_missing}'
+
+
+class MeanFusion(_FreeFusion):
     r"""The mean of an entity's available representations (uniform weights; NATIVE's
     ablation "w/o :math:`\omega_m`"),
 
@@ -35,16 +50,6 @@ class MeanFusion(torch.nn.Module):
         - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (optional)
         - **output:** joint embedding :math:`[*, D]`, weights :math:`[*, M]`
     """
-    relation_dependent = False
-
-    def __init__(self, channels: int, mask_missing: bool = True):
-        super().__init__()
-        self.channels = int(channels)
-        self.mask_missing = bool(mask_missing)
-
-    def reset_parameters(self):
-        pass
-
     def weights(self, stack: Tensor, mask: Optional[Tensor] = None,
                 rel: Optional[Tensor] = None) -> Tensor:
         _check(stack, mask, self.channels)
@@ -57,9 +62,6 @@ class MeanFusion(torch.nn.Module):
                 rel: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         w = self.weights(stack, mask)
         return (w[..., None] * stack).sum(dim=-2), w
-
-    def extra_repr(self) -> str:
-        return f'{self.channels}, mask_missing={self.mask_missing}'
 
 
 class ConcatFusion(torch.nn.Module):
@@ -105,7 +107,7 @@ class ConcatFusion(torch.nn.Module):
         return f'{self.channels}, num_slots={self.num_slots}, mask_missing={self.mask_missing}'
 
 
-class ProductFusion(torch.nn.Module):
+class ProductFusion(_FreeFusion):
     r"""The element-wise product of an entity's available representations (the
     "dot-product" fusion of IMF-style models; NATIVE's ablation "w/ product"),
 
@@ -123,16 +125,6 @@ class ProductFusion(torch.nn.Module):
         - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (optional)
         - **output:** joint embedding :math:`[*, D]`, :obj:`None`
     """
-    relation_dependent = False
-
-    def __init__(self, channels: int, mask_missing: bool = True):
-        super().__init__()
-        self.channels = int(channels)
-        self.mask_missing = bool(mask_missing)
-
-    def reset_parameters(self):
-        pass
-
     def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
                 rel: Optional[Tensor] = None) -> Tuple[Tensor, None]:
         _check(stack, mask, self.channels)
@@ -141,6 +133,3 @@ class ProductFusion(torch.nn.Module):
         m = mask[..., None]
         out = torch.where(m, stack, torch.ones_like(stack)).prod(dim=-2)
         return out * mask.any(dim=-1, keepdim=True).to(out.dtype), None
-
-    def extra_repr(self) -> str:
-        return f'{self.channels}, mask_missing={self.mask_missing}'

@@ -11,6 +11,21 @@ from torch_mmkg.nn.kernels import compiled_forward
 from torch_mmkg.nn.loss import BCELoss, KGELoss, l2_regularization, n3_regularization
 
 
+def compact_batch_index(head_index: Tensor, tail_index: Tensor, candidates: Tensor,
+                        num_nodes: int) -> Tuple[Optional[Tensor], Tensor, Tensor, Tensor]:
+    r"""The entities a negative-sampling batch touches, for models whose entity
+    representations are costly (projections of features): :obj:`(index, h, t, c)` where
+    :obj:`index` holds the distinct entities (:obj:`None` when the batch touches about as
+    many entities as there are, so that all are computed) and :obj:`h`, :obj:`t`,
+    :obj:`c` address rows of the representations of :obj:`index`."""
+    B, K = candidates.shape
+    flat = torch.cat([head_index, tail_index, candidates.reshape(-1)])
+    if flat.numel() >= num_nodes:  # nearly every entity occurs: take them all
+        return None, head_index, tail_index, candidates
+    uniq, inv = torch.unique(flat, return_inverse=True)
+    return uniq, inv[:B], inv[B:2 * B], inv[2 * B:].view(B, K)
+
+
 class KGEModel(torch.nn.Module):
     r"""The base class of all :mod:`torch_mmkg` models: PyG's
     :class:`torch_geometric.nn.kge.KGEModel` surface (:meth:`forward`, :meth:`loss`,

@@ -7,7 +7,7 @@ from torch import Tensor
 from torch_mmkg.loader import Negatives
 from torch_mmkg.nn.fusion import FUSIONS, AdaptiveFusion, ConcatFusion, ModalityProjection
 from torch_mmkg.nn.interactions import RotatEInteraction
-from torch_mmkg.nn.kge.base import KGEModel
+from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import SelfAdversarialLoss
 
 
@@ -225,14 +225,8 @@ class NATIVE(KGEModel):
         per candidate."""
         cand = negatives.index
         B, K = cand.shape
-        flat = torch.cat([head_index, tail_index, cand.reshape(-1)])
-        if flat.numel() >= self.num_nodes:  # nearly every entity occurs: take them all
-            stack, mask = self.modality_stack(None)
-            hi, ti, ci = head_index, tail_index, cand
-        else:
-            uniq, inv = torch.unique(flat, return_inverse=True)
-            stack, mask = self.modality_stack(uniq)
-            hi, ti, ci = inv[:B], inv[B:2 * B], inv[2 * B:].view(B, K)
+        index, hi, ti, ci = compact_batch_index(head_index, tail_index, cand, self.num_nodes)
+        stack, mask = self.modality_stack(index)
         r = self.relation(rel_type)
         ch = negatives.corrupt_head
         if not self.fusion.relation_dependent:

@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_mmkg.loader import Negatives
 from torch_mmkg.nn.interactions import TransEInteraction
 from torch_mmkg.nn.kernels import lp_distance
-from torch_mmkg.nn.kge.base import KGEModel
+from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import MarginRankingLoss
 
 
@@ -229,14 +229,8 @@ class TBKGC(KGEModel):
         entity of the batch."""
         cand, ch = negatives.index, negatives.corrupt_head
         B, K = cand.shape
-        flat = torch.cat([head_index, tail_index, cand.reshape(-1)])
-        if flat.numel() >= self.num_nodes:  # nearly every entity occurs: take them all
-            E_s, E_mm = self.embed(None)
-            hi, ti, ci = head_index, tail_index, cand
-        else:
-            uniq, inv = torch.unique(flat, return_inverse=True)
-            E_s, E_mm = self.embed(uniq)
-            hi, ti, ci = inv[:B], inv[B:2 * B], inv[2 * B:].view(B, K)
+        index, hi, ti, ci = compact_batch_index(head_index, tail_index, cand, self.num_nodes)
+        E_s, E_mm = self.embed(index)
         r = self.relation(rel_type)
         h_s, h_mm, t_s, t_mm = E_s[hi], E_mm[hi], E_s[ti], E_mm[ti]
         c_s, c_mm = E_s[ci], E_mm[ci]
