@@ -20,7 +20,7 @@ import time
 from torch_mmkg.data import ENTITY
 from torch_mmkg.datasets import DB15K
 from torch_mmkg.nn import NATIVE, RotatE
-from torch_mmkg.training import TrainConfig, Trainer, seed_everything
+from torch_mmkg.training import NonFiniteLossError, TrainConfig, Trainer, seed_everything
 
 #: name -> (model keyword arguments, CoMAT options or None)
 RUNS = {
@@ -72,7 +72,12 @@ for name, (model_args, comat) in RUNS.items():
                       num_negatives=args.num_negatives, eval_every=args.eval_every,
                       seed=args.seed, device=args.device, progress=False, comat=comat)
     t0 = time.perf_counter()
-    res = Trainer(model, data, cfg, out_dir=osp.join(args.out, name)).fit()
+    try:
+        res = Trainer(model, data, cfg, out_dir=osp.join(args.out, name)).fit()
+    except NonFiniteLossError as e:  # a diverged run is a result too
+        summary[name] = {'diverged': str(e), 'minutes': (time.perf_counter() - t0) / 60}
+        print(f"{name:18s} diverged: {e}", flush=True)
+        continue
     test = res['test']['realistic']['both']
     summary[name] = {'mrr': 100 * test['mrr'], 'hits@1': 100 * test['hits@1'],
                      'hits@10': 100 * test['hits@10'], 'best_epoch': res['best_epoch'],

@@ -212,7 +212,9 @@ class CoMAT(torch.nn.Module):
         x_t = a * ts + (1 - a) * fts.detach()
         score = self.critic(x_h, ftm, rel_type, x_t, ftm)
         grad, = torch.autograd.grad(score.sum(), x_h, create_graph=True)
-        return ((grad.flatten(1).norm(p=2, dim=-1) - 1)**2).mean()
+        # the norm's derivative is undefined at 0; a tiny floor keeps the double backward finite
+        norm = torch.sqrt(grad.flatten(1).square().sum(dim=-1) + 1e-12)
+        return ((norm - 1)**2).mean()
 
     # The step #################################################################################
 
