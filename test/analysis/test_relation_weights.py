@@ -195,6 +195,7 @@ def test_plot_and_to_dict(tmp_path):
         assert [(e['relation'], e['count']) for e in d['top'][m]] == [
             (name, count) for name, _, count in entries]
 
+    pytest.importorskip('matplotlib')  # an optional extra ([plot], included in [test])
     path = tmp_path / 'case_study.png'
     fig = res.plot(str(path))
     from matplotlib.figure import Figure
