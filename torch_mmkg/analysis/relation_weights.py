@@ -1,7 +1,7 @@
 r"""How relation guidance shifts NATIVE's modality weights (the paper's case study, §5.6)."""
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -159,8 +159,8 @@ def relation_modality_weights(
 
     Works with any model that has :obj:`modalities`, :obj:`modality_stack(index)` and a
     :obj:`fusion` with :obj:`weights(stack, mask, rel)` and :obj:`temperature(rel)` (such
-    as :class:`~torch_mmkg.nn.NATIVE`); a fusion with temperatures must keep its
-    :math:`\zeta` in the parameter :obj:`fusion.zeta`.
+    as :class:`~torch_mmkg.nn.NATIVE`); a fusion with temperatures must give its
+    temperature-1 weights through :obj:`weights(stack, mask, rel, neutral=True)`.
 
     Args:
         model: The model, e.g. a :class:`~torch_mmkg.nn.NATIVE`.
@@ -254,7 +254,6 @@ def _accumulate(model, fusion, head: Tensor, rel: Tensor, tail: Tensor, R: int,
         if temperature.numel() != R:
             raise ValueError(f"fusion.temperature gave {temperature.numel()} temperatures "
                              f"for {R} relations")
-        neutral_fn = _neutral_weights(fusion)
     else:
         temperature = torch.ones(R)
 
@@ -277,7 +276,7 @@ def _accumulate(model, fusion, head: Tensor, rel: Tensor, tail: Tensor, R: int,
         stack, mask = model.modality_stack(e_b.to(device))
         r_dev = r_b.to(device)
         w = fusion.weights(stack, mask, r_dev)
-        w0 = neutral_fn(stack, mask, r_dev) if guided else w
+        w0 = fusion.weights(stack, mask, r_dev, neutral=True) if guided else w
         if w.shape != (e_b.numel(), num_slots):
             raise ValueError(f"fusion.weights returned shape {tuple(w.shape)}, expected "
                              f"({e_b.numel()}, {num_slots}) for {num_slots - 1} modalities "
@@ -286,34 +285,6 @@ def _accumulate(model, fusion, head: Tensor, rel: Tensor, tail: Tensor, R: int,
         sums.index_add_(0, r_b, w.detach().cpu().double() * m_b)
         sums0.index_add_(0, r_b, w0.detach().cpu().double() * m_b)
     return temperature, sums, sums0
-
-
-class _FusionWeights(torch.nn.Module):
-    r"""Wraps :obj:`fusion.weights` as a module call, so that
-    :func:`torch.func.functional_call` can swap its :math:`\zeta` without touching it."""
-    def __init__(self, fusion: torch.nn.Module):
-        super().__init__()
-        self.fusion = fusion
-
-    def forward(self, stack: Tensor, mask: Tensor, rel: Tensor) -> Tensor:
-        tau = self.fusion.temperature(rel)
-        if tau is not None and not bool((tau == 1).all()):
-            raise TypeError("fusion.temperature does not follow sigmoid(fusion.zeta); cannot "
-                            "compute the neutral (temperature 1) weights")
-        return self.fusion.weights(stack, mask, rel)
-
-
-def _neutral_weights(fusion) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    r"""The weights at temperature :math:`1` (no relation guidance): :obj:`fusion.weights`
-    with :math:`\zeta = +\infty`, so :math:`\sigma(\zeta) = 1` exactly."""
-    zeta = getattr(fusion, 'zeta', None)
-    if not isinstance(fusion, torch.nn.Module) or not isinstance(zeta, Tensor):
-        raise TypeError("a fusion with relation-wise temperatures must be a torch.nn.Module "
-                        "holding its zeta in the tensor 'fusion.zeta'")
-    wrapper = _FusionWeights(fusion)
-    override = {'fusion.zeta': torch.full_like(zeta.detach(), math.inf)}
-    return lambda stack, mask, rel: torch.func.functional_call(wrapper, override,
-                                                               (stack, mask, rel))
 
 
 def _check_model(model) -> Any:

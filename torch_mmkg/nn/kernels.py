@@ -168,22 +168,28 @@ def rank_counts(scores: Tensor, true: Tensor):
     return fn(scores, true)
 
 
-def _gather_modulus_sum(q_re: Tensor, q_im: Tensor, table: Tensor, index: Tensor) -> Tensor:
+def _candidate_modulus_sum(q_re: Tensor, q_im: Tensor, c: Tensor) -> Tensor:
+    # sum_j |q_bj - c_bkj| for per-query candidates c [B, K, 2d] (real, then imaginary parts)
     d = q_re.size(-1)
-    c = table[index]
-    return torch.sqrt((q_re[:, None] - c[..., :d])**2 +
-                      (q_im[:, None] - c[..., d:])**2).sum(-1)
+    return torch.sqrt((q_re[:, None] - c[..., :d])**2 + (q_im[:, None] - c[..., d:])**2).sum(-1)
 
 
-def _gather_modulus_sum_grad(g: Tensor, q_re: Tensor, q_im: Tensor, table: Tensor,
-                             index: Tensor) -> Tensor:
+def _candidate_modulus_grad(g: Tensor, q_re: Tensor, q_im: Tensor, c: Tensor) -> Tensor:
     # d/dc |q - c| = -(q - c) / |q - c| (0 where q = c); returned as +g (q - c) / |q - c|.
     d = q_re.size(-1)
-    c = table[index]
     dr, di = q_re[:, None] - c[..., :d], q_im[:, None] - c[..., d:]
     m = torch.sqrt(dr * dr + di * di)
     w = torch.where(m > 0, g[..., None] / m, torch.zeros_like(m))
     return torch.cat([w * dr, w * di], dim=-1)
+
+
+def _gather_modulus_sum(q_re: Tensor, q_im: Tensor, table: Tensor, index: Tensor) -> Tensor:
+    return _candidate_modulus_sum(q_re, q_im, table[index])
+
+
+def _gather_modulus_sum_grad(g: Tensor, q_re: Tensor, q_im: Tensor, table: Tensor,
+                             index: Tensor) -> Tensor:
+    return _candidate_modulus_grad(g, q_re, q_im, table[index])
 
 
 class _GatherModulusSum(torch.autograd.Function):
@@ -240,22 +246,14 @@ def _weighted_gather(stack: Tensor, w: Tensor, index: Tensor) -> Tensor:
 
 def _weighted_gather_modulus_sum(q_re: Tensor, q_im: Tensor, stack: Tensor, w: Tensor,
                                  index: Tensor) -> Tensor:
-    d = q_re.size(-1)
-    c = _weighted_gather(stack, w, index)
-    return torch.sqrt((q_re[:, None] - c[..., :d])**2 +
-                      (q_im[:, None] - c[..., d:])**2).sum(-1)
+    return _candidate_modulus_sum(q_re, q_im, _weighted_gather(stack, w, index))
 
 
 def _weighted_gather_grad(g: Tensor, q_re: Tensor, q_im: Tensor, stack: Tensor, w: Tensor,
                           index: Tensor) -> Tuple[Tensor, Tensor]:
-    # grad_c = -g (q - c) / |q - c|, returned as +g (q - c) / |q - c| (0 where q = c), and
-    # the weights' gradient -<grad_c, stack[index, s]> per slot
-    d = q_re.size(-1)
-    c = _weighted_gather(stack, w, index)
-    dr, di = q_re[:, None] - c[..., :d], q_im[:, None] - c[..., d:]
-    m = torch.sqrt(dr * dr + di * di)
-    f = torch.where(m > 0, g[..., None] / m, torch.zeros_like(m))
-    grad_c = torch.cat([f * dr, f * di], dim=-1)
+    # the candidates' gradient (as in _candidate_modulus_grad) and the weights' gradient
+    # -<grad_c, stack[index, s]> per slot
+    grad_c = _candidate_modulus_grad(g, q_re, q_im, _weighted_gather(stack, w, index))
     grad_w = torch.stack([-(grad_c * stack[:, s][index]).sum(-1)
                           for s in range(stack.size(1))], dim=-1)
     return grad_c, grad_w

@@ -105,8 +105,7 @@ class Trainer:
                 raise ValueError("CoMAT trains with negative sampling; set regime="
                                  "'negative_sampling' or drop comat")
             from torch_mmkg.training.comat import CoMAT
-            opts = dict(cfg.comat)
-            self.comat = CoMAT(self.model, **opts).to(self.device)
+            self.comat = CoMAT(self.model, **cfg.comat)  # on the model's device
             self.generator_optimizer = torch.optim.Adam(
                 self.comat.generator_parameters(), lr=self.comat.generator_lr or cfg.lr)
         self.optimizer = self._make_optimizer()
@@ -209,16 +208,14 @@ class Trainer:
                 loss = self.comat.train_step(batch, self.optimizer, self.generator_optimizer,
                                              cfg.grad_clip)['loss']
                 self._check_finite(loss, epoch, i)
-                total += float(loss)
-                count += 1
-                continue
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = model.loss_1n(*batch) if self.one_to_n else model.loss(*batch)
-            self._check_finite(loss, epoch, i)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = model.loss_1n(*batch) if self.one_to_n else model.loss(*batch)
+                self._check_finite(loss, epoch, i)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
             total += float(loss.detach())
             count += 1
         return total / max(count, 1)

@@ -75,12 +75,14 @@ class AdaptiveFusion(torch.nn.Module):
         return torch.tanh(stack) @ self.v
 
     def weights(self, stack: Optional[Tensor], mask: Optional[Tensor] = None,
-                rel: Optional[Tensor] = None, logits: Optional[Tensor] = None) -> Tensor:
+                rel: Optional[Tensor] = None, logits: Optional[Tensor] = None,
+                neutral: bool = False) -> Tensor:
         r"""The modality weights :math:`\omega` of shape :math:`[*, M]` (from precomputed
-        :meth:`logits` if given)."""
+        :meth:`logits` if given; at temperature :math:`1`, without relation guidance, if
+        :obj:`neutral`)."""
         if logits is None:
             logits = self.logits(stack)
-        tau = self.temperature(rel)
+        tau = None if neutral else self.temperature(rel)
         if tau is not None:
             logits = logits / tau[..., None]
         if mask is None or not self.mask_missing:

@@ -207,7 +207,7 @@ class NATIVE(KGEModel):
         out = stack.new_empty(index.numel(), self.num_nodes)
         for r in torch.unique(rel_type).tolist():  # the fusion once per relation
             rows = (rel_type == r).nonzero().view(-1)
-            w = self.fusion.weights(None, mask, rel_type.new_full(mask.shape[:1], r), extra)
+            w = self.fusion.weights(None, mask, rel_type.new_tensor(r), extra)
             E_r = torch.einsum('nm,nmd->nd', w, stack)
             out[rows] = score(E_r[index[rows]], self.relation(rel_type[rows]), E_r)
         return out
@@ -229,32 +229,28 @@ class NATIVE(KGEModel):
         stack, mask = self.modality_stack(index)
         r = self.relation(rel_type)
         ch = negatives.corrupt_head
-        if not self.fusion.relation_dependent:
+        if not self.fusion.relation_dependent:  # one joint table for the batch
             table = self.fusion(stack, mask)[0]
             h, t = table[hi], table[ti]
-            pos = self.interaction(h, r, t)
-            anchor = torch.where(ch[:, None], t, h)
-            if hasattr(self.interaction, 'score_candidates'):
-                neg = self.interaction.score_candidates(anchor, r, table, ci, ch)
-            else:
-                c = table[ci]
-                neg = self.interaction(torch.where(ch[:, None, None], c, h[:, None]),
-                                       r[:, None],
-                                       torch.where(ch[:, None, None], t[:, None], c))
         else:
             logits = self.fusion.logits(stack)
             h = self.fuse(stack[hi], mask[hi], rel_type, logits[hi])
             t = self.fuse(stack[ti], mask[ti], rel_type, logits[ti])
-            pos = self.interaction(h, r, t)
             w = self.fusion.weights(None, mask[ci], rel_type[:, None].expand(B, K),
                                     logits[ci])  # [B, K, M + 1]
-            if hasattr(self.interaction, 'score_weighted_candidates'):  # fused kernel
-                anchor = torch.where(ch[:, None], t, h)
-                neg = self.interaction.score_weighted_candidates(anchor, r, stack, w, ci, ch)
-            else:
-                c = (w[..., None] * stack[ci]).sum(dim=-2)
-                neg = self.interaction(torch.where(ch[:, None, None], c, h[:, None]),
-                                       r[:, None], torch.where(ch[:, None, None], t[:, None], c))
+        pos = self.interaction(h, r, t)
+        anchor = torch.where(ch[:, None], t, h)
+        if not self.fusion.relation_dependent and hasattr(self.interaction,
+                                                          'score_candidates'):
+            neg = self.interaction.score_candidates(anchor, r, table, ci, ch)
+        elif self.fusion.relation_dependent and hasattr(self.interaction,
+                                                        'score_weighted_candidates'):
+            neg = self.interaction.score_weighted_candidates(anchor, r, stack, w, ci, ch)
+        else:  # fused kernels unavailable: gather the candidates
+            c = (table[ci] if not self.fusion.relation_dependent else
+                 (w[..., None] * stack[ci]).sum(dim=-2))
+            neg = self.interaction(torch.where(ch[:, None, None], c, h[:, None]), r[:, None],
+                                   torch.where(ch[:, None, None], t[:, None], c))
         self._reg_inputs = (self.node_emb(head_index), self.rel_emb(rel_type),
                             self.node_emb(tail_index))
         return pos, neg
