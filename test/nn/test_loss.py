@@ -182,3 +182,25 @@ def test_losses_registry():
     assert LOSSES['margin'] is MarginRankingLoss
     assert LOSSES['softplus'] is SoftplusLoss
     assert LOSSES['bce'] is BCELoss
+
+
+@pytest.mark.parametrize('eps', [0.0, 0.1])
+def test_bce_weighted_candidates_and_gradient(eps):
+    # The weighted form averages the elementwise loss over the judged candidates only, and
+    # the closed form (softplus minus target times logit) has the elementwise gradient.
+    torch.manual_seed(6)
+    B, N = 4, 9
+    logits = (3 * torch.randn(B, N, dtype=DTYPE)).requires_grad_()
+    y = torch.rand(B, N) < 0.3
+    w = (torch.rand(N) < 0.6).to(DTYPE)
+    smoothed = (1 - eps) * y.to(DTYPE) + (1.0 / N if eps else 0.0)
+    elementwise = F.binary_cross_entropy_with_logits(logits, smoothed, reduction='none')
+    expected = (elementwise * w).sum() / (B * w.sum())
+    out = BCELoss(eps)(logits, y, w)
+    assert torch.allclose(out, expected, atol=1e-12)
+    g_out, = torch.autograd.grad(out, logits)
+    g_ref, = torch.autograd.grad(expected, logits)
+    assert torch.allclose(g_out, g_ref, atol=1e-12)
+    g_plain, = torch.autograd.grad(BCELoss(eps)(logits, y), logits)
+    assert torch.allclose(g_plain, (torch.sigmoid(logits) - smoothed).detach() / (B * N),
+                          atol=1e-12)

@@ -29,7 +29,9 @@ def triples(seed=0, num=T):
 
 
 #: Models that take per-entity modality features (built with two modalities, with holes).
-MULTIMODAL = {'native', 'tbkgc'}
+MULTIMODAL = {'native', 'tbkgc', 'momok'}
+#: Models trained 1-N (with inverse relations), which have no negative-sampling loss.
+ONE_TO_N = {n for n, cls in MODELS.items() if cls.one_to_n}
 
 
 def make(name, **kwargs):
@@ -60,7 +62,7 @@ def test_forward_matches_score_tails_and_heads(name):
         assert torch.allclose(model.score_tails(h, r, cache), tails, atol=ATOL, rtol=0)
         if model.inverse_relations:
             # Heads are predicted as tails of the inverse relation: (t, r + R, e).
-            assert name == 'tucker'
+            assert name in ONE_TO_N
             assert torch.allclose(heads, model.score_tails(t, r + R), atol=ATOL, rtol=0)
             assert torch.allclose(heads[rows, h], model(t, r + R, h), atol=ATOL, rtol=0)
         else:
@@ -91,13 +93,16 @@ def test_rotate_relation_phases():
 def test_entity_and_relation_widths():
     widths = {'transe': (D, D), 'distmult': (D, D), 'complex': (2 * D, 2 * D),
               'rotate': (2 * D, D), 'pairre': (D, 2 * D), 'tucker': (D, D),
-              'native': (2 * D, D), 'tbkgc': (D, D)}
+              'native': (2 * D, D), 'tbkgc': (D, D), 'momok': (D, D)}
     assert set(widths) == set(MODELS)
     for name, (de, dr) in widths.items():
         model = make(name)
         assert model.node_emb.weight.shape == (N, de)
-        rows = 2 * R if name == 'tucker' else R
-        assert model.rel_emb.weight.shape == (rows, dr)
+        rows = 2 * R if name in ONE_TO_N else R
+        if name == 'momok':  # one relation table per modality slot
+            assert model.rel_emb.shape == (len(model.slots), rows, dr)
+        else:
+            assert model.rel_emb.weight.shape == (rows, dr)
 
 
 def test_tucker_relation_channels():
@@ -109,7 +114,7 @@ def test_tucker_relation_channels():
     assert model(h, r, t).shape == (T, )
 
 
-@pytest.mark.parametrize('name', [n for n in MODELS if n != 'tucker'])
+@pytest.mark.parametrize('name', [n for n in MODELS if n not in ONE_TO_N])
 def test_score_negatives_match_forward(name):
     model = make(name).eval()
     h, r, t = triples(3, num=10)
@@ -150,7 +155,7 @@ def test_score_negatives_inverse_relations(name):
     assert (grad[:R] == 0).all() and (grad[R + torch.unique(r)] > 0).all()
 
 
-@pytest.mark.parametrize('name', [n for n in MODELS if n != 'tucker'])
+@pytest.mark.parametrize('name', [n for n in MODELS if n not in ONE_TO_N])
 @pytest.mark.parametrize('explicit', [False, True])
 def test_loss(name, explicit, single_thread):
     model = make(name).train()

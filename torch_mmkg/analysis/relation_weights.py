@@ -194,20 +194,8 @@ def relation_modality_weights(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
-    if triples is None:
-        if data is None:
-            raise ValueError("pass either data (with split) or triples=(head, rel, tail)")
-        from torch_mmkg.data.mmkg import get_triples
-        triples = get_triples(data, split)
-    head, rel, tail = _check_triples(triples, R, N)
-
-    if relation_names is None:
-        relation_names = getattr(data, 'relation_names', None) if data is not None else None
-    if relation_names is None:
-        relation_names = [f'r{i}' for i in range(R)]
-    relation_names = [str(name) for name in relation_names]
-    if len(relation_names) != R:
-        raise ValueError(f"got {len(relation_names)} relation names for {R} relations")
+    (head, rel, tail), relation_names = _triples_and_names(data, triples, split,
+                                                           relation_names, R, N)
 
     device = _device(model)
     modes = [(m, m.training) for m in model.modules()] if isinstance(
@@ -317,6 +305,26 @@ def _num_relations(model, fusion, data) -> int:
     if data_R is not None and int(data_R) != R:
         raise ValueError(f"the model has {R} relations but the graph has {int(data_R)}")
     return R
+
+
+def _triples_and_names(data, triples, split, relation_names, R: int, N: Optional[int]
+                       ) -> Tuple[Tuple[Tensor, Tensor, Tensor], List[str]]:
+    r"""The analysed triples (given, or :obj:`data`'s of :obj:`split`) checked against
+    :math:`R` relations and :math:`N` entities, and the :math:`R` relation names."""
+    if triples is None:
+        if data is None:
+            raise ValueError("pass either data (with split) or triples=(head, rel, tail)")
+        from torch_mmkg.data.mmkg import get_triples
+        triples = get_triples(data, split)
+    triples = _check_triples(triples, R, N)
+    if relation_names is None:
+        relation_names = getattr(data, 'relation_names', None) if data is not None else None
+    if relation_names is None:
+        relation_names = [f'r{i}' for i in range(R)]
+    relation_names = [str(name) for name in relation_names]
+    if len(relation_names) != R:
+        raise ValueError(f"got {len(relation_names)} relation names for {R} relations")
+    return triples, relation_names
 
 
 def _check_triples(triples, R: int, N: Optional[int]) -> Tuple[Tensor, Tensor, Tensor]:

@@ -1,13 +1,14 @@
 r"""Models, interactions and losses of :mod:`torch_mmkg`."""
 from . import fusion, interactions, kernels, loss  # noqa: F401
-from .fusion import (AdaptiveFusion, ConcatFusion, MeanFusion, ModalityProjection,
-                     ProductFusion)
+from .club import CLUBEstimator
+from .fusion import (AdaptiveFusion, AttentionFusion, ConcatFusion, MeanFusion,
+                     ModalityExperts, ModalityProjection, ProductFusion)
 from .interactions import (Interaction, TransEInteraction, DistMultInteraction,
                            ComplExInteraction, RotatEInteraction, PairREInteraction,
                            TuckERInteraction)
 from .kge import (KGEModel, EmbeddingKGEModel, TransE, DistMult, ComplEx, RotatE, PairRE,
                   TuckER)
-from .models import NATIVE, TBKGC
+from .models import NATIVE, TBKGC, MoMoK
 from .loss import (SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
                    l2_regularization, n3_regularization)
 
@@ -21,6 +22,7 @@ MODELS = {
     'tucker': TuckER,
     'native': NATIVE,
     'tbkgc': TBKGC,
+    'momok': MoMoK,
 }
 
 __all__ = [
@@ -28,7 +30,10 @@ __all__ = [
     'MeanFusion',
     'ConcatFusion',
     'ProductFusion',
+    'AttentionFusion',
+    'ModalityExperts',
     'ModalityProjection',
+    'CLUBEstimator',
     'Interaction',
     'TransEInteraction',
     'DistMultInteraction',
@@ -46,6 +51,7 @@ __all__ = [
     'TuckER',
     'NATIVE',
     'TBKGC',
+    'MoMoK',
     'SelfAdversarialLoss',
     'MarginRankingLoss',
     'SoftplusLoss',

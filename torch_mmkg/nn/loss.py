@@ -120,17 +120,38 @@ class BCELoss(torch.nn.Module):
         super().__init__()
         self.label_smoothing = float(label_smoothing)
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor:
         if logits.shape != target.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and targets "
                              f"{tuple(target.shape)} differ in shape")
-        target = target.to(logits.dtype)
-        if self.label_smoothing:
-            target = (1.0 - self.label_smoothing) * target + 1.0 / target.size(-1)
-        return F.binary_cross_entropy_with_logits(logits, target)
+        return smoothed_bce_with_logits(logits, target, self.label_smoothing, weight)
 
     def extra_repr(self) -> str:
         return f'label_smoothing={self.label_smoothing}'
+
+
+def smoothed_bce_with_logits(logits: Tensor, target: Tensor, label_smoothing: float = 0.0,
+                             weight: Optional[Tensor] = None) -> Tensor:
+    r"""The mean binary cross-entropy of :class:`BCELoss`, with the smoothed targets
+    :math:`\tilde{y} = (1 - \epsilon)\, y + 1/N` never materialised: per element
+    :math:`\mathrm{softplus}(s) - \tilde{y} s`, so one elementwise pass over the
+    :math:`[B, N]` logits (and :math:`\sigma(s)` in the backward) does the work. With
+    :obj:`weight` :math:`[N]` (e.g. 0 for candidates a scorer cannot judge), the weighted
+    mean :math:`\sum_{b,n} w_n \ell_{bn} / (B \sum_n w_n)`."""
+    B, N = logits.shape[0], logits.size(-1)
+    target = target.to(logits.dtype)
+    eps = float(label_smoothing)
+    softplus = F.softplus(logits)
+    if weight is None:
+        total = softplus.sum() - (1.0 - eps) * (target * logits).sum()
+        if eps:
+            total = total - logits.sum() / N
+        return total / logits.numel()
+    weight = weight.to(logits.dtype).reshape(N)
+    total = (softplus @ weight).sum() - (1.0 - eps) * ((target * logits) @ weight).sum()
+    if eps:
+        total = total - (logits @ weight).sum() / N
+    return total / (weight.sum() * B).clamp(min=1.0)
 
 
 def l2_regularization(*tensors: Tensor, weight: float = 1.0) -> Tensor:

@@ -108,6 +108,10 @@ class Trainer:
             self.comat = CoMAT(self.model, **cfg.comat)  # on the model's device
             self.generator_optimizer = torch.optim.Adam(
                 self.comat.generator_parameters(), lr=self.comat.generator_lr or cfg.lr)
+        # Parameters with their own objective (e.g. MoMoK's CLUB estimators), stepped after
+        # every main step by their own optimiser.
+        aux = list(self.model.auxiliary_parameters())
+        self.auxiliary_optimizer = torch.optim.Adam(aux, lr=cfg.lr) if aux else None
         self.optimizer = self._make_optimizer()
         self.loader = self._make_loader()
         self.evaluator = RankingEvaluator(self.known, cfg.eval_batch_size,
@@ -122,7 +126,8 @@ class Trainer:
         cfg = self.config
         cls = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW,
                'adagrad': torch.optim.Adagrad, 'sgd': torch.optim.SGD}[cfg.optimizer]
-        params = list(self.model.parameters())
+        aux = {id(p) for p in self.model.auxiliary_parameters()}
+        params = [p for p in self.model.parameters() if id(p) not in aux]
         if self.comat is not None:  # the MLP discriminator of the CoMAT ablation
             params += list(self.comat.critic_parameters())
         return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -172,6 +177,8 @@ class Trainer:
         if self.comat is not None:
             ckpt['comat'] = self.comat.state_dict()
             ckpt['generator_optimizer'] = self.generator_optimizer.state_dict()
+        if self.auxiliary_optimizer is not None:
+            ckpt['auxiliary_optimizer'] = self.auxiliary_optimizer.state_dict()
         tmp = path + '.tmp'
         torch.save(ckpt, tmp)
         os.replace(tmp, path)
@@ -193,6 +200,8 @@ class Trainer:
                                  f"from it")
             self.comat.load_state_dict(ckpt['comat'])
             self.generator_optimizer.load_state_dict(ckpt['generator_optimizer'])
+        if self.auxiliary_optimizer is not None:
+            self.auxiliary_optimizer.load_state_dict(ckpt['auxiliary_optimizer'])
 
     # Loops ####################################################################################
 
@@ -216,9 +225,19 @@ class Trainer:
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 self.optimizer.step()
+                self._auxiliary_step()
             total += float(loss.detach())
             count += 1
         return total / max(count, 1)
+
+    def _auxiliary_step(self):
+        if self.auxiliary_optimizer is None:
+            return
+        self.auxiliary_optimizer.zero_grad(set_to_none=True)
+        aux = self.model.auxiliary_loss()
+        if aux is not None:
+            aux.backward()
+            self.auxiliary_optimizer.step()
 
     def _check_finite(self, loss: torch.Tensor, epoch: int, i: int):
         if not torch.isfinite(loss):

@@ -6,6 +6,8 @@ for relation-guided fusions, the relation ids :math:`[*]`) to a joint embedding
 whether the relation is used.
 """
 from .adaptive import AdaptiveFusion
+from .attention import AttentionFusion
+from .experts import ModalityExperts
 from .basic import ConcatFusion, MeanFusion, ProductFusion
 from .projection import ModalityProjection
 
@@ -22,6 +24,8 @@ __all__ = [
     'MeanFusion',
     'ConcatFusion',
     'ProductFusion',
+    'AttentionFusion',
+    'ModalityExperts',
     'ModalityProjection',
     'FUSIONS',
 ]

@@ -226,6 +226,17 @@ class KGEModel(torch.nn.Module):
         logits = self.interaction.score_tails(e, r, self.prepare_scoring())
         return loss_fn(logits, target) + self.penalty(e, r)
 
+    def auxiliary_parameters(self) -> list:
+        r"""Parameters trained by their own objective, :meth:`auxiliary_loss`, with their own
+        optimiser, and excluded from the main one (e.g. MoMoK's CLUB estimators). None by
+        default."""
+        return []
+
+    def auxiliary_loss(self) -> Optional[Tensor]:
+        r"""The objective of :meth:`auxiliary_parameters` for the last training batch, to be
+        minimised after each main step (:obj:`None`: nothing to do)."""
+        return None
+
     def loader(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                num_negatives: int = 0, strategy: str = 'uniform',
                known: Optional[KnownTriples] = None,

@@ -9,6 +9,7 @@ from torch_mmkg.nn.fusion import FUSIONS, AdaptiveFusion, ConcatFusion, Modality
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import SelfAdversarialLoss
+from ._modalities import features_from_data, register_modalities
 
 
 class NATIVE(KGEModel):
@@ -80,19 +81,7 @@ class NATIVE(KGEModel):
                          regularization='l2', regularization_weight=regularization_weight)
         if not features:
             raise ValueError("NATIVE needs at least one modality (use RotatE without any)")
-        self.modalities = list(features)
-        masks = dict(masks or {})
-        for m, x in features.items():
-            if x.dim() != 2 or x.size(0) != num_nodes:
-                raise ValueError(f"features of '{m}' must be [{num_nodes}, F], got "
-                                 f"{tuple(x.shape)}")
-            if not torch.isfinite(x).all():
-                raise ValueError(f"features of '{m}' contain NaN or Inf")
-            mask = masks.get(m, torch.ones(num_nodes, dtype=torch.bool))
-            if mask.shape != (num_nodes, ) or mask.dtype != torch.bool:
-                raise ValueError(f"mask of '{m}' must be a [{num_nodes}] bool tensor")
-            self.register_buffer(f'x_{m}', x.float(), persistent=False)
-            self.register_buffer(f'mask_{m}', mask, persistent=False)
+        self.modalities = register_modalities(self, num_nodes, features, masks)
         width = 2 * hidden_channels
         self.embedding_range = (float(margin) + float(epsilon)) / hidden_channels
         self.node_emb = torch.nn.Embedding(num_nodes, width)
@@ -115,17 +104,8 @@ class NATIVE(KGEModel):
                   modalities: Optional[Sequence[str]] = None, **kwargs) -> 'NATIVE':
         r"""Builds the model for a :mod:`torch_mmkg` graph with all its modalities, or the
         subset :obj:`modalities` (in that order)."""
-        from torch_mmkg.data.mmkg import ENTITY, modality_features
-        feats = modality_features(data)
-        if modalities is not None:
-            unknown = [m for m in modalities if m not in feats]
-            if unknown:
-                raise ValueError(f"modalities {unknown} are not in the graph (it has "
-                                 f"{list(feats)})")
-            feats = {m: feats[m] for m in modalities}
-        return cls(data[ENTITY].num_nodes, data.num_relations, hidden_channels,
-                   {m: x for m, (x, _) in feats.items()},
-                   {m: k for m, (_, k) in feats.items()}, **kwargs)
+        N, R, features, masks = features_from_data(data, modalities)
+        return cls(N, R, hidden_channels, features, masks, **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.uniform_(self.node_emb.weight, -self.embedding_range,

@@ -8,6 +8,7 @@ from torch_mmkg.nn.interactions import TransEInteraction
 from torch_mmkg.nn.kernels import lp_distance
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import MarginRankingLoss
+from ._modalities import features_from_data, register_modalities
 
 
 class TBKGC(KGEModel):
@@ -84,35 +85,9 @@ class TBKGC(KGEModel):
         self.p_norm = float(p_norm)
         self.margin = float(margin)
         self.mask_missing = bool(mask_missing)
-        self.modalities = list(features)
-        masks = dict(masks or {})
-        unknown = sorted(set(masks) - set(self.modalities))
-        if unknown:
-            raise ValueError(f"masks given for modalities {unknown} without features (have "
-                             f"{self.modalities})")
-        projection = {}
-        for m, x in features.items():
-            if not isinstance(m, str) or not m or '.' in m:
-                raise ValueError(f"modality names must be non-empty strings without '.', "
-                                 f"got {m!r}")
-            if not isinstance(x, Tensor) or x.dim() != 2 or x.size(0) != num_nodes:
-                raise ValueError(f"features of '{m}' must be [{num_nodes}, F], got "
-                                 f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
-            if x.size(1) < 1:
-                raise ValueError(f"features of '{m}' have no columns")
-            if not torch.isfinite(x).all():
-                raise ValueError(f"features of '{m}' contain NaN or Inf")
-            mask = masks.get(m)
-            if mask is None:
-                mask = torch.ones(num_nodes, dtype=torch.bool, device=x.device)
-            if (not isinstance(mask, Tensor) or mask.shape != (num_nodes, )
-                    or mask.dtype != torch.bool):
-                raise ValueError(f"mask of '{m}' must be a [{num_nodes}] bool tensor, got "
-                                 f"{getattr(mask, 'dtype', type(mask).__name__)} "
-                                 f"{tuple(getattr(mask, 'shape', ()))}")
-            self.register_buffer(f'x_{m}', x.float(), persistent=False)
-            self.register_buffer(f'mask_{m}', mask.to(x.device), persistent=False)
-            projection[m] = torch.nn.Linear(x.size(1), hidden_channels, bias=False)
+        self.modalities = register_modalities(self, num_nodes, features, masks)
+        projection = {m: torch.nn.Linear(x.size(1), hidden_channels, bias=False)
+                      for m, x in features.items()}
         self.node_emb = torch.nn.Embedding(num_nodes, hidden_channels)
         self.rel_emb = torch.nn.Embedding(num_relations, hidden_channels)
         self.projection = torch.nn.ModuleDict(projection)
@@ -121,11 +96,8 @@ class TBKGC(KGEModel):
     @classmethod
     def from_data(cls, data, hidden_channels: int, **kwargs) -> 'TBKGC':
         r"""Builds the model for a :mod:`torch_mmkg` graph with all its modalities."""
-        from torch_mmkg.data.mmkg import ENTITY, modality_features
-        feats = modality_features(data)
-        return cls(data[ENTITY].num_nodes, data.num_relations, hidden_channels,
-                   {m: x for m, (x, _) in feats.items()},
-                   {m: k for m, (_, k) in feats.items()}, **kwargs)
+        N, R, features, masks = features_from_data(data)
+        return cls(N, R, hidden_channels, features, masks, **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.node_emb.weight)
