@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import torch
 
 
 def pytest_addoption(parser):
@@ -16,3 +17,12 @@ def pytest_configure(config):
 @pytest.fixture
 def tmp_root(tmp_path):
     return str(tmp_path)
+
+
+@pytest.fixture
+def single_thread():
+    r"""Tiny problems run much faster (and steadier on a loaded machine) on one thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -12,14 +12,6 @@ N, R, D, T = 30, 4, 8, 60
 ATOL = 1e-9
 
 
-@pytest.fixture
-def single_thread():
-    r"""Tiny problems run much faster (and steadier on a loaded machine) on one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def triples(seed=0, num=T):
     gen = torch.Generator().manual_seed(seed)

@@ -59,6 +59,10 @@ class Trainer:
     * checkpoints every :obj:`checkpoint_every` epochs holding the model, optimiser, best
       model, history and every random state, so that :meth:`fit` with :obj:`resume=True`
       continues exactly as if never interrupted (bit-identical on CPU);
+    * parameters a model trains by their own objective
+      (:meth:`~torch_mmkg.nn.KGEModel.auxiliary_parameters`, e.g. MoMoK's CLUB estimators)
+      get their own Adam optimiser and a step on
+      :meth:`~torch_mmkg.nn.KGEModel.auxiliary_loss` after every main step;
     * a NaN/Inf loss stops training with :class:`NonFiniteLossError` naming the epoch and
       batch;
     * the results (config, history, validation and test metrics with per-side, per-category

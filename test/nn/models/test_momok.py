@@ -12,12 +12,7 @@ from torch_mmkg.training import TrainConfig, Trainer
 N, R, D = 20, 3, 4
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def make(**kwargs):

@@ -80,13 +80,6 @@ def test_bad_input():
         NATIVE(N, R, 4, {'text': torch.randn(N, 2)}, {'text': torch.ones(N)})
 
 
-@pytest.fixture
-def single_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def test_learns_planted_signal(single_thread):
     data = FakeMMKGDataset(num_entities=60, num_relations=3, num_clusters=4,

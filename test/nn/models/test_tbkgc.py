@@ -177,13 +177,6 @@ def test_missing_features_never_enter_the_score(device):
         assert not torch.allclose(plain(h, r, t), before, atol=1e-3)
 
 
-@pytest.fixture
-def single_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def test_learns_planted_permutation(single_thread):
     n, K = 30, 8

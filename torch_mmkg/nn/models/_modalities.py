@@ -61,3 +61,15 @@ def features_from_data(data, modalities: Optional[Sequence[str]] = None
         feats = {m: feats[m] for m in modalities}
     return (data[ENTITY].num_nodes, data.num_relations, {m: x for m, (x, _) in feats.items()},
             {m: k for m, (_, k) in feats.items()})
+
+
+class FromDataMixin:
+    r"""Adds :meth:`from_data` to a model whose constructor takes
+    :obj:`(num_nodes, num_relations, hidden_channels, features, masks, **kwargs)`."""
+    @classmethod
+    def from_data(cls, data, hidden_channels: int,
+                  modalities: Optional[Sequence[str]] = None, **kwargs):
+        r"""Builds the model for a :mod:`torch_mmkg` graph with all its modalities, or the
+        subset :obj:`modalities` (in that order)."""
+        N, R, features, masks = features_from_data(data, modalities)
+        return cls(N, R, hidden_channels, features, masks, **kwargs)

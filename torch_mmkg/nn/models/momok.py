@@ -12,12 +12,12 @@ from torch_mmkg.nn.fusion.experts import ModalityExperts
 from torch_mmkg.nn.interactions import TuckERInteraction
 from torch_mmkg.nn.kge.base import KGEModel
 from torch_mmkg.nn.loss import BCELoss, smoothed_bce_with_logits
-from ._modalities import features_from_data, register_modalities
+from ._modalities import FromDataMixin, register_modalities
 
 STRUCTURE, JOINT = 'structure', 'joint'
 
 
-class MoMoK(KGEModel):
+class MoMoK(FromDataMixin, KGEModel):
     r"""MoMoK from the `"Multiple Heads are Better than One: Mixture of Modality Knowledge
     Experts for Entity Representation Learning" <https://arxiv.org/abs/2405.16869>`_ paper
     (ICLR 2025): relation-guided modality knowledge experts (ReMoKE), multi-modal joint
@@ -187,17 +187,9 @@ class MoMoK(KGEModel):
         self.estimators = torch.nn.ModuleDict({
             m: torch.nn.ModuleList([CLUBEstimator(d, d) for _ in self.pairs])
             for m in self.slots
-        } if self.pairs else {})
+        } if self.pairs and self.club_weight > 0 else {})
         self._club_index: Optional[Tensor] = None
         self.reset_parameters()
-
-    @classmethod
-    def from_data(cls, data, hidden_channels: int,
-                  modalities: Optional[Sequence[str]] = None, **kwargs) -> 'MoMoK':
-        r"""Builds the model for a :mod:`torch_mmkg` graph with all its modalities, or the
-        subset :obj:`modalities` (in that order)."""
-        N, R, features, masks = features_from_data(data, modalities)
-        return cls(N, R, hidden_channels, features, masks, **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.xavier_normal_(self.node_emb.weight)
@@ -405,7 +397,7 @@ class MoMoK(KGEModel):
             combined = self._combine([p[1:] for p in parts], tuple(target.shape))
             loss = self._bce(combined, target, None)
         self._club_index = torch.unique(entity_index)
-        if self.club_weight > 0 and self.pairs:
+        if self.club_weight > 0 and self.pairs:  # ExID (Eq. 8)
             idx = self._club_index
             loss = loss + self.club_weight * self.club_loss(tables['experts'][idx],
                                                             tables['mask'][idx])
@@ -413,7 +405,7 @@ class MoMoK(KGEModel):
 
     def auxiliary_parameters(self) -> List[torch.nn.Parameter]:
         r"""The CLUB variational networks, trained by :meth:`auxiliary_loss` only."""
-        return list(self.estimators.parameters()) if self.club_weight > 0 else []
+        return list(self.estimators.parameters())
 
     def auxiliary_loss(self) -> Optional[Tensor]:
         r"""The estimators' negative log-likelihood (Eq. 9) on the expert outputs of the

@@ -1,5 +1,5 @@
 import math
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -9,10 +9,10 @@ from torch_mmkg.nn.fusion import FUSIONS, AdaptiveFusion, ConcatFusion, Modality
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import SelfAdversarialLoss
-from ._modalities import features_from_data, register_modalities
+from ._modalities import FromDataMixin, register_modalities
 
 
-class NATIVE(KGEModel):
+class NATIVE(FromDataMixin, KGEModel):
     r"""The ReDAF model of NATIVE from the `"NATIVE: Multi-modal Knowledge Graph Completion
     in the Wild" <https://arxiv.org/abs/2406.17605>`_ paper (relation-guided dual adaptive
     fusion; the CoMAT adversarial training regime wraps it separately).
@@ -98,14 +98,6 @@ class NATIVE(KGEModel):
         else:
             self.fusion = FUSIONS[fusion](width, mask_missing)
         self.reset_parameters()
-
-    @classmethod
-    def from_data(cls, data, hidden_channels: int,
-                  modalities: Optional[Sequence[str]] = None, **kwargs) -> 'NATIVE':
-        r"""Builds the model for a :mod:`torch_mmkg` graph with all its modalities, or the
-        subset :obj:`modalities` (in that order)."""
-        N, R, features, masks = features_from_data(data, modalities)
-        return cls(N, R, hidden_channels, features, masks, **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.uniform_(self.node_emb.weight, -self.embedding_range,

@@ -8,10 +8,10 @@ from torch_mmkg.nn.interactions import TransEInteraction
 from torch_mmkg.nn.kernels import lp_distance
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import MarginRankingLoss
-from ._modalities import features_from_data, register_modalities
+from ._modalities import FromDataMixin, register_modalities
 
 
-class TBKGC(KGEModel):
+class TBKGC(FromDataMixin, KGEModel):
     r"""The TBKGC model from the `"A Multimodal Translation-Based Approach for Knowledge
     Graph Representation Learning" <https://aclanthology.org/S18-2027/>`_ paper, generalised
     to any number of modalities, some of them missing for some entities.
@@ -92,12 +92,6 @@ class TBKGC(KGEModel):
         self.rel_emb = torch.nn.Embedding(num_relations, hidden_channels)
         self.projection = torch.nn.ModuleDict(projection)
         self.reset_parameters()
-
-    @classmethod
-    def from_data(cls, data, hidden_channels: int, **kwargs) -> 'TBKGC':
-        r"""Builds the model for a :mod:`torch_mmkg` graph with all its modalities."""
-        N, R, features, masks = features_from_data(data)
-        return cls(N, R, hidden_channels, features, masks, **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.node_emb.weight)

@@ -10,12 +10,7 @@ from torch_mmkg.evaluation import RankingEvaluator
 from torch_mmkg.nn import MoMoK, TuckER
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope='module')
