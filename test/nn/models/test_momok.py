@@ -174,17 +174,19 @@ def test_relation_temperature_changes_the_gate():
     model = make()[0].train()
     e = torch.arange(N)
     x = model.x_text[e]
+    has = model.mask_text
     for rel in (0, 4):
         _, _, gates, _ = model.modality_embeddings(e, torch.full((N, ), rel), noise=False)
         tau = torch.sigmoid(model.rel_temperature[rel])
         expected = torch.softmax((x @ model.experts['text'].w_gate) / tau, dim=-1)
-        assert torch.allclose(gates[:, model.slots.index('text')], expected)
+        assert torch.allclose(gates[has, model.slots.index('text')], expected[has])
+        assert (gates[~has, model.slots.index('text')] == 0).all()  # skipped: no text
     g0 = model.modality_embeddings(e, torch.zeros(N, dtype=torch.long), noise=False)[2]
     g4 = model.modality_embeddings(e, torch.full((N, ), 4), noise=False)[2]
     assert not torch.allclose(g0, g4)
     # candidates (no relation) are gated at temperature 1
     g = model.modality_embeddings(e, None, noise=False)[2][:, model.slots.index('text')]
-    assert torch.allclose(g, torch.softmax(x @ model.experts['text'].w_gate, dim=-1))
+    assert torch.allclose(g[has], torch.softmax(x @ model.experts['text'].w_gate, dim=-1)[has])
     # without relation temperatures the relation does not matter
     flat = make(relation_temperature=False)[0]
     assert flat.rel_temperature is None

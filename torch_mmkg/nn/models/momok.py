@@ -239,12 +239,29 @@ class MoMoK(FromDataMixin, KGEModel):
         embeddings :math:`\hat{\mathbf{e}}_{m,r}` :math:`[*, S, d]`, the expert outputs
         :math:`[*, S, K, d]`, the gates :math:`[*, S, K]` and the slot mask :math:`[*, S]`.
         With :obj:`rel_type` (same shape as :obj:`index`) the gates use the relation
-        temperature, as for query entities; without, temperature 1, as for candidates."""
+        temperature, as for query entities; without, temperature 1, as for candidates. With
+        :obj:`mask_missing`, entities lacking a modality skip its experts and get zeros in
+        its slot (which nothing reads)."""
         tau = None if rel_type is None else self.relation_temperature(rel_type)
-        outs = [self.experts[m](self._slot_input(m, index), tau, noise) for m in self.slots]
+        mask = self.slot_mask(index)
+        outs = []
+        for s, m in enumerate(self.slots):
+            x, present = self._slot_input(m, index), mask[..., s]
+            if m == STRUCTURE or not self.mask_missing or bool(present.all()):
+                outs.append(self.experts[m](x, tau, noise))
+                continue
+            # Only the entities that have the modality go through its experts (the others
+            # are masked everywhere): zero embeddings and gates stand in for them.
+            sub = self.experts[m](x[present], None if tau is None else tau[present], noise)
+            full = []
+            for part in sub:
+                out = part.new_zeros(present.shape + part.shape[1:])
+                out[present] = part
+                full.append(out)
+            outs.append(full)
         return (torch.stack([o[0] for o in outs], dim=-2),
                 torch.stack([o[1] for o in outs], dim=-3),
-                torch.stack([o[2] for o in outs], dim=-2), self.slot_mask(index))
+                torch.stack([o[2] for o in outs], dim=-2), mask)
 
     def relation_embeddings(self, rel_type: Tensor) -> Tensor:
         r"""The per-modality relation embeddings :math:`\mathbf{r}_m` :math:`[*, S, d_r]`."""
