@@ -205,6 +205,9 @@ class Trainer:
             self.comat.load_state_dict(ckpt['comat'])
             self.generator_optimizer.load_state_dict(ckpt['generator_optimizer'])
         if self.auxiliary_optimizer is not None:
+            if 'auxiliary_optimizer' not in ckpt:
+                raise ValueError(f"{path} holds no optimiser state for the model's auxiliary "
+                                 f"parameters; it was written by another kind of run")
             self.auxiliary_optimizer.load_state_dict(ckpt['auxiliary_optimizer'])
 
     # Loops ####################################################################################
@@ -221,6 +224,7 @@ class Trainer:
                 loss = self.comat.train_step(batch, self.optimizer, self.generator_optimizer,
                                              cfg.grad_clip)['loss']
                 self._check_finite(loss, epoch, i)
+                self._auxiliary_step()
             else:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = model.loss_1n(*batch) if self.one_to_n else model.loss(*batch)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch_mmkg.data import KnownTriples, get_triples
 from torch_mmkg.datasets import FakeMMKGDataset
 from torch_mmkg.nn import MoMoK
+from torch_mmkg.testing import withCUDA
 from torch_mmkg.training import TrainConfig, Trainer
 
 N, R, D = 20, 3, 4
@@ -376,3 +377,18 @@ def test_trainer_resumes_bit_identically(tmp_path):
     resumed.fit(resume=True)
     for (n, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), n
+
+
+@withCUDA
+def test_runs_on_every_device(device):
+    cpu = make()[0].eval()
+    model = copy.deepcopy(cpu).to(device)
+    e, r, target = queries()
+    with torch.no_grad():
+        assert torch.allclose(model.score_tails(e.to(device), r.to(device)).cpu(),
+                              cpu.score_tails(e, r), atol=1e-10)
+    model.train()
+    loss = model.loss_1n(e.to(device), r.to(device), target.to(device))
+    loss.backward()
+    assert loss.device.type == device.type
+    assert model.auxiliary_loss().device.type == device.type
