@@ -392,3 +392,16 @@ def test_runs_on_every_device(device):
     loss.backward()
     assert loss.device.type == device.type
     assert model.auxiliary_loss().device.type == device.type
+
+
+def test_total_loss_adds_lambda_times_club():
+    model = make(club_weight=0.5)[0].eval()  # eval: no gate noise, no dropout
+    e, r, target = queries()
+    total = model.loss_1n(e, r, target)
+    idx = torch.unique(e)
+    _, V, _, mask = model.modality_embeddings(idx)
+    club = model.club_loss(V, mask)
+    model.club_weight = 0.0
+    kgc = model.loss_1n(e, r, target)
+    assert float(club) != 0
+    assert torch.allclose(total, kgc + 0.5 * club, atol=1e-10)
