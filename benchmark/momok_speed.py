@@ -14,6 +14,7 @@ features (missing ones masked), on the same 1-N batches:
 * the seconds of one filtered, both-sided evaluation of the test split.
 """
 import argparse
+import gc
 import json
 import os.path as osp
 import resource
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import torch
 
@@ -82,13 +84,35 @@ for batch in loader:
     if len(batches) == args.batches:
         break
 
+def _status_kb(field: str) -> Optional[int]:
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 if args.memory_of:  # a fresh process: its peak is this model's
     model, opt, est = build(args.memory_of)
     model.train()
+    gc.collect()
+    try:  # Linux: reset the peak (VmHWM) so that loading the dataset does not count
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+    before = _status_kb('VmRSS')
     for batch in batches:
         step(model, opt, est, batch)
     sync()
     out = {'cpu_max_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    peak = _status_kb('VmHWM')
+    if before is not None and peak is not None:
+        out['cpu_training_peak_rss_bytes'] = peak * 1024
+        out['cpu_training_added_rss_bytes'] = (peak - before) * 1024
     if device.type == 'cuda':
         out['cuda_max_allocated_bytes'] = torch.cuda.max_memory_allocated(device)
     print(json.dumps(out))
@@ -133,10 +157,16 @@ result = {'settings': vars(args), 'batches_per_epoch': len(loader),
           'test_eval_seconds': eval_seconds, 'peak_memory': memory}
 for name in models:
     mem = memory[name]
-    gb = mem.get('cuda_max_allocated_bytes', mem['cpu_max_rss_bytes']) / 2**30
+    if device.type == 'cuda':
+        peak = f"peak GPU {mem['cuda_max_allocated_bytes'] / 2**30:.2f} GB"
+    else:
+        peak = f"peak RSS {mem['cpu_max_rss_bytes'] / 2**30:.2f} GB"
+        if 'cpu_training_peak_rss_bytes' in mem:
+            peak = (f"peak RSS while training {mem['cpu_training_peak_rss_bytes'] / 2**30:.2f}"
+                    f" GB (+{mem['cpu_training_added_rss_bytes'] / 2**30:.2f} GB over the "
+                    f"loaded model and data)")
     print(f"{name:7s} {result['seconds_per_step'][name]:.3f} s/step, "
-          f"{result['seconds_per_epoch'][name]:.1f} s/epoch ({len(loader)} steps), "
-          f"peak {'GPU' if device.type == 'cuda' else 'RSS'} {gb:.2f} GB, "
+          f"{result['seconds_per_epoch'][name]:.1f} s/epoch ({len(loader)} steps), {peak}, "
           f"test evaluation {eval_seconds[name]:.1f} s")
 print(f"MoMoK / TuckER per step: {result['momok_over_tucker']:.2f}x (median of "
       f"{args.blocks} blocks)")
