@@ -91,8 +91,8 @@ def train_epoch() -> str:
             est_loss = model.auxiliary_loss()
             est_loss.backward()
             estimator_optimizer.step()
-            total_est += float(est_loss) / len(loader)
-        total += float(loss) / len(loader)
+            total_est += float(est_loss.detach()) / len(loader)
+        total += float(loss.detach()) / len(loader)
     return f'Loss: {total:.4f}, CLUB NLL: {total_est:.1f}'
 
 
