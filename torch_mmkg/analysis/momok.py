@@ -106,8 +106,8 @@ def expert_weights(model, data=None, triples: Optional[Tuple[Tensor, Tensor, Ten
         model.train(was_training)
     count = torch.bincount(query_rel, minlength=2 * R).cpu()
     nan = torch.tensor(float('nan'), dtype=torch.float64)
-    gates = torch.where(gate_count[..., None].cpu() > 0,
-                        gate_sum.cpu() / gate_count[..., None].cpu().clamp(min=1), nan)
+    gate_count = gate_count[..., None].cpu()
+    gates = torch.where(gate_count > 0, gate_sum.cpu() / gate_count.clamp(min=1), nan)
     joint = None
     if has_joint:
         joint = torch.where(count[:, None] > 0,

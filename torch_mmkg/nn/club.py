@@ -55,19 +55,18 @@ class CLUBEstimator(torch.nn.Module):
                 if hasattr(layer, 'reset_parameters'):
                     layer.reset_parameters()
 
-    def _params(self, frozen: bool):
-        params = dict(self.named_parameters())
-        return {k: v.detach() for k, v in params.items()} if frozen else params
+    @staticmethod
+    def _run(net: torch.nn.Module, x: Tensor, frozen: bool) -> Tensor:
+        if not frozen:
+            return net(x)
+        params = {k: v.detach() for k, v in net.named_parameters()}
+        return functional_call(net, params, (x, ))
 
     def mu_logvar(self, x: Tensor, frozen: bool = False):
         r""":math:`(\boldsymbol{\mu}, \boldsymbol{\ell})` of :math:`q_\theta(\cdot \mid
         \mathbf{x})`; with :obj:`frozen=True` no gradient reaches :math:`\theta` (it still
         flows into :math:`\mathbf{x}`)."""
-        params = self._params(frozen)
-        return (functional_call(self.mu, {k[3:]: v for k, v in params.items()
-                                          if k.startswith('mu.')}, (x, )),
-                functional_call(self.logvar, {k[7:]: v for k, v in params.items()
-                                              if k.startswith('logvar.')}, (x, )))
+        return self._run(self.mu, x, frozen), self._run(self.logvar, x, frozen)
 
     def log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
         r"""Per sample :math:`\log q_\theta(\mathbf{y}_e \mid \mathbf{x}_e)` :math:`[n]`."""

@@ -114,8 +114,9 @@ class Trainer:
                 self.comat.generator_parameters(), lr=self.comat.generator_lr or cfg.lr)
         # Parameters with their own objective (e.g. MoMoK's CLUB estimators), stepped after
         # every main step by their own optimiser.
-        aux = list(self.model.auxiliary_parameters())
-        self.auxiliary_optimizer = torch.optim.Adam(aux, lr=cfg.lr) if aux else None
+        self.auxiliary_parameters = list(self.model.auxiliary_parameters())
+        self.auxiliary_optimizer = (torch.optim.Adam(self.auxiliary_parameters, lr=cfg.lr)
+                                    if self.auxiliary_parameters else None)
         self.optimizer = self._make_optimizer()
         self.loader = self._make_loader()
         self.evaluator = RankingEvaluator(self.known, cfg.eval_batch_size,
@@ -130,7 +131,7 @@ class Trainer:
         cfg = self.config
         cls = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW,
                'adagrad': torch.optim.Adagrad, 'sgd': torch.optim.SGD}[cfg.optimizer]
-        aux = {id(p) for p in self.model.auxiliary_parameters()}
+        aux = {id(p) for p in self.auxiliary_parameters}
         params = [p for p in self.model.parameters() if id(p) not in aux]
         if self.comat is not None:  # the MLP discriminator of the CoMAT ablation
             params += list(self.comat.critic_parameters())

@@ -11,7 +11,7 @@ from torch_mmkg.nn.fusion.attention import AttentionFusion
 from torch_mmkg.nn.fusion.experts import ModalityExperts
 from torch_mmkg.nn.interactions import TuckERInteraction
 from torch_mmkg.nn.kge.base import KGEModel
-from torch_mmkg.nn.loss import BCELoss, smoothed_bce_with_logits
+from torch_mmkg.nn.loss import BCELoss
 from ._modalities import FromDataMixin, register_modalities
 
 STRUCTURE, JOINT = 'structure', 'joint'
@@ -117,7 +117,8 @@ class MoMoK(FromDataMixin, KGEModel):
         normalize_features (bool, optional): :math:`L_2`-normalise feature rows.
             (default: :obj:`True`)
         loss (torch.nn.Module, optional): Replaces the default
-            :class:`~torch_mmkg.nn.loss.BCELoss`.
+            :class:`~torch_mmkg.nn.loss.BCELoss` (called as :obj:`loss(logits, target,
+            candidate_weight)`).
 
     Shapes:
         - **input:** head, relation and tail indices :math:`[*]` (broadcast)
@@ -318,6 +319,9 @@ class MoMoK(FromDataMixin, KGEModel):
         den = ref.new_zeros(shape)
         for rows, logits, weight in parts:
             value = torch.sigmoid(-logits) if self.joint_training else logits
+            if rows is None and weight is None:  # judges every pair: no [B, N] of ones
+                num, den = num + value, den + 1.0
+                continue
             w = torch.ones_like(value) if weight is None else weight.expand_as(value)
             value = value * w
             if rows is None:
@@ -380,10 +384,6 @@ class MoMoK(FromDataMixin, KGEModel):
 
     # Training #################################################################################
 
-    def _bce(self, logits: Tensor, target: Tensor, weight: Optional[Tensor]) -> Tensor:
-        eps = getattr(self.loss_fn, 'label_smoothing', 0.0)
-        return smoothed_bce_with_logits(logits, target, eps, weight)
-
     def club_loss(self, experts: Tensor, mask: Tensor) -> Tensor:
         r""":math:`\mathcal{L}_{club}` (Eq. 8) of expert outputs :math:`[n, S, K, d]` of
         :math:`n` entities with slot mask :math:`[n, S]`; no gradient reaches the
@@ -407,12 +407,12 @@ class MoMoK(FromDataMixin, KGEModel):
         tables = self._candidate_tables(with_experts=self.club_weight > 0)
         parts = self._query_logits(entity_index, rel_type, tables, self.scorers)
         if self.joint_training:
-            loss = sum((self._bce(logits, target if rows is None else target[rows], w)
+            loss = sum((self.loss_fn(logits, target if rows is None else target[rows], w)
                         for _, rows, logits, w in parts if logits.size(0)),
                        target.new_zeros((), dtype=parts[0][2].dtype))
         else:
             combined = self._combine([p[1:] for p in parts], tuple(target.shape))
-            loss = self._bce(combined, target, None)
+            loss = self.loss_fn(combined, target, None)
         self._club_index = torch.unique(entity_index)
         if self.club_weight > 0 and self.pairs:  # ExID (Eq. 8)
             idx = self._club_index
