@@ -9,9 +9,20 @@ from torch_mmkg.data.statistics import relation_cardinality
 
 class Negatives(NamedTuple):
     r"""Negatives of a batch of :math:`B` positives: :obj:`index[b, k]` replaces the head of
-    positive :math:`b` if :obj:`corrupt_head[b]`, else its tail."""
+    positive :math:`b` if :obj:`corrupt_head[b]`, else its tail.
+
+    With :obj:`twins` (the twins negative sampling of the `"Knowledge Graph Completion with
+    Pre-trained Multimodal Transformer and Twins Negative Sampling"
+    <https://arxiv.org/abs/2209.07084>`_ paper) the same entities are drawn, but a model with
+    separate structural and multi-modal embeddings uses them differently: its unimodal score
+    terms see the whole corrupted entity :math:`(\mathbf{e}'_s, \mathbf{e}'_m)`, its
+    cross-modal terms only its multi-modal embedding, the structural one staying the
+    replaced entity's own, :math:`(\mathbf{e}_s, \mathbf{e}'_m)`. Models that have no such
+    split reject twins negatives (see :attr:`KGEModel.supports_twins
+    <torch_mmkg.nn.KGEModel.supports_twins>`)."""
     index: Tensor  # [B, K] entity ids
     corrupt_head: Tensor  # [B] bool
+    twins: bool = False
 
 
 def relation_head_probability(head: Tensor, rel: Tensor, tail: Tensor,
@@ -60,11 +71,13 @@ class NegativeSampler:
             :obj:`"bernoulli"`; computed from :obj:`known` when omitted.
         generator (torch.Generator, optional): Source of randomness (on the device of the
             positives), for reproducible draws. (default: :obj:`None`)
+        twins (bool, optional): Mark the negatives as twins negatives (see
+            :class:`Negatives`); the draw itself is unchanged. (default: :obj:`False`)
     """
     def __init__(self, num_entities: int, num_negatives: int = 1, strategy: str = 'uniform',
                  known: Optional[KnownTriples] = None,
                  head_probability: Optional[Tensor] = None,
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None, twins: bool = False):
         if strategy not in ('uniform', 'bernoulli'):
             raise ValueError(f"strategy must be 'uniform' or 'bernoulli', got {strategy!r}")
         if num_negatives < 1:
@@ -76,6 +89,7 @@ class NegativeSampler:
         self.strategy = strategy
         self.known = known
         self.generator = generator
+        self.twins = bool(twins)
         if known is not None and known.num_entities != self.num_entities:
             raise ValueError(f"known triples index {known.num_entities} entities, the "
                              f"sampler {self.num_entities}")
@@ -98,7 +112,8 @@ class NegativeSampler:
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_negatives={self.num_negatives}, '
-                f'strategy={self.strategy!r}, filtered={self.known is not None})')
+                f'strategy={self.strategy!r}, filtered={self.known is not None}'
+                f'{", twins=True" if self.twins else ""})')
 
     def _rand(self, shape, device) -> Tensor:
         return torch.rand(shape, device=device, generator=self.generator)
@@ -157,4 +172,4 @@ class NegativeSampler:
             index[ts] = self._draw(head[ts], rel[ts], tail[ts], side=0)
         if hs.numel():
             index[hs] = self._draw(tail[hs], rel[hs], head[hs], side=1)
-        return Negatives(index, corrupt_head)
+        return Negatives(index, corrupt_head, self.twins)

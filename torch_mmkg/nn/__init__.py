@@ -1,5 +1,6 @@
 r"""Models, interactions and losses of :mod:`torch_mmkg`."""
 from . import fusion, interactions, kernels, loss  # noqa: F401
+from .alignment import CrossModalAlignment
 from .club import CLUBEstimator
 from .fusion import (AdaptiveFusion, AttentionFusion, ConcatFusion, MeanFusion,
                      ModalityExperts, ModalityProjection, ProductFusion)
@@ -8,9 +9,9 @@ from .interactions import (Interaction, TransEInteraction, DistMultInteraction,
                            TuckERInteraction)
 from .kge import (KGEModel, EmbeddingKGEModel, TransE, DistMult, ComplEx, RotatE, PairRE,
                   TuckER)
-from .models import NATIVE, TBKGC, MoMoK
+from .models import NATIVE, TBKGC, MoMoK, LBMKGC, VBKGC
 from .loss import (SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
-                   l2_regularization, n3_regularization)
+                   symmetric_contrastive_loss, l2_regularization, n3_regularization)
 
 #: The models the command line and the trainer know by name.
 MODELS = {
@@ -23,6 +24,8 @@ MODELS = {
     'native': NATIVE,
     'tbkgc': TBKGC,
     'momok': MoMoK,
+    'lbmkgc': LBMKGC,
+    'vbkgc': VBKGC,
 }
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     'ModalityExperts',
     'ModalityProjection',
     'CLUBEstimator',
+    'CrossModalAlignment',
     'Interaction',
     'TransEInteraction',
     'DistMultInteraction',
@@ -52,10 +56,13 @@ __all__ = [
     'NATIVE',
     'TBKGC',
     'MoMoK',
+    'LBMKGC',
+    'VBKGC',
     'SelfAdversarialLoss',
     'MarginRankingLoss',
     'SoftplusLoss',
     'BCELoss',
+    'symmetric_contrastive_loss',
     'l2_regularization',
     'n3_regularization',
     'MODELS',

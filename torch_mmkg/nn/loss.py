@@ -15,6 +15,7 @@ __all__ = [
     'MarginRankingLoss',
     'SoftplusLoss',
     'BCELoss',
+    'symmetric_contrastive_loss',
     'l2_regularization',
     'n3_regularization',
     'LOSSES',
@@ -67,24 +68,38 @@ class SelfAdversarialLoss(KGELoss):
 
 
 class MarginRankingLoss(KGELoss):
-    r"""The pairwise margin ranking loss of TransE
+    r"""The margin ranking loss of TransE, pairwise,
 
     .. math::
-        \mathcal{L} = \frac{1}{BK}\sum_{b,i} \max\big(0,\ \lambda - s^+_b + s^-_{b,i}\big).
+        \mathcal{L} = \frac{1}{BK}\sum_{b,i} \max\big(0,\ \lambda - s^+_b + s^-_{b,i}\big),
+
+    or, with :obj:`aggregate="mean"`, against the mean negative score of each positive, the
+    form of VBKGC (Eq. 15),
+
+    .. math::
+        \mathcal{L} = \frac{1}{B}\sum_{b} \max\Big(0,\ \lambda - s^+_b +
+        \frac{1}{K}\sum_i s^-_{b,i}\Big).
 
     Args:
         margin (float, optional): The margin :math:`\lambda`. (default: :obj:`1.0`)
+        aggregate (str, optional): :obj:`"pairwise"` or :obj:`"mean"`.
+            (default: :obj:`"pairwise"`)
     """
-    def __init__(self, margin: float = 1.0):
+    def __init__(self, margin: float = 1.0, aggregate: str = 'pairwise'):
         super().__init__()
+        if aggregate not in ('pairwise', 'mean'):
+            raise ValueError(f"aggregate must be 'pairwise' or 'mean', got {aggregate!r}")
         self.margin = float(margin)
+        self.aggregate = aggregate
 
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
         _check(pos, neg)
+        if self.aggregate == 'mean':
+            return F.relu(self.margin - pos + neg.mean(dim=-1)).mean()
         return F.relu(self.margin - pos[:, None] + neg).mean()
 
     def extra_repr(self) -> str:
-        return f'margin={self.margin}'
+        return f'margin={self.margin}, aggregate={self.aggregate!r}'
 
 
 class SoftplusLoss(KGELoss):
@@ -152,6 +167,38 @@ def smoothed_bce_with_logits(logits: Tensor, target: Tensor, label_smoothing: fl
     if eps:
         total = total - (logits @ weight).sum() / N
     return total / (weight.sum() * B).clamp(min=1.0)
+
+
+def symmetric_contrastive_loss(a: Tensor, b: Tensor, temperature) -> Tensor:
+    r"""The symmetric contrastive (CLIP) loss between paired rows of :obj:`a` and :obj:`b`,
+    the cross-modal alignment objective of the `"Large Model-Driven Balanced Multimodal
+    Knowledge Graph Completion" <https://github.com/guoynow/LBMKGC>`_ paper (LBMKGC, Eqs.
+    7–8),
+
+    .. math::
+        S_{ij} = \frac{\mathbf{a}_i \cdot \mathbf{b}_j}{\|\mathbf{a}_i\|\,
+        \|\mathbf{b}_j\|}, \qquad
+        \mathcal{L} = -\frac{1}{2}\Big(\frac{1}{n}\sum_{i=1}^{n}
+        \log\frac{e^{S_{ii}/\tau}}{\sum_{j} e^{S_{ij}/\tau}} + \frac{1}{n}
+        \sum_{i=1}^{n} \log\frac{e^{S_{ii}/\tau}}{\sum_{j} e^{S_{ji}/\tau}}\Big),
+
+    row :math:`i` of both being the same entity; every other row of the batch is a negative.
+
+    Args:
+        a (torch.Tensor): :math:`[n, D]` embeddings of one modality.
+        b (torch.Tensor): :math:`[n, D]` embeddings of the other, row-aligned.
+        temperature (float or torch.Tensor): :math:`\tau > 0` (a scalar tensor keeps it
+            learnable).
+    """
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"expected two [n, D] tensors of equal shape, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+    if a.size(0) == 0:
+        raise ValueError("the contrastive loss needs at least one pair")
+    sim = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).t()
+    logits = sim / temperature
+    target = torch.arange(a.size(0), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
 def l2_regularization(*tensors: Tensor, weight: float = 1.0) -> Tensor:

@@ -20,6 +20,8 @@ class TrainConfig:
             (default: :obj:`"uniform"`)
         filter_negatives (bool): Never draw a known training triple as a negative.
             (default: :obj:`False`)
+        twins (bool): Twins negative sampling (VBKGC) for models with separate structural
+            and multi-modal embeddings. (default: :obj:`False`)
         eval_every (int): Validate every this many epochs (and after the last).
             (default: :obj:`10`)
         eval_batch_size (int, optional): Queries per evaluation batch (:obj:`None`: sized
@@ -57,6 +59,7 @@ class TrainConfig:
     num_negatives: int = 128
     sampling: str = 'uniform'
     filter_negatives: bool = False
+    twins: bool = False
     eval_every: int = 10
     eval_batch_size: Optional[int] = None
     val_split: str = 'val_clean'

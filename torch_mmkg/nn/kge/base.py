@@ -61,6 +61,10 @@ class KGEModel(torch.nn.Module):
     """
     #: Whether the default training regime is 1-N scoring (else negative sampling).
     one_to_n: bool = False
+    #: Whether the model scores twins negatives (:class:`~torch_mmkg.loader.Negatives`):
+    #: only models with separate structural and multi-modal embeddings whose score has
+    #: unimodal and cross-modal terms (TBKGC, VBKGC) can.
+    supports_twins: bool = False
 
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
                  interaction: Interaction, loss: torch.nn.Module,
@@ -212,6 +216,11 @@ class KGEModel(torch.nn.Module):
                                f"{self.loss_fn.__class__.__name__}; use loss_1n()/loader_1n()")
         if negatives is None:
             negatives = NegativeSampler(self.num_nodes)(head_index, rel_type, tail_index)
+        if negatives.twins and not self.supports_twins:
+            raise ValueError(f"twins negative sampling needs a model with separate structural "
+                             f"and multi-modal embeddings scored by unimodal and cross-modal "
+                             f"terms (e.g. TBKGC, VBKGC); {self.__class__.__name__} has one "
+                             f"entity representation")
         pos, neg = self.score_negatives(head_index, rel_type, tail_index, negatives)
         loss = self.loss_fn(pos, neg)
         reg = self.penalty(*self._reg_inputs)
@@ -240,7 +249,8 @@ class KGEModel(torch.nn.Module):
     def loader(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                num_negatives: int = 0, strategy: str = 'uniform',
                known: Optional[KnownTriples] = None,
-               generator: Optional[torch.Generator] = None, **kwargs) -> TripleLoader:
+               generator: Optional[torch.Generator] = None, twins: bool = False,
+               **kwargs) -> TripleLoader:
         r"""Returns a mini-batch loader over the given triples.
 
         Args:
@@ -252,13 +262,20 @@ class KGEModel(torch.nn.Module):
             strategy (str, optional): :obj:`"uniform"` or :obj:`"bernoulli"`.
             known (KnownTriples, optional): Filter these from the negatives.
             generator (torch.Generator, optional): Randomness of shuffling and sampling.
+            twins (bool, optional): Twins negatives (models with :attr:`supports_twins`).
             **kwargs: :obj:`batch_size`, :obj:`shuffle`, :obj:`drop_last`.
         """
         sampler = None
+        if twins and not self.supports_twins:
+            raise ValueError(f"{self.__class__.__name__} cannot be trained with twins "
+                             f"negative sampling (it has one entity representation)")
+        if twins and not num_negatives:
+            raise ValueError("twins negative sampling needs num_negatives >= 1")
         if num_negatives:
             sampler = NegativeSampler(
                 self.num_nodes, num_negatives, strategy, known,
-                self._head_probability(strategy, head_index, rel_type, tail_index), generator)
+                self._head_probability(strategy, head_index, rel_type, tail_index), generator,
+                twins=twins)
         return TripleLoader(head_index, rel_type, tail_index, sampler=sampler,
                             generator=generator, **kwargs)
 

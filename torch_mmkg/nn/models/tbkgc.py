@@ -69,6 +69,8 @@ class TBKGC(FromDataMixin, KGEModel):
           :math:`[B, N]`; :meth:`modality_stack` :math:`[*, M + 1, d]` and
           :math:`[*, M + 1]`; :meth:`embed` two :math:`[*, d]` tensors
     """
+    supports_twins = True
+
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
                  features: Mapping[str, Tensor], masks: Optional[Mapping[str, Tensor]] = None,
                  margin: float = 4.0, p_norm: float = 1.0, mask_missing: bool = True,
@@ -144,13 +146,27 @@ class TBKGC(FromDataMixin, KGEModel):
     def _norm(self, x: Tensor) -> Tensor:
         return torch.linalg.vector_norm(x, ord=self.p_norm, dim=-1)
 
+    def unimodal_energy(self, h_s: Tensor, h_mm: Tensor, r: Tensor, t_s: Tensor,
+                        t_mm: Tensor) -> Tensor:
+        r"""The terms of :math:`E(h, r, t)` that see one kind of embedding,
+        :math:`\|\mathbf{h}_s + \mathbf{r} - \mathbf{t}_s\|_p + \|\mathbf{h}_{mm} +
+        \mathbf{r} - \mathbf{t}_{mm}\|_p`."""
+        return self._norm(h_s + r - t_s) + self._norm(h_mm + r - t_mm)
+
+    def crossmodal_energy(self, h_s: Tensor, h_mm: Tensor, r: Tensor, t_s: Tensor,
+                          t_mm: Tensor) -> Tensor:
+        r"""The terms of :math:`E(h, r, t)` that mix both kinds,
+        :math:`\|\mathbf{h}_s + \mathbf{r} - \mathbf{t}_{mm}\|_p + \|\mathbf{h}_{mm} +
+        \mathbf{r} - \mathbf{t}_s\|_p + \|(\mathbf{h}_s + \mathbf{h}_{mm}) + \mathbf{r} -
+        (\mathbf{t}_s + \mathbf{t}_{mm})\|_p`."""
+        return (self._norm(h_s + r - t_mm) + self._norm(h_mm + r - t_s) +
+                self._norm((h_s + h_mm) + r - (t_s + t_mm)))
+
     def energy(self, h_s: Tensor, h_mm: Tensor, r: Tensor, t_s: Tensor,
                t_mm: Tensor) -> Tensor:
         r"""The energy :math:`E(h, r, t)` of embeddings :math:`[*, d]` (broadcast)."""
-        hr_s, hr_mm = h_s + r, h_mm + r
-        return (self._norm(hr_s - t_s) + self._norm(hr_mm - t_mm) +
-                self._norm(hr_s - t_mm) + self._norm(hr_mm - t_s) +
-                self._norm((h_s + h_mm) + r - (t_s + t_mm)))
+        return (self.unimodal_energy(h_s, h_mm, r, t_s, t_mm) +
+                self.crossmodal_energy(h_s, h_mm, r, t_s, t_mm))
 
     def score_stacks(self, head_stack: Tensor, head_mask: Tensor, rel_type: Tensor,
                      tail_stack: Tensor, tail_mask: Tensor) -> Tensor:
@@ -192,7 +208,10 @@ class TBKGC(FromDataMixin, KGEModel):
     def score_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                         negatives: Negatives) -> Tuple[Tensor, Tensor]:
         r"""Positive and negative scores; the embeddings are computed once per distinct
-        entity of the batch."""
+        entity of the batch. With twins negatives (:class:`~torch_mmkg.loader.Negatives`)
+        the unimodal terms score the corrupted entity :math:`(\mathbf{e}'_s,
+        \mathbf{e}'_{mm})` and the cross-modal terms :math:`(\mathbf{e}_s,
+        \mathbf{e}'_{mm})`, the structural embedding of the replaced entity kept."""
         cand, ch = negatives.index, negatives.corrupt_head
         B, K = cand.shape
         index, hi, ti, ci = compact_batch_index(head_index, tail_index, cand, self.num_nodes)
@@ -202,10 +221,18 @@ class TBKGC(FromDataMixin, KGEModel):
         c_s, c_mm = E_s[ci], E_mm[ci]
         pos = -self.energy(h_s, h_mm, r, t_s, t_mm)
         head = ch[:, None, None]
-        neg = -self.energy(torch.where(head, c_s, h_s[:, None]),
-                           torch.where(head, c_mm, h_mm[:, None]), r[:, None],
-                           torch.where(head, t_s[:, None], c_s),
-                           torch.where(head, t_mm[:, None], c_mm))
+
+        def side(c: Tensor, own_h: Tensor, own_t: Tensor) -> Tuple[Tensor, Tensor]:
+            return (torch.where(head, c, own_h[:, None]), torch.where(head, own_t[:, None], c))
+
+        nh_s, nt_s = side(c_s, h_s, t_s)
+        nh_mm, nt_mm = side(c_mm, h_mm, t_mm)
+        r_ = r[:, None]
+        if negatives.twins:  # cross-modal terms keep the replaced entity's structure
+            neg = -(self.unimodal_energy(nh_s, nh_mm, r_, nt_s, nt_mm) +
+                    self.crossmodal_energy(h_s[:, None], nh_mm, r_, t_s[:, None], nt_mm))
+        else:
+            neg = -self.energy(nh_s, nh_mm, r_, nt_s, nt_mm)
         self._reg_inputs = (h_s, h_mm, r, t_s, t_mm, c_s, c_mm)
         return pos, neg
 

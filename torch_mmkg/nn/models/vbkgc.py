@@ -1,0 +1,96 @@
+from typing import Mapping, Optional
+
+import torch
+from torch import Tensor
+
+from torch_mmkg.nn.loss import MarginRankingLoss
+from .tbkgc import TBKGC
+
+
+class VBKGC(TBKGC):
+    r"""The VBKGC model from the `"Knowledge Graph Completion with Pre-trained Multimodal
+    Transformer and Twins Negative Sampling" <https://arxiv.org/abs/2209.07084>`_ paper.
+
+    Each entity has a learnable structural embedding :math:`\mathbf{e}_s \in \mathbb{R}^d`
+    and a multi-modal embedding, the linear projection (Eq. 3) of a frozen multi-modal
+    feature :math:`\mathbf{h}` (in the paper the [CLS] state of VisualBERT over the entity's
+    description and image tokens, see
+    :class:`~torch_mmkg.datasets.features.VisualBertEncoder`; any precomputed feature works),
+
+    .. math::
+        \mathbf{e}_m = \mathbf{W}\mathbf{h}.
+
+    Several feature modalities may be given: :math:`\mathbf{e}_m = \sum_{m \,:\, k_m(e)}
+    \mathbf{W}_m \mathbf{h}_m`, a projection of their concatenation in which a missing one
+    contributes nothing. The score adds five TransE scores :math:`f(h, r, t) = -\|h + r -
+    t\|_p` (Eqs. 4–10),
+
+    .. math::
+        \mathcal{F}(h, r, t) = \underbrace{f(\mathbf{h}_s, \mathbf{r}, \mathbf{t}_s) +
+        f(\mathbf{h}_m, \mathbf{r}, \mathbf{t}_m)}_{\text{unimodal}} +
+        \underbrace{f(\mathbf{h}_s, \mathbf{r}, \mathbf{t}_m) + f(\mathbf{h}_m, \mathbf{r},
+        \mathbf{t}_s) + f(\mathbf{h}_s + \mathbf{h}_m, \mathbf{r}, \mathbf{t}_s +
+        \mathbf{t}_m)}_{\text{cross-modal}},
+
+    trained with the margin ranking loss against the mean of the :math:`k` negatives of each
+    positive (Eq. 15),
+
+    .. math::
+        \mathcal{L} = \sum_{(h, r, t)} \max\Big(0,\ \gamma - \mathcal{F}(h, r, t) +
+        \frac{1}{k}\sum_{(h', r, t')} \mathcal{F}(h', r, t')\Big).
+
+    With *twins* negative sampling (:obj:`model.loader(..., twins=True)` or
+    :obj:`TrainConfig(twins=True)`) the unimodal terms score the corrupted entity
+    :math:`(\mathbf{e}'_s, \mathbf{e}'_m)` as usual, but the cross-modal terms score
+    :math:`(\mathbf{e}_s, \mathbf{e}'_m)`: only the multi-modal embedding is replaced, so
+    the model learns to align each entity's structural and multi-modal embeddings.
+
+    The score is TBKGC's (:class:`~torch_mmkg.nn.TBKGC`, of which this is a subclass); the
+    methods differ in the feature (VisualBERT's fused [CLS] instead of separate image and
+    text vectors), the loss, and the sampling.
+
+    Args:
+        num_nodes (int): The number of entities :math:`N`.
+        num_relations (int): The number of relations.
+        hidden_channels (int): The embedding size :math:`d` (the paper uses 128).
+        features (Mapping[str, Tensor]): Per modality, the :obj:`[N, F_m]` features (usually
+            one, the multi-modal feature).
+        masks (Mapping[str, Tensor], optional): Per modality, the :obj:`[N]` bool
+            availability (default: all present).
+        margin (float, optional): :math:`\gamma` (the paper tunes it in 4–10).
+            (default: :obj:`6.0`)
+        p_norm (float, optional): The norm :math:`p`. (default: :obj:`1.0`)
+        mask_missing (bool, optional): Leave missing modalities out of
+            :math:`\mathbf{e}_m`. (default: :obj:`True`)
+        regularization (str, optional): Penalty on the batch's embeddings.
+            (default: :obj:`None`)
+        regularization_weight (float, optional): Its weight. (default: :obj:`0.0`)
+        loss (torch.nn.Module, optional): Replaces the default loss (Eq. 15).
+
+    Shapes:
+        - **input:** head, relation and tail indices :math:`[*]` (broadcast)
+        - **output:** scores :math:`[*]`; :meth:`score_tails` / :meth:`score_heads`
+          :math:`[B, N]`
+    """
+    def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
+                 features: Mapping[str, Tensor], masks: Optional[Mapping[str, Tensor]] = None,
+                 margin: float = 6.0, p_norm: float = 1.0, mask_missing: bool = True,
+                 regularization: Optional[str] = None, regularization_weight: float = 0.0,
+                 loss: Optional[torch.nn.Module] = None):
+        super().__init__(num_nodes, num_relations, hidden_channels, features, masks,
+                         margin=margin, p_norm=p_norm, mask_missing=mask_missing,
+                         regularization=regularization,
+                         regularization_weight=regularization_weight,
+                         loss=loss or MarginRankingLoss(margin, aggregate='mean'))
+
+    def score_parts(self, head_index: Tensor, rel_type: Tensor,
+                    tail_index: Tensor) -> Mapping[str, Tensor]:
+        r"""The five terms :math:`\mathcal{F}_{ss}, \mathcal{F}_{mm}, \mathcal{F}_{sm},
+        \mathcal{F}_{ms}, \mathcal{F}_{all}` of the score (Eqs. 4–8) of the given triples,
+        for inspection and ablations."""
+        h_s, h_m = self.embed(head_index)
+        t_s, t_m = self.embed(tail_index)
+        r = self.relation(rel_type)
+        return {'ss': -self._norm(h_s + r - t_s), 'mm': -self._norm(h_m + r - t_m),
+                'sm': -self._norm(h_s + r - t_m), 'ms': -self._norm(h_m + r - t_s),
+                'all': -self._norm(h_s + h_m + r - t_s - t_m)}
