@@ -111,11 +111,14 @@ class RankingResult:
 
 def entity_completeness(data) -> Tensor:
     r"""A :obj:`[N]` bool tensor telling which entities of a :mod:`torch_mmkg` graph have
-    every one of its modalities (all True when it has none)."""
-    from torch_mmkg.data.mmkg import ENTITY, get_modalities, mask_key
+    every one of its modalities (all True when it has none). Rows filled by modality
+    completion (:class:`~torch_mmkg.transforms.CompleteModality`) do not count: the groups
+    are those of the source data."""
+    from torch_mmkg.completion.base import original_mask
+    from torch_mmkg.data.mmkg import ENTITY, get_modalities
     out = torch.ones(data[ENTITY].num_nodes, dtype=torch.bool)
     for m in get_modalities(data):
-        out &= data[ENTITY][mask_key(m)].bool().cpu()
+        out &= original_mask(data, m).bool().cpu()
     return out
 
 

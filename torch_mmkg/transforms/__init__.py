@@ -3,11 +3,13 @@ from .drop_modality import DropModality
 from .add_modality_noise import AddModalityNoise
 from .sparsify_triples import SparsifyTriples
 from .pool_modality import PoolModality
+from .complete_modality import CompleteModality
 
 modality_transforms = [
     'DropModality',
     'AddModalityNoise',
     'PoolModality',
+    'CompleteModality',
 ]
 
 graph_transforms = [

@@ -19,6 +19,7 @@ from torch_mmkg.datasets.features.text import (
     wikidata_texts_from_mid,
     wn9_texts,
 )
+from torch_mmkg.datasets.features.visualbert import VisualBertEncoder
 
 __all__ = [
     'load_numpy_pickle',
@@ -37,4 +38,5 @@ __all__ = [
     'tiva_texts',
     'kvc16k_texts',
     'wn9_texts',
+    'VisualBertEncoder',
 ]
