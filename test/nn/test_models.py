@@ -21,7 +21,7 @@ def triples(seed=0, num=T):
 
 
 #: Models that take per-entity modality features (built with two modalities, with holes).
-MULTIMODAL = {'native', 'tbkgc', 'momok'}
+MULTIMODAL = {'native', 'tbkgc', 'momok', 'lbmkgc', 'vbkgc'}
 #: Models trained 1-N (with inverse relations), which have no negative-sampling loss.
 ONE_TO_N = {n for n, cls in MODELS.items() if cls.one_to_n}
 
@@ -85,7 +85,8 @@ def test_rotate_relation_phases():
 def test_entity_and_relation_widths():
     widths = {'transe': (D, D), 'distmult': (D, D), 'complex': (2 * D, 2 * D),
               'rotate': (2 * D, D), 'pairre': (D, 2 * D), 'tucker': (D, D),
-              'native': (2 * D, D), 'tbkgc': (D, D), 'momok': (D, D)}
+              'native': (2 * D, D), 'tbkgc': (D, D), 'momok': (D, D),
+              'lbmkgc': (2 * D, D), 'vbkgc': (D, D)}
     assert set(widths) == set(MODELS)
     for name, (de, dr) in widths.items():
         model = make(name)

@@ -1,6 +1,5 @@
 from typing import List, Optional, Sequence
 
-import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 

@@ -129,7 +129,7 @@ class TranslatorCompleter(ModalityCompleter):
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
-                    total += float(loss) * idx.numel()
+                    total += loss.item() * idx.numel()
                 hist['train'].append(total / max(train.numel(), 1))
                 score = hist['train'][-1]
                 if n_val:

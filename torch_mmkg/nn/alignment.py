@@ -158,7 +158,7 @@ class CrossModalAlignment(torch.nn.Module):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total, steps = total + float(loss), steps + 1
+                total, steps = total + loss.item(), steps + 1
             history['train'].append(total / max(steps, 1))
             score = history['train'][-1]
             if n_val >= 2:

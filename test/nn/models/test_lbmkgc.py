@@ -1,0 +1,203 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torch_mmkg.data import KnownTriples, get_triples
+from torch_mmkg.datasets import FakeMMKGDataset
+from torch_mmkg.loader import NegativeSampler
+from torch_mmkg.nn import LBMKGC
+from torch_mmkg.testing import withCUDA
+
+N, R, D = 20, 3, 4
+
+pytestmark = pytest.mark.usefixtures('single_thread')
+
+
+def make(dtype=torch.float64, **kwargs):
+    torch.manual_seed(0)
+    feats = {'image': torch.randn(N, 5), 'text': torch.randn(N, 3)}
+    # entity 0 has no modality at all; others miss one or the other
+    masks = {'image': (torch.arange(N) % 3 != 0), 'text': (torch.arange(N) % 2 == 1)}
+    model = LBMKGC(N, R, D, feats, masks, margin=6.0, **kwargs).to(dtype)
+    with torch.no_grad():  # a non-trivial relation context
+        if model.gate is not None:
+            model.gate.copy_(torch.tensor([-1.5, 0.3, 2.0]))
+    return model, feats, masks
+
+
+def triples(n=10, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, N, (n, ), generator=g), torch.randint(0, R, (n, ), generator=g),
+            torch.randint(0, N, (n, ), generator=g))
+
+
+def naive_joint(model, e, r, feats, masks):
+    r"""Eqs. 9–11 for one entity, written out."""
+    s = model.node_emb.weight[e]
+    present = [m for m in model.modalities if not model.mask_missing or masks[m][e]]
+    if model.fusion == 'mean':
+        reps = [s] + [model.projection.mlps[m](feats[m][e].to(s.dtype)) for m in present]
+        return sum(reps) / len(reps)
+    if not present:
+        return s
+    reps = {m: model.projection.mlps[m](feats[m][e].to(s.dtype)) for m in present}
+    v = model.modal_fusion.v
+    logits = {m: torch.dot(v, torch.tanh(x)) for m, x in reps.items()}
+    z = sum(math.exp(float(logit)) for logit in logits.values())
+    h_mm = sum(math.exp(float(logits[m])) / z * reps[m] for m in present)
+    zeta = 1.0 / (1.0 + math.exp(-float(model.gate[r])))
+    return zeta * s + (1.0 - zeta) * h_mm
+
+
+def naive_score(model, h, r, t, feats, masks):
+    hj = naive_joint(model, h, r, feats, masks)
+    tj = naive_joint(model, t, r, feats, masks)
+    d = model.hidden_channels
+    hc = torch.complex(hj[:d], hj[d:])
+    tc = torch.complex(tj[:d], tj[d:])
+    theta = model.rel_emb.weight[r] * (math.pi / model.embedding_range)
+    return model.interaction.margin - (hc * torch.exp(1j * theta) - tc).abs().sum()
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'fusion': 'mean'}, {'mask_missing': False},
+                                    {'projection_layers': 1}])
+def test_score_equals_naive_transcription(kwargs):
+    model, feats, masks = make(**kwargs)
+    model.eval()
+    h, r, t = triples()
+    with torch.no_grad():
+        s = model(h, r, t)
+        ref = torch.stack([naive_score(model, int(a), int(b), int(c), feats, masks)
+                           for a, b, c in zip(h, r, t)])
+        assert torch.allclose(s, ref, atol=1e-9)
+        # 1-vs-all and negative scoring agree with forward
+        assert torch.allclose(model.score_tails(h, r).gather(1, t[:, None]).view(-1), s,
+                              atol=1e-9)
+        assert torch.allclose(model.score_heads(r, t).gather(1, h[:, None]).view(-1), s,
+                              atol=1e-9)
+        neg = NegativeSampler(N, 6, generator=torch.Generator().manual_seed(0))(h, r, t)
+        pos, scores = model.score_negatives(h, r, t, neg)
+        ch = neg.corrupt_head[:, None]
+        hh = torch.where(ch, neg.index, h[:, None])
+        tt = torch.where(ch, t[:, None], neg.index)
+        assert torch.allclose(pos, s, atol=1e-9)
+        assert torch.allclose(scores, model(hh, r[:, None].expand_as(hh), tt), atol=1e-9)
+
+
+def test_relation_context_and_missing_modalities():
+    model, feats, masks = make()
+    model.eval()
+    e = torch.arange(N)
+    with torch.no_grad():
+        stack, mask = model.modality_stack(e)
+        # an entity without any modality is its structural embedding, whatever the relation
+        for r in range(R):
+            assert torch.equal(model.fuse(stack[0], mask[0], torch.tensor(r)),
+                               model.node_emb.weight[0])
+        # other entities move with zeta_r between e_s and h_mm
+        j0 = model.fuse(stack, mask, torch.tensor(0))
+        j2 = model.fuse(stack, mask, torch.tensor(2))
+        assert not torch.allclose(j0[1:], j2[1:])
+        pair, has = model.pair(stack, mask)
+        z = torch.sigmoid(model.gate[2])
+        assert torch.allclose(j2[has], z * pair[has, 0] + (1 - z) * pair[has, 1])
+        # omega sums to one over the modalities the entity has, zero elsewhere
+        w = model.modality_weights(stack, mask)
+        assert torch.allclose(w.sum(-1)[has], torch.ones_like(w.sum(-1)[has]))
+        assert torch.all(w[~mask[:, 1:]] == 0)
+    # features of a missing modality never change a score ...
+    h, r, t = triples()
+    before = model(h, r, t).detach()
+    model.x_text[~model.mask_text] += 100.0
+    assert torch.equal(model(h, r, t).detach(), before)
+    # ... unless masking is switched off
+    model.mask_missing = model.modal_fusion.mask_missing = False
+    assert not torch.allclose(model(h, r, t).detach(), before)
+
+
+def test_gate_is_learnt():
+    model, _, _ = make(dtype=torch.float32)
+    h, r, t = triples(16)
+    neg = NegativeSampler(N, 4, generator=torch.Generator().manual_seed(0))(h, r, t)
+    model.loss(h, r, t, neg).backward()
+    used = torch.unique(r)
+    assert torch.all(model.gate.grad[used] != 0)
+    assert model.modal_fusion.v.grad.abs().sum() > 0
+
+
+def test_alignment_loss():
+    model, feats, masks = make(alignment_weight=0.5, alignment_temperature=0.2)
+    assert math.isclose(float(model.alignment_temperature.detach()), 0.2, rel_tol=1e-6)
+    h, r, t = triples(16)
+    neg = NegativeSampler(N, 4, generator=torch.Generator().manual_seed(0))(h, r, t)
+    e = torch.unique(torch.cat([h, t, neg.index.view(-1)]))
+    stack, mask = model.modality_stack(e)
+    both = mask[:, 1] & mask[:, 2]
+    a, b = stack[both, 1], stack[both, 2]
+    # Eq. 8 written out
+    S = torch.stack([torch.stack([F.cosine_similarity(a[i], b[j], dim=0)
+                                  for j in range(len(b))]) for i in range(len(a))]) / 0.2
+    n = len(a)
+    naive = -0.5 * (sum(S[i, i] - torch.logsumexp(S[i], 0) for i in range(n)) / n +
+                    sum(S[i, i] - torch.logsumexp(S[:, i], 0) for i in range(n)) / n)
+    assert torch.allclose(model.alignment_loss(stack, mask), naive, atol=1e-9)
+    # the model loss adds lambda times it
+    plain, _, _ = make()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    total = model.loss(h, r, t, neg)
+    assert torch.allclose(total, plain.loss(h, r, t, neg) + 0.5 * naive, atol=1e-9)
+    total.backward()
+    assert model.align_logit_scale.grad is not None
+
+
+def test_errors():
+    feats = {'text': torch.randn(N, 3)}
+    with pytest.raises(ValueError, match='at least one modality'):
+        LBMKGC(N, R, D, {})
+    with pytest.raises(ValueError, match='fusion'):
+        LBMKGC(N, R, D, feats, fusion='attention')
+    with pytest.raises(ValueError, match='two modalities'):
+        LBMKGC(N, R, D, feats, alignment_weight=0.1)
+    model = LBMKGC(N, R, D, feats)
+    with pytest.raises(RuntimeError, match='depends on the relation'):
+        model.entity(torch.arange(3))
+    with pytest.raises(RuntimeError, match='negative sampling'):
+        model.loss_1n(torch.arange(3), torch.zeros(3, dtype=torch.long), None)
+
+
+def test_learns_planted_signal():
+    data = FakeMMKGDataset(num_entities=60, num_relations=3, num_clusters=4,
+                           num_triples=600, modalities={'image': 8, 'text': 6}, seed=1)[0]
+    known = KnownTriples.from_data(data)
+    test = get_triples(data, 'test')
+    torch.manual_seed(0)
+    model = LBMKGC.from_data(data, 8, margin=2.0)
+    before = model.test(*test, known=known, log=False)[1]
+    loader = model.loader(*get_triples(data, 'train'), num_negatives=8, batch_size=64,
+                          generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(15):
+        for batch in loader:
+            opt.zero_grad()
+            model.loss(*batch).backward()
+            opt.step()
+    after = model.test(*test, known=known, log=False)[1]
+    assert after > before + 0.1
+
+
+@withCUDA
+def test_device(device):
+    model, _, _ = make(dtype=torch.float32, alignment_weight=0.1)
+    model = model.to(device)
+    h, r, t = (x.to(device) for x in triples())
+    neg = NegativeSampler(N, 4)(h, r, t)
+    loss = model.loss(h, r, t, neg)
+    loss.backward()
+    assert torch.isfinite(loss)
+    with torch.no_grad():
+        scores = model.score_tails(h, r)
+    assert scores.device.type == torch.device(device).type
+    assert torch.allclose(scores.gather(1, t[:, None]).view(-1), model(h, r, t).detach(),
+                          atol=1e-4)
