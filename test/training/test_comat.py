@@ -4,7 +4,7 @@ import torch
 from torch_mmkg.data import ENTITY, get_triples
 from torch_mmkg.datasets import FakeMMKGDataset
 from torch_mmkg.loader import NegativeSampler
-from torch_mmkg.nn import NATIVE, TBKGC, RotatE
+from torch_mmkg.nn import LBMKGC, NATIVE, TBKGC, RotatE
 from torch_mmkg.training import CoMAT, TrainConfig, Trainer, seed_everything
 
 N, R = 20, 3
@@ -21,6 +21,13 @@ def _tbkgc(**kwargs):
     torch.manual_seed(0)
     feats = {'image': torch.randn(N, 6)}
     return TBKGC(N, R, 4, feats, {'image': torch.arange(N) % 4 != 0}, **kwargs)
+
+
+def _lbmkgc(**kwargs):
+    torch.manual_seed(0)
+    feats = {'text': torch.randn(N, 5), 'numeric': torch.randn(N, 3)}
+    masks = {'text': torch.arange(N) % 3 != 0, 'numeric': torch.arange(N) % 2 == 0}
+    return LBMKGC(N, R, 4, feats, masks, margin=3.0, **kwargs)
 
 
 def _batch(n=8, K=4, seed=1):
@@ -120,7 +127,7 @@ def test_gradient_penalty_is_the_formula(discriminator):
     assert grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize('make', [_native, _tbkgc])
+@pytest.mark.parametrize('make', [_native, _tbkgc, _lbmkgc])
 def test_critic_and_generator_steps_touch_only_their_parameters(make):
     model = make()
     comat = CoMAT(model, hidden_channels=16, adversarial_weight=0.5)
