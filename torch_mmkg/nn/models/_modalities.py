@@ -1,4 +1,5 @@
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -73,3 +74,70 @@ class FromDataMixin:
         subset :obj:`modalities` (in that order)."""
         N, R, features, masks = features_from_data(data, modalities)
         return cls(N, R, hidden_channels, features, masks, **kwargs)
+
+
+class ProjectedStackMixin:
+    r"""The parts NATIVE and LBMKGC share: a RotatE model over a structural embedding
+    :obj:`node_emb` and projected frozen features (:obj:`projection`, one
+    :class:`~torch_mmkg.nn.fusion.ModalityProjection`), whose joint entity embedding depends
+    on the relation of the triple through :meth:`fuse`. Subclasses implement :meth:`fuse`,
+    and for 1-vs-all scoring :meth:`prepare_scoring`, :meth:`_static_table` (one table for
+    every relation, or :obj:`None`) and :meth:`_relation_table` (the table of relation
+    :math:`r`)."""
+
+    def modality_stack(self, index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        r"""The representations :math:`[*, M + 1, 2d]` (structure first, then the projected
+        features in :obj:`modalities` order) and their availability :math:`[*, M + 1]` of
+        :obj:`index` (all entities if :obj:`None`)."""
+        s = self.node_emb.weight if index is None else self.node_emb(index)
+        feats, masks = {}, [torch.ones(s.shape[:-1], dtype=torch.bool, device=s.device)]
+        for m in self.modalities:
+            x, k = getattr(self, f'x_{m}'), getattr(self, f'mask_{m}')
+            feats[m] = x if index is None else x[index]
+            masks.append(k if index is None else k[index])
+        proj = self.projection(feats)
+        return (torch.stack([s] + [proj[m] for m in self.modalities], dim=-2),
+                torch.stack(masks, dim=-1))
+
+    def joint(self, index: Tensor, rel_type: Tensor) -> Tensor:
+        r"""Joint embeddings of :obj:`index` in the context of :obj:`rel_type` (broadcast)."""
+        stack, mask = self.modality_stack(index)
+        return self.fuse(stack, mask, rel_type)
+
+    def relation(self, rel_type: Tensor) -> Tensor:
+        return self.rel_emb(rel_type) * (math.pi / self.embedding_range)
+
+    def score_stacks(self, head_stack: Tensor, head_mask: Tensor, rel_type: Tensor,
+                     tail_stack: Tensor, tail_mask: Tensor) -> Tensor:
+        r"""Scores of triples given the heads' and tails' representation stacks (see
+        :meth:`modality_stack`), the interface :class:`~torch_mmkg.training.CoMAT` scores
+        synthetic entities through."""
+        return self.interaction(self.fuse(head_stack, head_mask, rel_type),
+                                self.relation(rel_type),
+                                self.fuse(tail_stack, tail_mask, rel_type))
+
+    def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
+        head_index, rel_type, tail_index = torch.broadcast_tensors(head_index, rel_type,
+                                                                   tail_index)
+        return self.interaction(self.joint(head_index, rel_type), self.relation(rel_type),
+                                self.joint(tail_index, rel_type))
+
+    def _score_all(self, index: Tensor, rel_type: Tensor, cache: Any, tails: bool) -> Tensor:
+        cache = self.prepare_scoring() if cache is None else cache
+        score = self.interaction.score_tails if tails else (
+            lambda q, r, E: self.interaction.score_heads(E, r, q))
+        table = self._static_table(cache)
+        if table is not None:  # one joint table for every relation
+            return score(table[index], self.relation(rel_type), table)
+        out = self.node_emb.weight.new_empty(index.numel(), self.num_nodes)
+        for r in torch.unique(rel_type).tolist():  # the fusion once per relation
+            rows = (rel_type == r).nonzero().view(-1)
+            E_r = self._relation_table(cache, rel_type.new_tensor(r))
+            out[rows] = score(E_r[index[rows]], self.relation(rel_type[rows]), E_r)
+        return out
+
+    def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
+        return self._score_all(head_index, rel_type, cache, tails=True)
+
+    def score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
+        return self._score_all(tail_index, rel_type, cache, tails=False)

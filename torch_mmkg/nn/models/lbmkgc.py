@@ -10,12 +10,12 @@ from torch_mmkg.nn.fusion import AdaptiveFusion, MeanFusion, ModalityProjection
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import SelfAdversarialLoss, symmetric_contrastive_loss
-from ._modalities import FromDataMixin, register_modalities
+from ._modalities import FromDataMixin, ProjectedStackMixin, register_modalities
 
 FUSION_CHOICES = ('context', 'mean')
 
 
-class LBMKGC(FromDataMixin, KGEModel):
+class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
     r"""The LBMKGC model from the `"Large Model-Driven Balanced Multimodal Knowledge Graph
     Completion" <https://github.com/guoynow/LBMKGC>`_ paper: context-guided adaptive fusion
     (CGuAF) of a structural embedding and any number of (completed, aligned) modalities,
@@ -149,20 +149,6 @@ class LBMKGC(FromDataMixin, KGEModel):
 
     # Representations ##########################################################################
 
-    def modality_stack(self, index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        r"""The representations :math:`[*, M + 1, 2d]` (structure first, then
-        :math:`P_m(\mathbf{f}_m)` in :obj:`modalities` order) and their availability
-        :math:`[*, M + 1]` of :obj:`index` (all entities if :obj:`None`)."""
-        s = self.node_emb.weight if index is None else self.node_emb(index)
-        feats, masks = {}, [torch.ones(s.shape[:-1], dtype=torch.bool, device=s.device)]
-        for m in self.modalities:
-            x, k = getattr(self, f'x_{m}'), getattr(self, f'mask_{m}')
-            feats[m] = x if index is None else x[index]
-            masks.append(k if index is None else k[index])
-        proj = self.projection(feats)
-        return (torch.stack([s] + [proj[m] for m in self.modalities], dim=-2),
-                torch.stack(masks, dim=-1))
-
     def modality_weights(self, stack: Tensor, mask: Tensor) -> Tensor:
         r"""The weights :math:`\omega_m(e)` :math:`[*, M]` of Eq. 9 (masked modalities get
         0) for stacks from :meth:`modality_stack`."""
@@ -200,34 +186,13 @@ class LBMKGC(FromDataMixin, KGEModel):
         zeta = self.zeta(rel_type).expand(has.shape)
         return (self.mix_weights(has, zeta)[..., None] * pair).sum(dim=-2)
 
-    def joint(self, index: Tensor, rel_type: Tensor) -> Tensor:
-        r"""Joint embeddings of :obj:`index` in the context of :obj:`rel_type` (broadcast)."""
-        return self.fuse(*self.modality_stack(index), rel_type)
-
     def entity(self, index: Optional[Tensor] = None) -> Tensor:
         if self.fusion == 'context':
             raise RuntimeError("LBMKGC's entity representation depends on the relation; use "
                                "joint(index, rel_type)")
         return self.modal_fusion(*self.modality_stack(index))[0]
 
-    def relation(self, rel_type: Tensor) -> Tensor:
-        return self.rel_emb(rel_type) * (math.pi / self.embedding_range)
-
     # Scoring ##################################################################################
-
-    def score_stacks(self, head_stack: Tensor, head_mask: Tensor, rel_type: Tensor,
-                     tail_stack: Tensor, tail_mask: Tensor) -> Tensor:
-        r"""Scores of triples given the heads' and tails' representation stacks, the
-        interface :class:`~torch_mmkg.training.CoMAT` scores synthetic entities through."""
-        return self.interaction(self.fuse(head_stack, head_mask, rel_type),
-                                self.relation(rel_type),
-                                self.fuse(tail_stack, tail_mask, rel_type))
-
-    def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
-        head_index, rel_type, tail_index = torch.broadcast_tensors(head_index, rel_type,
-                                                                   tail_index)
-        return self.interaction(self.joint(head_index, rel_type), self.relation(rel_type),
-                                self.joint(tail_index, rel_type))
 
     def prepare_scoring(self) -> Any:
         r"""The all-entity table (mean fusion), or the all-entity pair
@@ -237,26 +202,13 @@ class LBMKGC(FromDataMixin, KGEModel):
             return self.modal_fusion(stack, mask)[0]
         return self.pair(stack, mask)
 
-    def _score_all(self, index: Tensor, rel_type: Tensor, cache: Any, tails: bool) -> Tensor:
-        cache = self.prepare_scoring() if cache is None else cache
-        score = self.interaction.score_tails if tails else (
-            lambda q, r, E: self.interaction.score_heads(E, r, q))
-        if self.fusion == 'mean':
-            return score(cache[index], self.relation(rel_type), cache)
+    def _static_table(self, cache: Any) -> Optional[Tensor]:
+        return cache if self.fusion == 'mean' else None
+
+    def _relation_table(self, cache: Any, rel: Tensor) -> Tensor:
         pair, has = cache
-        out = pair.new_empty(index.numel(), self.num_nodes)
-        for r in torch.unique(rel_type).tolist():  # the mix once per relation
-            rows = (rel_type == r).nonzero().view(-1)
-            w = self.mix_weights(has, self.zeta(rel_type.new_tensor(r)).expand(has.shape))
-            E_r = torch.einsum('ns,nsd->nd', w, pair)
-            out[rows] = score(E_r[index[rows]], self.relation(rel_type[rows]), E_r)
-        return out
-
-    def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
-        return self._score_all(head_index, rel_type, cache, tails=True)
-
-    def score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
-        return self._score_all(tail_index, rel_type, cache, tails=False)
+        w = self.mix_weights(has, self.zeta(rel).expand(has.shape))
+        return torch.einsum('ns,nsd->nd', w, pair)
 
     def score_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                         negatives: Negatives) -> Tuple[Tensor, Tensor]:

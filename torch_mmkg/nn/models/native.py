@@ -1,4 +1,3 @@
-import math
 from typing import Any, Mapping, Optional, Tuple
 
 import torch
@@ -9,10 +8,10 @@ from torch_mmkg.nn.fusion import FUSIONS, AdaptiveFusion, ConcatFusion, Modality
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import SelfAdversarialLoss
-from ._modalities import FromDataMixin, register_modalities
+from ._modalities import FromDataMixin, ProjectedStackMixin, register_modalities
 
 
-class NATIVE(FromDataMixin, KGEModel):
+class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
     r"""The ReDAF model of NATIVE from the `"NATIVE: Multi-modal Knowledge Graph Completion
     in the Wild" <https://arxiv.org/abs/2406.17605>`_ paper (relation-guided dual adaptive
     fusion; the CoMAT adversarial training regime wraps it separately).
@@ -109,19 +108,6 @@ class NATIVE(FromDataMixin, KGEModel):
 
     # Representations ##########################################################################
 
-    def modality_stack(self, index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        r"""The representations :math:`[*, M + 1, 2d]` (structure first) and their
-        availability :math:`[*, M + 1]` of :obj:`index` (all entities if :obj:`None`)."""
-        s = self.node_emb.weight if index is None else self.node_emb(index)
-        feats, masks = {}, [torch.ones(s.shape[:-1], dtype=torch.bool, device=s.device)]
-        for m in self.modalities:
-            x, k = getattr(self, f'x_{m}'), getattr(self, f'mask_{m}')
-            feats[m] = x if index is None else x[index]
-            masks.append(k if index is None else k[index])
-        proj = self.projection(feats)
-        return (torch.stack([s] + [proj[m] for m in self.modalities], dim=-2),
-                torch.stack(masks, dim=-1))
-
     def fuse(self, stack: Tensor, mask: Tensor, rel_type: Tensor,
              logits: Optional[Tensor] = None) -> Tensor:
         r"""Joint embeddings :math:`[*, 2d]` of stacks in the context of :obj:`rel_type`
@@ -131,36 +117,13 @@ class NATIVE(FromDataMixin, KGEModel):
         rel = rel_type.expand(stack.shape[:-2])
         return self.fusion(stack, mask, rel, logits)[0]
 
-    def joint(self, index: Tensor, rel_type: Tensor) -> Tensor:
-        r"""Joint embeddings of :obj:`index` in the context of :obj:`rel_type` (broadcast)."""
-        stack, mask = self.modality_stack(index)
-        return self.fuse(stack, mask, rel_type)
-
     def entity(self, index: Optional[Tensor] = None) -> Tensor:
         if self.fusion.relation_dependent:
             raise RuntimeError("NATIVE's entity representation depends on the relation; use "
                                "joint(index, rel_type)")
         return self.fusion(*self.modality_stack(index))[0]
 
-    def relation(self, rel_type: Tensor) -> Tensor:
-        return self.rel_emb(rel_type) * (math.pi / self.embedding_range)
-
     # Scoring ##################################################################################
-
-    def score_stacks(self, head_stack: Tensor, head_mask: Tensor, rel_type: Tensor,
-                     tail_stack: Tensor, tail_mask: Tensor) -> Tensor:
-        r"""Scores of triples given the heads' and tails' representation stacks (see
-        :meth:`modality_stack`), the interface :class:`~torch_mmkg.training.CoMAT` scores
-        synthetic entities through."""
-        return self.interaction(self.fuse(head_stack, head_mask, rel_type),
-                                self.relation(rel_type),
-                                self.fuse(tail_stack, tail_mask, rel_type))
-
-    def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
-        head_index, rel_type, tail_index = torch.broadcast_tensors(head_index, rel_type,
-                                                                   tail_index)
-        return self.interaction(self.joint(head_index, rel_type), self.relation(rel_type),
-                                self.joint(tail_index, rel_type))
 
     def prepare_scoring(self) -> Any:
         r"""The all-entity stack and mask, and either the joint table (relation-free
@@ -170,25 +133,13 @@ class NATIVE(FromDataMixin, KGEModel):
             return stack, mask, self.fusion(stack, mask)[0]
         return stack, mask, self.fusion.logits(stack)
 
-    def _score_all(self, index: Tensor, rel_type: Tensor, cache: Any, tails: bool) -> Tensor:
-        stack, mask, extra = self.prepare_scoring() if cache is None else cache
-        score = self.interaction.score_tails if tails else (
-            lambda q, r, E: self.interaction.score_heads(E, r, q))
-        if not self.fusion.relation_dependent:  # one joint table for every relation
-            return score(extra[index], self.relation(rel_type), extra)
-        out = stack.new_empty(index.numel(), self.num_nodes)
-        for r in torch.unique(rel_type).tolist():  # the fusion once per relation
-            rows = (rel_type == r).nonzero().view(-1)
-            w = self.fusion.weights(None, mask, rel_type.new_tensor(r), extra)
-            E_r = torch.einsum('nm,nmd->nd', w, stack)
-            out[rows] = score(E_r[index[rows]], self.relation(rel_type[rows]), E_r)
-        return out
+    def _static_table(self, cache: Any) -> Optional[Tensor]:
+        return None if self.fusion.relation_dependent else cache[2]
 
-    def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
-        return self._score_all(head_index, rel_type, cache, tails=True)
-
-    def score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
-        return self._score_all(tail_index, rel_type, cache, tails=False)
+    def _relation_table(self, cache: Any, rel: Tensor) -> Tensor:
+        stack, mask, logits = cache
+        w = self.fusion.weights(None, mask, rel, logits)
+        return torch.einsum('nm,nmd->nd', w, stack)
 
     def score_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                         negatives: Negatives) -> Tuple[Tensor, Tensor]:
