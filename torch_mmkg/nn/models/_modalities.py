@@ -85,6 +85,24 @@ class ProjectedStackMixin:
     every relation, or :obj:`None`) and :meth:`_relation_table` (the table of relation
     :math:`r`)."""
 
+    def _build_embeddings(self, num_nodes: int, num_relations: int, hidden_channels: int,
+                          features: Mapping[str, Tensor], margin: float, epsilon: float,
+                          projection_layers: int):
+        r"""The complex structural embeddings, relation phases and projections."""
+        from torch_mmkg.nn.fusion import ModalityProjection
+        width = 2 * hidden_channels
+        self.embedding_range = (float(margin) + float(epsilon)) / hidden_channels
+        self.node_emb = torch.nn.Embedding(num_nodes, width)
+        self.rel_emb = torch.nn.Embedding(num_relations, hidden_channels)
+        self.projection = ModalityProjection({m: x.size(1) for m, x in features.items()},
+                                             width, num_layers=projection_layers)
+
+    def _reset_embeddings(self):
+        r"""Uniform in :math:`\pm(\gamma + \epsilon)/d`, as RotatE, and fresh projections."""
+        for emb in (self.node_emb, self.rel_emb):
+            torch.nn.init.uniform_(emb.weight, -self.embedding_range, self.embedding_range)
+        self.projection.reset_parameters()
+
     def modality_stack(self, index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         r"""The representations :math:`[*, M + 1, 2d]` (structure first, then the projected
         features in :obj:`modalities` order) and their availability :math:`[*, M + 1]` of

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from torch_mmkg.loader import Negatives
-from torch_mmkg.nn.fusion import AdaptiveFusion, MeanFusion, ModalityProjection
+from torch_mmkg.nn.fusion import AdaptiveFusion, MeanFusion
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import SelfAdversarialLoss, symmetric_contrastive_loss
@@ -117,11 +117,8 @@ class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
         self.mask_missing = bool(mask_missing)
         self.alignment_weight = float(alignment_weight)
         width = 2 * hidden_channels
-        self.embedding_range = (float(margin) + float(epsilon)) / hidden_channels
-        self.node_emb = torch.nn.Embedding(num_nodes, width)
-        self.rel_emb = torch.nn.Embedding(num_relations, hidden_channels)
-        self.projection = ModalityProjection({m: x.size(1) for m, x in features.items()},
-                                             width, num_layers=projection_layers)
+        self._build_embeddings(num_nodes, num_relations, hidden_channels, features, margin,
+                               epsilon, projection_layers)
         if fusion == 'context':
             self.modal_fusion = AdaptiveFusion(width, None, mask_missing)
             self.gate = torch.nn.Parameter(torch.empty(num_relations))
@@ -135,11 +132,7 @@ class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
         self.reset_parameters()
 
     def reset_parameters(self):
-        torch.nn.init.uniform_(self.node_emb.weight, -self.embedding_range,
-                               self.embedding_range)
-        torch.nn.init.uniform_(self.rel_emb.weight, -self.embedding_range,
-                               self.embedding_range)
-        self.projection.reset_parameters()
+        self._reset_embeddings()
         self.modal_fusion.reset_parameters()
         if self.gate is not None:
             torch.nn.init.zeros_(self.gate)

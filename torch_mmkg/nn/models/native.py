@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from torch_mmkg.loader import Negatives
-from torch_mmkg.nn.fusion import FUSIONS, AdaptiveFusion, ConcatFusion, ModalityProjection
+from torch_mmkg.nn.fusion import FUSIONS, AdaptiveFusion, ConcatFusion
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import SelfAdversarialLoss
@@ -82,11 +82,8 @@ class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
             raise ValueError("NATIVE needs at least one modality (use RotatE without any)")
         self.modalities = register_modalities(self, num_nodes, features, masks)
         width = 2 * hidden_channels
-        self.embedding_range = (float(margin) + float(epsilon)) / hidden_channels
-        self.node_emb = torch.nn.Embedding(num_nodes, width)
-        self.rel_emb = torch.nn.Embedding(num_relations, hidden_channels)
-        self.projection = ModalityProjection({m: x.size(1) for m, x in features.items()},
-                                             width, num_layers=projection_layers)
+        self._build_embeddings(num_nodes, num_relations, hidden_channels, features, margin,
+                               epsilon, projection_layers)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
         if fusion == 'adaptive':
@@ -99,11 +96,7 @@ class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
         self.reset_parameters()
 
     def reset_parameters(self):
-        torch.nn.init.uniform_(self.node_emb.weight, -self.embedding_range,
-                               self.embedding_range)
-        torch.nn.init.uniform_(self.rel_emb.weight, -self.embedding_range,
-                               self.embedding_range)
-        self.projection.reset_parameters()
+        self._reset_embeddings()
         self.fusion.reset_parameters()
 
     # Representations ##########################################################################
