@@ -253,3 +253,21 @@ def test_unsupported_models(model_dir):
     assert enc.name == 'visualbert-custom'
     with pytest.raises(ValueError, match='bypass_transformer'):
         enc.encode(['cat'])
+
+
+def test_features_train_vbkgc(model_dir):
+    # end to end: entity features from the encoder feed VBKGC, and twins negatives train it
+    from torch_mmkg.loader import NegativeSampler
+    from torch_mmkg.nn import VBKGC
+    enc = VisualBertEncoder(model_dir, progress=False)
+    texts = TEXTS + [None]
+    visual = _visual() + [None]
+    x, mask = enc.encode_entities(texts, visual)
+    assert not bool(mask[-1]) and bool(mask[0])  # the last entity has neither
+    n = len(texts)
+    model = VBKGC(n, 2, 8, {'visualbert': x}, {'visualbert': mask})
+    h, r, t = torch.arange(n - 1), torch.arange(n - 1) % 2, (torch.arange(n - 1) + 1) % n
+    neg = NegativeSampler(n, 3, twins=True, generator=torch.Generator().manual_seed(0))(h, r, t)
+    loss = model.loss(h, r, t, neg)
+    loss.backward()
+    assert torch.isfinite(loss) and model.projection['visualbert'].weight.grad.abs().sum() > 0
