@@ -74,9 +74,10 @@ def test_shipped_configs_are_valid(name):
     args = dict(cfg['model_args'])
     dim = args.pop('hidden_channels')
     cls = MODELS[cfg['model']]
-    if hasattr(cls, 'from_data'):  # a small graph with two modalities stands in
+    if hasattr(cls, 'from_data'):  # a small graph with the config's modalities stands in
+        names = args.get('modalities') or ['image', 'text']
         data = FakeMMKGDataset(num_entities=12, num_relations=2, num_triples=20,
-                               modalities={'image': 4, 'text': 3}, seed=0)[0]
+                               modalities={m: 3 + i for i, m in enumerate(names)}, seed=0)[0]
         model = cls.from_data(data, dim, **args)
     else:
         model = cls(10, 2, dim, **args)
