@@ -45,7 +45,9 @@ class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
     Optionally (:obj:`alignment_weight` :math:`\lambda > 0`) the cross-modal alignment CMoA
     is also trained jointly: :math:`\lambda` times the symmetric contrastive loss of Eq. 8
     (learnable temperature) between the projected modalities :math:`\mathbf{e}_a,
-    \mathbf{e}_b` of the batch's entities that have both, averaged over pairs of modalities.
+    \mathbf{e}_b` of the distinct entities of the batch's positive triples that have both
+    (the other entities of the batch being the in-batch negatives), averaged over pairs of
+    modalities.
     The paper's CMoA is a stage before the model: see
     :class:`~torch_mmkg.nn.CrossModalAlignment`; its modality completion LvMC is
     :class:`~torch_mmkg.transforms.CompleteModality`.
@@ -229,8 +231,9 @@ class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
         pos = self.interaction(h, r, t)
         self._reg_inputs = (self.node_emb(head_index), self.rel_emb(rel_type),
                             self.node_emb(tail_index))
-        if self.alignment_weight:
-            self._align_inputs = (stack, mask)
+        if self.alignment_weight:  # the distinct entities of the positives, not negatives
+            rows = torch.unique(torch.cat([hi, ti]))
+            self._align_inputs = (stack[rows], mask[rows])
         return pos, neg
 
     # Training #################################################################################
@@ -260,8 +263,8 @@ class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
     def loss(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
              negatives: Optional[Negatives] = None) -> Tensor:
         r"""The self-adversarial loss (Eq. 13) plus the :math:`L_2` penalty, plus
-        :math:`\lambda \mathcal{L}_{\mathrm{CMoA}}` over the batch's entities when
-        :obj:`alignment_weight` is set."""
+        :math:`\lambda \mathcal{L}_{\mathrm{CMoA}}` over the entities of the batch's positive
+        triples when :obj:`alignment_weight` is set."""
         out = super().loss(head_index, rel_type, tail_index, negatives)
         inputs, self._align_inputs = self._align_inputs, None
         if self.alignment_weight and inputs is not None:
