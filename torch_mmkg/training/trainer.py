@@ -141,6 +141,9 @@ class Trainer:
         cfg, model = self.config, self.model
         h, r, t = self.train_triples
         if self.one_to_n:
+            if cfg.twins:
+                raise ValueError("twins negative sampling needs negative-sampling training; "
+                                 f"{model.__class__.__name__} is trained 1-N")
             return model.loader_1n(h, r, t, batch_size=cfg.batch_size, shuffle=True,
                                    generator=self.generator)
         known = (KnownTriples(h, r, t, model.num_nodes, model.num_relations)

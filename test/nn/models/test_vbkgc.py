@@ -4,7 +4,7 @@ import torch
 from torch_mmkg.data import get_triples
 from torch_mmkg.datasets import FakeMMKGDataset
 from torch_mmkg.loader import Negatives, NegativeSampler
-from torch_mmkg.nn import TBKGC, VBKGC, TransE
+from torch_mmkg.nn import TBKGC, VBKGC, TransE, TuckER
 from torch_mmkg.nn.loss import MarginRankingLoss
 from torch_mmkg.training import TrainConfig, Trainer
 
@@ -127,6 +127,9 @@ def test_twins_through_loader_and_trainer(tmp_path):
         TransE(40, 2, 8).loss(*train, NegativeSampler(40, 2, twins=True)(*train))
     with pytest.raises(ValueError, match='num_negatives'):
         model.loader(*get_triples(data, 'train'), twins=True)
+    with pytest.raises(ValueError, match='trained 1-N'):
+        Trainer(TuckER(40, 2, 8), data, TrainConfig(twins=True, progress=False),
+                out_dir=str(tmp_path / 'tucker'))
 
 
 @pytest.mark.parametrize('twins', [False, True])
