@@ -9,7 +9,7 @@ import pytest
 import torch
 
 __all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
-           'mirror_dir', 'withMirror']
+           'mirror_dir', 'withMirror', 'assert_scoring_consistent']
 
 
 def is_full_test() -> bool:
@@ -71,3 +71,25 @@ def withMirror(func: Callable) -> Callable:
             else:
                 os.environ['TORCH_MMKG_MIRROR'] = old
     return wrapper
+
+
+@torch.no_grad()
+def assert_scoring_consistent(model, head, rel, tail, num_negatives: int = 4,
+                              atol: float = 1e-5, seed: int = 0):
+    r"""Asserts that a model's 1-vs-all scores (:meth:`score_tails`, :meth:`score_heads`)
+    and its negative-sampling scores (:meth:`score_negatives`) equal :meth:`forward` on the
+    same triples."""
+    from torch_mmkg.loader import NegativeSampler
+    s = model(head, rel, tail)
+    assert torch.allclose(model.score_tails(head, rel).gather(1, tail[:, None]).view(-1), s,
+                          atol=atol)
+    assert torch.allclose(model.score_heads(rel, tail).gather(1, head[:, None]).view(-1), s,
+                          atol=atol)
+    neg = NegativeSampler(model.num_nodes, num_negatives,
+                          generator=torch.Generator().manual_seed(seed))(head, rel, tail)
+    pos, scores = model.score_negatives(head, rel, tail, neg)
+    ch = neg.corrupt_head[:, None]
+    hh = torch.where(ch, neg.index, head[:, None])
+    tt = torch.where(ch, tail[:, None], neg.index)
+    assert torch.allclose(pos, s, atol=atol)
+    assert torch.allclose(scores, model(hh, rel[:, None].expand_as(hh), tt), atol=atol)

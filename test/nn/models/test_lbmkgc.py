@@ -8,7 +8,7 @@ from torch_mmkg.data import KnownTriples, get_triples
 from torch_mmkg.datasets import FakeMMKGDataset
 from torch_mmkg.loader import NegativeSampler
 from torch_mmkg.nn import LBMKGC
-from torch_mmkg.testing import withCUDA
+from torch_mmkg.testing import assert_scoring_consistent, withCUDA
 
 N, R, D = 20, 3, 4
 
@@ -72,18 +72,7 @@ def test_score_equals_naive_transcription(kwargs):
         ref = torch.stack([naive_score(model, int(a), int(b), int(c), feats, masks)
                            for a, b, c in zip(h, r, t)])
         assert torch.allclose(s, ref, atol=1e-9)
-        # 1-vs-all and negative scoring agree with forward
-        assert torch.allclose(model.score_tails(h, r).gather(1, t[:, None]).view(-1), s,
-                              atol=1e-9)
-        assert torch.allclose(model.score_heads(r, t).gather(1, h[:, None]).view(-1), s,
-                              atol=1e-9)
-        neg = NegativeSampler(N, 6, generator=torch.Generator().manual_seed(0))(h, r, t)
-        pos, scores = model.score_negatives(h, r, t, neg)
-        ch = neg.corrupt_head[:, None]
-        hh = torch.where(ch, neg.index, h[:, None])
-        tt = torch.where(ch, t[:, None], neg.index)
-        assert torch.allclose(pos, s, atol=1e-9)
-        assert torch.allclose(scores, model(hh, r[:, None].expand_as(hh), tt), atol=1e-9)
+    assert_scoring_consistent(model, h, r, t, num_negatives=6, atol=1e-9)
 
 
 def test_relation_context_and_missing_modalities():

@@ -5,6 +5,7 @@ from torch_mmkg.data import KnownTriples, get_triples
 from torch_mmkg.datasets import FakeMMKGDataset
 from torch_mmkg.loader import NegativeSampler
 from torch_mmkg.nn import NATIVE
+from torch_mmkg.testing import assert_scoring_consistent
 
 N, R = 20, 3
 
@@ -26,19 +27,7 @@ def triples(n=8, seed=1):
 def test_forward_matches_one_vs_all_and_negatives(relation_temperature):
     model = make(relation_temperature=relation_temperature)[0].eval()
     h, r, t = triples()
-    with torch.no_grad():
-        s = model(h, r, t)
-        assert torch.allclose(model.score_tails(h, r).gather(1, t[:, None]).view(-1), s,
-                              atol=1e-5)
-        assert torch.allclose(model.score_heads(r, t).gather(1, h[:, None]).view(-1), s,
-                              atol=1e-5)
-        neg = NegativeSampler(N, 4, generator=torch.Generator().manual_seed(0))(h, r, t)
-        pos, scores = model.score_negatives(h, r, t, neg)
-        ch = neg.corrupt_head[:, None]
-        hh = torch.where(ch, neg.index, h[:, None])
-        tt = torch.where(ch, t[:, None], neg.index)
-        assert torch.allclose(pos, s, atol=1e-5)
-        assert torch.allclose(scores, model(hh, r[:, None].expand_as(hh), tt), atol=1e-5)
+    assert_scoring_consistent(model, h, r, t)
 
 
 def test_missing_features_never_enter_the_score():
