@@ -3,6 +3,7 @@ modalities they have, with a learned cross-modal translator (offline default) or
 generative text-to-image pipeline encoded by CLIP (optional extra)."""
 from .base import ModalityCompleter, completed_key, original_mask
 from .translator import TranslatorCompleter, completion_cosine
+from .generative import DiffusionImageCompleter
 
 __all__ = [
     'ModalityCompleter',
@@ -13,9 +14,3 @@ __all__ = [
     'original_mask',
 ]
 
-
-def __getattr__(name):  # the generative completer imports nothing heavy until used
-    if name == 'DiffusionImageCompleter':
-        from .generative import DiffusionImageCompleter
-        return DiffusionImageCompleter
-    raise AttributeError(name)

@@ -3,7 +3,7 @@ from typing import List, Optional, Sequence
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from torch_mmkg.data.mmkg import ENTITY, feature_key, get_modalities, mask_key
+from torch_mmkg.data.mmkg import ENTITY, get_modalities, mask_key
 
 
 def completed_key(modality: str) -> str:
@@ -56,6 +56,3 @@ def check_target(data: HeteroData, target: str) -> List[str]:
         raise ValueError(f"modality '{target}' is not in the graph (it has {mods})")
     return mods
 
-
-def target_width(data: HeteroData, target: str) -> int:
-    return int(data[ENTITY][feature_key(target)].size(1))

@@ -202,7 +202,6 @@ def completion_cosine(completer: ModalityCompleter, data: HeteroData, target: st
     rows. Returns the mean and median cosine similarity between completed and real
     features, the same for the baseline that predicts the mean target feature of the
     fitting entities, and the number of held-out entities."""
-    from torch_mmkg.data.mmkg import get_modalities
     mods = check_target(data, target)
     src = [m for m in mods if m != target] if sources is None else list(sources)
     ent = data[ENTITY]
@@ -218,7 +217,6 @@ def completion_cosine(completer: ModalityCompleter, data: HeteroData, target: st
     masked = copy.copy(data)
     masked[ENTITY][mask_key(target)] = ent[mask_key(target)].clone()
     masked[ENTITY][mask_key(target)][hidden] = False
-    masked.modalities = get_modalities(data)
     completer.fit(masked, target, src)
     pred = completer.complete(masked, target, hidden)
     real = ent[feature_key(target)][hidden].float()

@@ -9,7 +9,34 @@ from torch import Tensor
 
 from torch_mmkg.nn.loss import symmetric_contrastive_loss
 
-__all__ = ['CrossModalAlignment']
+__all__ = ['CrossModalAlignment', 'multimodal_contrastive_loss', 'logit_scale_temperature']
+
+#: CLIP's clamp of the learnable logit scale: :math:`1/\tau \leq 100`.
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+def logit_scale_temperature(logit_scale: Tensor) -> Tensor:
+    r"""The temperature :math:`\tau = 1 / \exp(\min(s, \log 100))` of a CLIP-style
+    learnable log-scale :math:`s = \log(1/\tau)`."""
+    return 1.0 / logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+
+
+def multimodal_contrastive_loss(views: Mapping[str, Tensor],
+                                masks: Optional[Mapping[str, Tensor]],
+                                temperature) -> Optional[Tensor]:
+    r"""Eq. 8 (:func:`~torch_mmkg.nn.loss.symmetric_contrastive_loss`) averaged over the pairs
+    of :obj:`views` (in their order), each over the rows that have both (all rows without
+    :obj:`masks`); pairs with fewer than two such rows are skipped, and :obj:`None` is
+    returned when none is left."""
+    terms = []
+    for a, b in itertools.combinations(list(views), 2):
+        za, zb = views[a], views[b]
+        if masks is not None:
+            both = masks[a] & masks[b]
+            za, zb = za[both], zb[both]
+        if za.size(0) >= 2:
+            terms.append(symmetric_contrastive_loss(za, zb, temperature))
+    return torch.stack(terms).mean() if terms else None
 
 
 class CrossModalAlignment(torch.nn.Module):
@@ -59,6 +86,7 @@ class CrossModalAlignment(torch.nn.Module):
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.modalities = list(in_channels)
+        self.in_channels = {m: int(f) for m, f in in_channels.items()}
         self.out_channels = int(out_channels)
 
         def head(f: int) -> torch.nn.Module:
@@ -86,7 +114,7 @@ class CrossModalAlignment(torch.nn.Module):
     @property
     def temperature(self) -> Tensor:
         r"""The current :math:`\tau`."""
-        return 1.0 / self.logit_scale.clamp(max=math.log(100.0)).exp()
+        return logit_scale_temperature(self.logit_scale)
 
     @property
     def pairs(self) -> List[Tuple[str, str]]:
@@ -101,22 +129,9 @@ class CrossModalAlignment(torch.nn.Module):
         (all rows without :obj:`masks`); pairs with fewer than two such rows are skipped
         (zero if none is left)."""
         out = self(features)
-        total, count = None, 0
-        for a, b in self.pairs:
-            if a not in out or b not in out:
-                continue
-            za, zb = out[a], out[b]
-            if masks is not None:
-                both = masks[a] & masks[b]
-                za, zb = za[both], zb[both]
-            if za.size(0) < 2:
-                continue
-            term = symmetric_contrastive_loss(za, zb, self.temperature)
-            total = term if total is None else total + term
-            count += 1
-        if total is None:
-            return self.logit_scale.new_zeros(())
-        return total / count
+        loss = multimodal_contrastive_loss(
+            {m: out[m] for m in self.modalities if m in out}, masks, self.temperature)
+        return self.logit_scale.new_zeros(()) if loss is None else loss
 
     def fit(self, data, epochs: int = 100, batch_size: int = 1024, lr: float = 1e-3,
             weight_decay: float = 0.0, val_ratio: float = 0.1, seed: int = 0,
@@ -201,9 +216,7 @@ class CrossModalAlignment(torch.nn.Module):
             raise ValueError(f"modalities {missing} are not in the graph (it has "
                              f"{list(have)})")
         for m in self.modalities:
-            x = have[m][0]
-            width = self.heads[m][0].in_features if isinstance(
-                self.heads[m], torch.nn.Sequential) else self.heads[m].in_features
+            x, width = have[m][0], self.in_channels[m]
             if x.size(1) != width:
                 raise ValueError(f"features of '{m}' have {x.size(1)} columns, the "
                                  f"alignment head expects {width}")

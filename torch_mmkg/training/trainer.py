@@ -148,10 +148,9 @@ class Trainer:
                                    generator=self.generator)
         known = (KnownTriples(h, r, t, model.num_nodes, model.num_relations)
                  if cfg.filter_negatives else None)
-        extra = {'twins': True} if cfg.twins else {}
         return model.loader(h, r, t, num_negatives=cfg.num_negatives, strategy=cfg.sampling,
                             known=known, generator=self.generator, batch_size=cfg.batch_size,
-                            shuffle=True, **extra)
+                            shuffle=True, twins=cfg.twins)
 
     # Checkpoints ##############################################################################
 

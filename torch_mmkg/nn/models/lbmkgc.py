@@ -1,4 +1,3 @@
-import itertools
 import math
 from typing import Any, Mapping, Optional, Tuple
 
@@ -9,7 +8,8 @@ from torch_mmkg.loader import Negatives
 from torch_mmkg.nn.fusion import AdaptiveFusion, MeanFusion
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
-from torch_mmkg.nn.loss import SelfAdversarialLoss, symmetric_contrastive_loss
+from torch_mmkg.nn.alignment import logit_scale_temperature, multimodal_contrastive_loss
+from torch_mmkg.nn.loss import SelfAdversarialLoss
 from ._modalities import FromDataMixin, ProjectedStackMixin, register_modalities
 
 FUSION_CHOICES = ('context', 'mean')
@@ -243,22 +243,17 @@ class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
         r"""The current temperature :math:`\tau` of the joint CMoA loss."""
         if self.align_logit_scale is None:
             return None
-        return 1.0 / self.align_logit_scale.clamp(max=math.log(100.0)).exp()
+        return logit_scale_temperature(self.align_logit_scale)
 
     def alignment_loss(self, stack: Tensor, mask: Tensor) -> Tensor:
         r"""Eq. 8 between the projected modalities of the rows of :obj:`stack` (from
         :meth:`modality_stack`) that have both, averaged over the pairs of modalities."""
         if self.align_logit_scale is None:
             raise RuntimeError("the model was built with alignment_weight=0")
-        terms = []
-        for a, b in itertools.combinations(range(1, stack.size(-2)), 2):
-            both = mask[..., a] & mask[..., b]
-            if int(both.sum()) >= 2:
-                terms.append(symmetric_contrastive_loss(stack[both][:, a], stack[both][:, b],
-                                                        self.alignment_temperature))
-        if not terms:
-            return stack.new_zeros(())
-        return torch.stack(terms).mean()
+        views = {m: stack[:, i + 1] for i, m in enumerate(self.modalities)}
+        masks = {m: mask[:, i + 1] for i, m in enumerate(self.modalities)}
+        loss = multimodal_contrastive_loss(views, masks, self.alignment_temperature)
+        return stack.new_zeros(()) if loss is None else loss
 
     def loss(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
              negatives: Optional[Negatives] = None) -> Tensor:
