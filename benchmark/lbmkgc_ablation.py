@@ -28,7 +28,6 @@ ranks). The summary and each run's ``results.json`` are written under ``--out``.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import time
 
@@ -37,8 +36,10 @@ from torch_mmkg.data import ENTITY
 from torch_mmkg.data.mmkg import get_modalities
 from torch_mmkg.datasets import DB15K, MKGY
 from torch_mmkg.nn import LBMKGC, CrossModalAlignment, RotatE
-from torch_mmkg.training import NonFiniteLossError, TrainConfig, Trainer, seed_everything
+from torch_mmkg.training import TrainConfig, seed_everything
 from torch_mmkg.transforms import CompleteModality, DropModality
+
+from _runs import Summary
 
 DATASETS = {'MKG-Y': MKGY, 'DB15K': DB15K}
 #: The authors' margins (DESIGN.md: 24 on MKG-Y, 12 on DB15K).
@@ -77,9 +78,7 @@ N, R = data[ENTITY].num_nodes, data.num_relations
 modalities = get_modalities(data)
 margin = args.margin or MARGIN[args.dataset]
 out = args.out or osp.join('runs', f"lbmkgc_{args.dataset.lower().replace('-', '')}")
-os.makedirs(out, exist_ok=True)
-summary_path = osp.join(out, 'summary.json')
-summary = json.load(open(summary_path)) if osp.exists(summary_path) else {}
+summary = Summary(out, vars(args))
 multi = len(modalities) >= 2
 print(f"{args.dataset}: {N} entities, {R} relations, modalities {modalities}", flush=True)
 
@@ -153,25 +152,4 @@ for name, (graph, factory) in RUNS.items():
                       num_negatives=args.num_negatives, eval_every=args.eval_every,
                       max_minutes=args.minutes or None, seed=args.seed, device=args.device,
                       progress=False)
-    t0 = time.perf_counter()
-    try:
-        res = Trainer(model, graphs[graph], cfg, out_dir=osp.join(out, name)).fit()
-    except NonFiniteLossError as e:
-        summary[name] = {'diverged': str(e), 'minutes': (time.perf_counter() - t0) / 60}
-        print(f"{name:12s} diverged: {e}", flush=True)
-        continue
-    test = res['test']['realistic']['both']
-    summary[name] = {**{k: 100 * test[k] for k in ('mrr', 'hits@1', 'hits@3', 'hits@10')},
-                     'optimistic_mrr': 100 * res['test']['optimistic']['both']['mrr'],
-                     'best_epoch': res['best_epoch'], 'epochs': res['epochs_trained'],
-                     'best_val_mrr': 100 * res['best_val']['mrr'],
-                     'seconds_per_epoch': res['seconds_per_epoch_median'],
-                     'num_parameters': res['num_parameters'],
-                     'minutes': (time.perf_counter() - t0) / 60}
-    s = summary[name]
-    print(f"{name:12s} MRR {s['mrr']:6.2f}  H@1 {s['hits@1']:6.2f}  H@3 {s['hits@3']:6.2f}  "
-          f"H@10 {s['hits@10']:6.2f}  ({s['epochs']} epochs, best {s['best_epoch']}, "
-          f"{s['seconds_per_epoch']:.1f} s/epoch, {s['minutes']:.1f} min)", flush=True)
-    with open(summary_path, 'w') as f:
-        json.dump({**{k: v for k, v in summary.items() if k != 'settings'},
-                   'settings': vars(args)}, f, indent=2)
+    summary.run(name, model, graphs[graph], cfg)

@@ -16,16 +16,15 @@ per epoch, peak memory) and each run's ``results.json`` are written under ``--ou
 single-modality rows train a MoMoK with that scorer alone, as the paper does.
 """
 import argparse
-import json
-import os
 import os.path as osp
-import time
 
 from torch_mmkg.data import ENTITY
 from torch_mmkg.data.mmkg import modality_features
 from torch_mmkg.datasets import DB15K, MKGW
 from torch_mmkg.nn import NATIVE, MoMoK, TuckER
-from torch_mmkg.training import NonFiniteLossError, TrainConfig, Trainer, seed_everything
+from torch_mmkg.training import TrainConfig, seed_everything
+
+from _runs import Summary
 
 DATASETS = {'MKG-W': MKGW, 'DB15K': DB15K}
 #: NATIVE's margin per dataset (the authors' DB15K value; RotatE's tuned MKG-W value).
@@ -77,9 +76,7 @@ unknown = sorted(set(args.only or []) - set(RUNS))
 if unknown:
     parser.error(f"unknown runs {unknown}; known: {list(RUNS)}")
 
-os.makedirs(out, exist_ok=True)
-summary_path = osp.join(out, 'summary.json')
-summary = json.load(open(summary_path)) if osp.exists(summary_path) else {}
+summary = Summary(out, vars(args))
 print(f"{args.dataset}: {N} entities, {R} relations, modalities {modalities}", flush=True)
 for name, factory in RUNS.items():
     if args.only and name not in args.only:
@@ -93,25 +90,4 @@ for name, factory in RUNS.items():
                       num_negatives=args.num_negatives, eval_every=args.eval_every,
                       max_minutes=minutes or None, seed=args.seed, device=args.device,
                       progress=False)
-    t0 = time.perf_counter()
-    try:
-        res = Trainer(model, data, cfg, out_dir=osp.join(out, name)).fit()
-    except NonFiniteLossError as e:  # a diverged run is a result too
-        summary[name] = {'diverged': str(e), 'minutes': (time.perf_counter() - t0) / 60}
-        print(f"{name:20s} diverged: {e}", flush=True)
-        continue
-    test = res['test']['realistic']['both']
-    summary[name] = {**{k: 100 * test[k] for k in ('mrr', 'hits@1', 'hits@3', 'hits@10')},
-                     'best_epoch': res['best_epoch'], 'epochs': res['epochs_trained'],
-                     'best_val_mrr': 100 * res['best_val']['mrr'],
-                     'seconds_per_epoch': res['seconds_per_epoch_median'],
-                     'peak_memory': res['peak_memory'],
-                     'num_parameters': res['num_parameters'],
-                     'minutes': (time.perf_counter() - t0) / 60}
-    s = summary[name]
-    print(f"{name:20s} MRR {s['mrr']:6.2f}  H@1 {s['hits@1']:6.2f}  H@3 {s['hits@3']:6.2f}  "
-          f"H@10 {s['hits@10']:6.2f}  ({s['epochs']} epochs, best {s['best_epoch']}, "
-          f"{s['seconds_per_epoch']:.1f} s/epoch, {s['minutes']:.1f} min)", flush=True)
-    with open(summary_path, 'w') as f:
-        json.dump({**{k: v for k, v in summary.items() if k != 'settings'},
-                   'settings': vars(args)}, f, indent=2)
+    summary.run(name, model, data, cfg)

@@ -13,16 +13,15 @@ VBKGC feature is VisualBERT's [CLS]; ours is the 100-d doc2vec gloss embedding r
 the dataset (``--feature gloss``) or MiniLM over lemmas and gloss (``--feature text``).
 """
 import argparse
-import json
-import os
 import os.path as osp
-import time
 
 from torch_mmkg.data import ENTITY
 from torch_mmkg.datasets import WN9IMG
 from torch_mmkg.nn import VBKGC, TransE
 from torch_mmkg.nn.loss import MarginRankingLoss
-from torch_mmkg.training import TrainConfig, Trainer, seed_everything
+from torch_mmkg.training import TrainConfig, seed_everything
+
+from _runs import Summary
 
 parser = argparse.ArgumentParser()
 parser.add_argument('--feature', default='gloss')
@@ -54,8 +53,7 @@ RUNS = {
     'vbkgc_twins_pairwise': (lambda: VBKGC.from_data(data, args.dim, margin=args.margin,
                                                      loss_aggregate='pairwise'), True),
 }
-os.makedirs(args.out, exist_ok=True)
-summary = {}
+summary = Summary(args.out, vars(args))
 for name, (factory, twins) in RUNS.items():
     if args.only and name not in args.only:
         continue
@@ -64,18 +62,4 @@ for name, (factory, twins) in RUNS.items():
                       num_negatives=args.num_negatives, twins=twins, val_split='val',
                       eval_every=args.eval_every, seed=args.seed, device=args.device,
                       progress=False)
-    t0 = time.perf_counter()
-    res = Trainer(factory(), data, cfg, out_dir=osp.join(args.out, name)).fit()
-    s = {f'{k}': 100 * res['test']['realistic']['both'][k]
-         for k in ('mrr', 'hits@1', 'hits@3', 'hits@10')}
-    s.update({f'optimistic_{k}': 100 * res['test']['optimistic']['both'][k]
-              for k in ('mrr', 'hits@1', 'hits@3', 'hits@10')})
-    s.update(best_epoch=res['best_epoch'], epochs=res['epochs_trained'],
-             seconds_per_epoch=res['seconds_per_epoch_median'],
-             minutes=(time.perf_counter() - t0) / 60)
-    summary[name] = s
-    print(f"{name:13s} MRR {s['mrr']:6.2f} H@1 {s['hits@1']:6.2f} H@3 {s['hits@3']:6.2f} "
-          f"H@10 {s['hits@10']:6.2f} (optimistic MRR {s['optimistic_mrr']:.2f}; best epoch "
-          f"{s['best_epoch']}/{s['epochs']}, {s['seconds_per_epoch']:.2f} s/epoch)", flush=True)
-    with open(osp.join(args.out, 'summary.json'), 'w') as f:
-        json.dump({**summary, 'settings': vars(args)}, f, indent=2)
+    summary.run(name, factory(), data, cfg)
