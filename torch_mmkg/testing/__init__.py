@@ -3,13 +3,13 @@ import functools
 import importlib.util
 import os
 import os.path as osp
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import pytest
 import torch
 
 __all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
-           'mirror_dir', 'withMirror', 'assert_scoring_consistent']
+           'mirror_dir', 'withMirror', 'assert_scoring_consistent', 'planted_mrr_gain']
 
 
 def is_full_test() -> bool:
@@ -93,3 +93,23 @@ def assert_scoring_consistent(model, head, rel, tail, num_negatives: int = 4,
     tt = torch.where(ch, tail[:, None], neg.index)
     assert torch.allclose(pos, s, atol=atol)
     assert torch.allclose(scores, model(hh, rel[:, None].expand_as(hh), tt), atol=atol)
+
+
+def planted_mrr_gain(model, data, epochs: int = 15, lr: float = 0.01, num_negatives: int = 8,
+                     batch_size: int = 64, seed: int = 0) -> Tuple[float, float]:
+    r"""The filtered test MRR of :obj:`model` on :obj:`data` before and after training it
+    with negative sampling (Adam) for :obj:`epochs` epochs: the check that a model learns
+    a planted signal."""
+    from torch_mmkg.data import KnownTriples, get_triples
+    known = KnownTriples.from_data(data)
+    test = get_triples(data, 'test')
+    before = model.test(*test, known=known, log=False)[1]
+    loader = model.loader(*get_triples(data, 'train'), num_negatives=num_negatives,
+                          batch_size=batch_size, generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        for batch in loader:
+            opt.zero_grad()
+            model.loss(*batch).backward()
+            opt.step()
+    return before, model.test(*test, known=known, log=False)[1]
