@@ -179,27 +179,90 @@ def collect_names(paths: Sequence[str], order: str = 'hrt',
     return list(ents), list(rels)
 
 
+#: The file types :func:`load_tensor_file` reads.
+TENSOR_EXTS = ('.pt', '.pth', '.npy')
+#: Extensions of Python pickles, which are refused: unpickling can run any code.
+PICKLE_EXTS = ('.pkl', '.pickle', '.joblib', '.dill')
+
+
+def check_dense(t: Tensor, where: str) -> Tensor:
+    r"""Refuses a tensor that is a view of less memory than it addresses (e.g. saved from
+    :meth:`~torch.Tensor.expand`, stride 0): a small file could otherwise expand to gigabytes
+    the moment it is used."""
+    need = t.numel() * t.element_size()
+    have = t.untyped_storage().nbytes()
+    if t.numel() and have < need:
+        raise ValueError(f"{where}: holds a {list(t.shape)} tensor stored in only {have} bytes "
+                         f"(an expanded or overlapping view, strides {list(t.stride())}); as "
+                         f"features it would take {need} bytes. Save a dense tensor instead "
+                         f"(x.contiguous())")
+    return t
+
+
 def load_tensor_file(path: str) -> Tensor:
-    r"""Loads a feature or mask tensor from a ``.pt``/``.pth`` file (with
-    :obj:`weights_only=True`: no arbitrary code runs) or a ``.npy`` file (without pickle)."""
+    r"""Loads a feature or mask tensor from a ``.pt``/``.pth`` file (through
+    :func:`~torch_mmkg.data.serialization.safe_load`: no code in the file runs) or a ``.npy``
+    file (without pickle).
+
+    Raises:
+        ValueError: naming :obj:`path`, for another file type (pickles are refused), a file that
+            does not hold exactly one tensor or numeric array, a truncated or corrupt file, or an
+            expanded (stride-0) tensor that addresses more memory than the file holds.
+    """
+    from torch_mmkg.data.serialization import safe_load
     ext = osp.splitext(path)[1].lower()
     if ext in ('.pt', '.pth'):
-        try:
-            obj = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e:  # the unpickler reports what it refused
-            raise ValueError(f"{path}: cannot be loaded safely as a tensor ({e})") from None
-        if isinstance(obj, np.ndarray):
-            obj = torch.from_numpy(obj)
+        obj = safe_load(path, 'tensor file')
         if not isinstance(obj, Tensor):
             raise ValueError(f"{path}: expected a tensor, found {type(obj).__name__}")
-        return obj
+        return check_dense(obj, path)
     if ext == '.npy':
         try:
             arr = np.load(path, allow_pickle=False)
-        except ValueError as e:
+        except (ValueError, OSError, EOFError) as e:
             raise ValueError(f"{path}: not a plain numpy array ({e})") from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in 'biufc':
+            raise ValueError(f"{path}: expected a numeric numpy array, found dtype "
+                             f"{getattr(arr, 'dtype', type(arr).__name__)}")
         return torch.from_numpy(np.ascontiguousarray(arr))
+    if ext in PICKLE_EXTS:
+        raise ValueError(f"{path}: {ext} files are refused because loading a pickle can run "
+                         f"code; save the tensor with torch.save (.pt/.pth) or numpy.save (.npy)")
     raise ValueError(f"{path}: unsupported feature file type {ext!r} (use .pt, .pth or .npy)")
+
+
+def as_feature_matrix(x: Tensor, where: str, num_rows: Optional[int] = None) -> Tensor:
+    r"""Checks a loaded feature matrix and returns it as :obj:`float32`.
+
+    Integer, boolean and :obj:`float64` features become :obj:`float32`; :obj:`float16` and
+    :obj:`bfloat16` too.
+
+    Raises:
+        ValueError: naming :obj:`where`, for a tensor that is not 2-d, has no columns, has a row
+            count other than :obj:`num_rows`, is complex, or holds NaN/Inf (the first offending
+            row and column).
+    """
+    if x.dim() != 2:
+        raise ValueError(f"{where}: features must be a 2-d [num_entities, num_features] "
+                         f"tensor, got shape {tuple(x.shape)}")
+    if num_rows is not None and x.size(0) != num_rows:
+        raise ValueError(f"{where}: {x.size(0)} feature rows but the graph has {num_rows} "
+                         f"entities (row i must be entity id i)")
+    if x.size(1) == 0:
+        raise ValueError(f"{where}: features have shape {tuple(x.shape)}, i.e. no feature "
+                         f"columns; leave the modality out instead")
+    if x.is_complex():
+        raise ValueError(f"{where}: complex features ({x.dtype}) are not supported; store the "
+                         f"real and imaginary parts as separate columns")
+    if x.dtype != torch.float32:
+        x = x.float()
+    nonfinite = ~torch.isfinite(x)
+    if nonfinite.any():
+        row, col = (int(i) for i in nonfinite.nonzero()[0])
+        raise ValueError(f"{where}: row {row}, feature {col} holds {x[row, col].item()}; "
+                         f"features must be finite (leave a missing row out of the mask "
+                         f"instead)")
+    return x
 
 
 def find_file(folder: str, stem: str, exts: Sequence[str] = ('.pt', '.pth', '.npy')

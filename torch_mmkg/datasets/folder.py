@@ -8,14 +8,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 from torch import Tensor
-from torch_geometric.data import HeteroData, InMemoryDataset
+from torch_geometric.data import HeteroData
 
 from torch_mmkg.data import (ENTITY, REL, SPLITS, add_clean_val_split, build_mmkg,
                              collect_names, load_tensor_file, modality_features,
                              read_labelled_triples, read_openke_dict, read_openke_triples,
                              split_key, split_report, warn_split_issues)
-from torch_mmkg.data.io import list_feature_files
+from torch_mmkg.data.io import PICKLE_EXTS, as_feature_matrix, list_feature_files
 from torch_mmkg.data.mmkg import _MODALITY_RE
+from torch_mmkg.datasets.in_memory import SafeInMemoryDataset
 
 __all__ = ['MMKGFolder']
 
@@ -29,7 +30,7 @@ LABELLED_FILES = ('train.txt', 'valid.txt', 'test.txt')
 FEATURE_EXTS = ('.pt', '.pth', '.npy')
 FORMATS = ('auto', 'openke', 'labelled')
 #: Bumped when :meth:`MMKGFolder.process` changes what it writes, so old caches are not reused.
-_PROCESS_VERSION = 1
+_PROCESS_VERSION = 2
 
 
 def _read_name_list(path: str) -> List[Tuple[int, str]]:
@@ -82,7 +83,7 @@ def _hash_source(h: 'hashlib._Hash', source: Source):
         h.update(t.reshape(-1).view(torch.uint8).numpy())
 
 
-class MMKGFolder(InMemoryDataset):
+class MMKGFolder(SafeInMemoryDataset):
     r"""A multi-modal knowledge graph of the user's own, read from a folder and cached in the
     :mod:`torch_mmkg` layout (see :mod:`torch_mmkg.data.mmkg`).
 
@@ -304,8 +305,20 @@ class MMKGFolder(InMemoryDataset):
         index = {}
         if osp.isdir(self.feature_dir):
             for name in sorted(os.listdir(self.feature_dir)):
+                path = osp.join(self.feature_dir, name)
                 if name.endswith('_index.txt'):
-                    index[name[:-len('_index.txt')]] = osp.join(self.feature_dir, name)
+                    index[name[:-len('_index.txt')]] = path
+                elif not (name.startswith('.') or osp.isdir(path) or
+                          osp.splitext(name)[1].lower() in FEATURE_EXTS):
+                    # Nothing in features/ is silently skipped.
+                    ext = osp.splitext(name)[1].lower()
+                    why = (f"{ext} files are refused because loading a pickle can run code"
+                           if ext in PICKLE_EXTS else "this file type is not read")
+                    raise ValueError(
+                        f"{path}: {why}. features/ holds <modality>.pt|.pth|.npy (an [N, F] "
+                        f"tensor or numeric array), <modality>_mask.pt|.pth|.npy and "
+                        f"<modality>_index.txt; convert the file (torch.save / numpy.save) or "
+                        f"move it out of {self.feature_dir}")
         feats.update(self._feature_args)
         masks.update(self._mask_args)
         for m, src in masks.items():
@@ -333,17 +346,13 @@ class MMKGFolder(InMemoryDataset):
         for m in sorted(feat_src):
             where = _describe(feat_src[m], m, 'features')
             x = _load(feat_src[m], where)
-            if x.dim() != 2:
-                raise ValueError(f"{where}: features must be a 2-d [num_entities, "
-                                 f"num_features] tensor, got shape {tuple(x.shape)}")
-            if not x.is_floating_point() or x.dtype == torch.float64:
-                x = x.float()
-            nonfinite = ~torch.isfinite(x)
-            if nonfinite.any():
-                row, col = (int(i) for i in nonfinite.nonzero()[0])
-                raise ValueError(f"{where}: row {row}, feature {col} holds {x[row, col].item()}; "
-                                 f"features must be finite (leave a missing row out of the mask "
-                                 f"instead)")
+            # The rows are checked before the mask, so that a short feature file is blamed on
+            # itself and not on its (correct) mask.
+            if m not in index_files and x.dim() == 2 and x.size(0) != N:
+                raise ValueError(f"{where}: {x.size(0)} feature rows but the graph has {N} "
+                                 f"entities (row i must be entity id i; to key the rows by "
+                                 f"entity name add {m}_index.txt to {self.feature_dir})")
+            x = as_feature_matrix(x, where)
             mask = None
             if m in mask_src:
                 mwhere = _describe(mask_src[m], m, 'masks')
@@ -371,10 +380,6 @@ class MMKGFolder(InMemoryDataset):
                 full_mask = torch.zeros(N, dtype=torch.bool)
                 full_mask[ids_t] = mask
                 x, mask = full, full_mask
-            elif x.size(0) != N:
-                raise ValueError(f"{where}: {x.size(0)} feature rows but the graph has {N} "
-                                 f"entities (row i must be entity id i; to key the rows by entity "
-                                 f"name add {m}_index.txt to {self.feature_dir})")
             features[m] = x
             if mask is not None:
                 masks[m] = mask
