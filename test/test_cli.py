@@ -32,9 +32,9 @@ def test_bad_config_keys(tmp_path):
     cfg = tmp_path / 'c.json'
     cfg.write_text(json.dumps({'dataset': 'MKG-W', 'modle': 'rotate'}))
     args = cli.build_parser().parse_args(['train', '--config', str(cfg)])
-    with pytest.raises(SystemExit, match="unknown keys \\['modle'\\]"):
+    with pytest.raises(ValueError, match="unknown keys \\['modle'\\]"):
         cli.resolve_config(args)
-    with pytest.raises(SystemExit, match='unknown model'):
+    with pytest.raises(ValueError, match="unknown model"):
         cli.run({'dataset': 'MKG-W', 'model': 'nope', 'model_args': {}, 'dataset_args': {},
                  'train': {}})
 

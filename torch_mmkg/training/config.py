@@ -1,5 +1,56 @@
+import math
+import typing
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
+
+#: The validation metrics a run can be selected on, and whether higher is better.
+METRICS: Dict[str, bool] = {'mrr': True, 'mr': False, 'hits@1': True, 'hits@3': True,
+                            'hits@10': True}
+
+#: The options that may change when a run is resumed: how long it runs, what it prints and
+#: where; everything else would make the resumed run differ from an uninterrupted one.
+RESUMABLE_CHANGES: Tuple[str, ...] = ('epochs', 'max_minutes', 'patience', 'progress', 'test',
+                                      'checkpoint_every', 'eval_batch_size', 'device')
+
+
+def _type_error(name: str, value: Any, expected: str) -> str:
+    shown = repr(value) if not isinstance(value, str) else f"the string {value!r}"
+    hint = ''
+    if isinstance(value, str):
+        try:
+            float(value)
+            hint = (" (YAML 1.1 parsers such as PyYAML read 1e-3 without a decimal point as a "
+                    "string; write a number, e.g. 1.0e-3)")
+        except ValueError:
+            pass
+    return f"{name} must be {expected}, got {shown}{hint}"
+
+
+def _check_type(name: str, value: Any, tp: Any) -> Optional[str]:
+    r"""The error message if :obj:`value` does not fit the annotation :obj:`tp`, else None."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        tp = next(a for a in args if a is not type(None))
+    if tp is bool:
+        return None if isinstance(value, bool) else _type_error(name, value, 'true or false')
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return _type_error(name, value, 'an integer')
+        return None
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return _type_error(name, value, 'a number')
+        if not math.isfinite(value):
+            return f"{name} must be finite, got {value}"
+        return None
+    if tp is str:
+        return None if isinstance(value, str) else _type_error(name, value, 'a string')
+    origin = typing.get_origin(tp) or tp
+    if origin is dict and not isinstance(value, dict):
+        return _type_error(name, value, 'a mapping')
+    return None
 
 
 @dataclass
@@ -29,15 +80,22 @@ class TrainConfig:
         val_split (str): :obj:`"val_clean"` (validation minus triples leaked from train,
             see :func:`~torch_mmkg.data.clean_val_mask`) or :obj:`"val"`.
             (default: :obj:`"val_clean"`)
-        metric (str): The validation metric maximised for model selection.
-            (default: :obj:`"mrr"`)
-        patience (int, optional): Stop after this many validations without improvement.
-            (default: :obj:`None`)
-        max_minutes (float, optional): Stop training after this wall-clock budget (the
-            selected model is still tested). (default: :obj:`None`)
+        metric (str): The validation metric of model selection: :obj:`"mrr"`,
+            :obj:`"hits@1"`, :obj:`"hits@3"`, :obj:`"hits@10"` (maximised) or :obj:`"mr"`
+            (minimised). (default: :obj:`"mrr"`)
+        patience (int, optional): Stop after this many validations without improvement
+            (:math:`\geq 1`). (default: :obj:`None`)
+        max_minutes (float, optional): Stop training after this wall-clock budget
+            (:math:`> 0`; the selected model is still tested). (default: :obj:`None`)
         checkpoint_every (int): Save a resumable checkpoint every this many epochs
-            (:obj:`0`: never). (default: :obj:`0`)
-        grad_clip (float, optional): Clip the gradient norm. (default: :obj:`None`)
+            (:obj:`0`: never; needs an output directory). (default: :obj:`0`)
+        grad_clip (float, optional): Clip the gradient norm to this value (:math:`> 0`).
+            (default: :obj:`None`)
+        divergence_factor (float, optional): Stop with
+            :class:`~torch_mmkg.training.TrainingDivergedError` when an epoch's mean loss
+            exceeds this many times the first epoch's (floored at 1 in magnitude), e.g. a
+            learning rate that sends finite losses to :math:`10^{18}`; :obj:`None` disables
+            the check. (default: :obj:`1e3`)
         seed (int): Seeds the model initialisation, shuffling and sampling.
             (default: :obj:`0`)
         device (str): :obj:`"auto"` (CUDA when available), :obj:`"cpu"`, :obj:`"cuda:1"`...
@@ -68,6 +126,7 @@ class TrainConfig:
     max_minutes: Optional[float] = None
     checkpoint_every: int = 0
     grad_clip: Optional[float] = None
+    divergence_factor: Optional[float] = 1e3
     seed: int = 0
     device: str = 'auto'
     progress: bool = True
@@ -75,6 +134,11 @@ class TrainConfig:
     comat: Optional[Dict[str, Any]] = None
 
     def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            msg = _check_type(f.name, getattr(self, f.name), hints[f.name])
+            if msg:
+                raise ValueError(f"TrainConfig: {msg}")
         checks = [
             (self.epochs >= 1, 'epochs must be >= 1'),
             (self.batch_size >= 1, 'batch_size must be >= 1'),
@@ -89,6 +153,21 @@ class TrainConfig:
             (self.eval_every >= 1, 'eval_every must be >= 1'),
             (self.val_split in ('val', 'val_clean'), "val_split must be 'val' or 'val_clean'"),
             (self.checkpoint_every >= 0, 'checkpoint_every must be >= 0'),
+            (self.metric in METRICS, f"metric must be one of {sorted(METRICS)}, got "
+             f"{self.metric!r}"),
+            (self.patience is None or self.patience >= 1,
+             f'patience must be None or >= 1, got {self.patience}'),
+            (self.max_minutes is None or self.max_minutes > 0,
+             f'max_minutes must be None or > 0, got {self.max_minutes}'),
+            (self.grad_clip is None or self.grad_clip > 0,
+             f'grad_clip must be None or > 0 (a negative norm would reverse the gradient), '
+             f'got {self.grad_clip}'),
+            (self.divergence_factor is None or self.divergence_factor > 1,
+             f'divergence_factor must be None or > 1, got {self.divergence_factor}'),
+            (self.eval_batch_size is None or self.eval_batch_size >= 1,
+             f'eval_batch_size must be None or >= 1, got {self.eval_batch_size}'),
+            (self.weight_decay >= 0, f'weight_decay must be >= 0, got {self.weight_decay}'),
+            (self.seed >= 0, f'seed must be >= 0, got {self.seed}'),
             (self.comat is None or isinstance(self.comat, dict),
              'comat must be None or a mapping of CoMAT options'),
         ]
@@ -105,5 +184,26 @@ class TrainConfig:
             raise ValueError(f"unknown training options {unknown}; known: {sorted(names)}")
         return cls(**d)
 
+    @property
+    def maximize(self) -> bool:
+        r"""Whether a higher value of :obj:`metric` is better."""
+        return METRICS[self.metric]
+
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+    def resume_conflicts(self, saved: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+        r"""The options that differ from :obj:`saved` (the config of a checkpoint) and may not
+        change on resume (all but :data:`RESUMABLE_CHANGES`), as
+        ``{name: (saved value, this value)}``. Options :obj:`saved` lacks (written by an older
+        version) count as their defaults."""
+        now = self.to_dict()
+        defaults = TrainConfig().to_dict()
+        out = {}
+        for name, value in now.items():
+            if name in RESUMABLE_CHANGES:
+                continue
+            before = saved.get(name, defaults[name])
+            if before != value:
+                out[name] = (before, value)
+        return out

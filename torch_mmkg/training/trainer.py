@@ -16,10 +16,15 @@ from tqdm.auto import tqdm
 
 from torch_mmkg.data.known_triples import KnownTriples
 from torch_mmkg.data.mmkg import ENTITY, REL, get_triples, split_key
+from torch_mmkg.data.serialization import UnsafeFileError, numpy_globals, safe_load
 from torch_mmkg.data.split import clean_val_mask
 from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
                                    relation_categories)
-from .config import TrainConfig
+from .config import RESUMABLE_CHANGES, TrainConfig
+
+#: Marks a checkpoint written by :meth:`Trainer.save_checkpoint`.
+CHECKPOINT_FORMAT = 'torch_mmkg.checkpoint/1'
+_CHECKPOINT_KEYS = ('model', 'optimizer', 'best_state', 'state', 'rng', 'config')
 
 
 def resolve_device(device: str = 'auto') -> torch.device:
@@ -43,8 +48,33 @@ def _peak_memory(device: torch.device) -> Dict[str, Optional[int]]:
     return out
 
 
-class NonFiniteLossError(FloatingPointError):
+class TrainingDivergedError(FloatingPointError):
+    r"""Raised when training diverges: a loss far above where it started (see
+    :obj:`TrainConfig.divergence_factor`), a NaN/Inf loss (:class:`NonFiniteLossError`) or a
+    non-finite validation metric."""
+
+
+class NonFiniteLossError(TrainingDivergedError):
     r"""Raised when a training loss becomes NaN or infinite."""
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+def model_signature(model: torch.nn.Module) -> Dict[str, Any]:
+    r"""The class and the scalar hyper-parameters (public :obj:`bool`/:obj:`int`/
+    :obj:`float`/:obj:`str` attributes of the model and its submodules, e.g. a margin or a
+    temperature) of :obj:`model`: what its state dict does not record but a resumed run must
+    share. Taken when a :class:`Trainer` is built, before training."""
+    out: Dict[str, Any] = {'class': f'{type(model).__module__}.{type(model).__qualname__}'}
+    for name, module in model.named_modules():
+        for key, value in vars(module).items():
+            if key.startswith('_') or key == 'training':
+                continue
+            if isinstance(value, (bool, int, float, str)):
+                out[f'{name}.{key}' if name else key] = value
+    return out
 
 
 class Trainer:
@@ -84,8 +114,9 @@ class Trainer:
         self.model = model.to(self.device)
         self.data = data
         self.out_dir = out_dir
-        if out_dir:
-            os.makedirs(out_dir, exist_ok=True)
+        if cfg.checkpoint_every and not out_dir:
+            raise ValueError(f"checkpoint_every={cfg.checkpoint_every} needs an output "
+                             f"directory (out_dir) to write the checkpoints to")
         N, R = data[ENTITY].num_nodes, data.num_relations
         if model.num_nodes != N or model.num_relations != R:
             raise ValueError(f"the model has {model.num_nodes} entities and "
@@ -97,6 +128,10 @@ class Trainer:
         self.train_triples = [x.to(self.device) for x in get_triples(data, 'train')]
         self.val_triples = get_triples(data, cfg.val_split)
         self.test_triples = get_triples(data, 'test')
+        self._check_splits()
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+        self.model_signature = model_signature(self.model)
         self.known = KnownTriples.from_data(data, 'all').to(self.device)
         self.categories = relation_categories(*get_triples(data, 'all'), R)
         self.entity_complete = entity_completeness(data)
@@ -121,9 +156,34 @@ class Trainer:
         self.loader = self._make_loader()
         self.evaluator = RankingEvaluator(self.known, cfg.eval_batch_size,
                                           progress=cfg.progress)
-        self.state: Dict[str, Any] = {'epoch': 0, 'best_epoch': 0, 'best_metric': -math.inf,
-                                      'bad_evals': 0, 'history': [], 'train_seconds': 0.0}
+        self.state: Dict[str, Any] = {
+            'epoch': 0, 'best_epoch': 0,
+            'best_metric': -math.inf if cfg.maximize else math.inf,
+            'bad_evals': 0, 'history': [], 'train_seconds': 0.0, 'resumes': []}
         self.best_state = copy.deepcopy(self.model.state_dict())
+
+    def _check_splits(self):
+        cfg = self.config
+        if self.train_triples[0].numel() == 0:
+            raise ValueError("the training split is empty (0 triples): there is nothing to "
+                             "train on")
+        if self.val_triples[0].numel() == 0:
+            val_rows = int(get_triples(self.data, 'val')[0].numel())
+            if cfg.val_split == 'val_clean' and val_rows:
+                raise ValueError(
+                    f"the cleaned validation split is empty: all {val_rows} validation triples "
+                    f"repeat training triples or each other, so model selection would compare "
+                    f"nothing; select on val_split='val' (leaky) or give the graph a validation "
+                    f"split disjoint from training")
+            raise ValueError(f"the validation split '{cfg.val_split}' is empty (0 triples): "
+                             f"model selection needs validation triples")
+        if cfg.test and self.test_triples[0].numel() == 0:
+            raise ValueError("the test split is empty (0 triples); pass test=False to train "
+                             "without a final test")
+
+    def _improves(self, value: float) -> bool:
+        best = self.state['best_metric']
+        return value > best if self.config.maximize else value < best
 
     # Building blocks ##########################################################################
 
@@ -155,19 +215,35 @@ class Trainer:
     # Checkpoints ##############################################################################
 
     def _rng_state(self) -> Dict[str, Any]:
+        # Plain containers and tensors only, so that the checkpoint loads without unpickling
+        # any class (numpy's state becomes a tensor).
+        name, keys, pos, has_gauss, cached = np.random.get_state()
         out = {'generator': self.generator.get_state(), 'torch': torch.get_rng_state(),
-               'numpy': np.random.get_state(), 'python': random.getstate()}
+               'numpy': {'name': str(name), 'keys': torch.from_numpy(keys.astype(np.int64)),
+                         'pos': int(pos), 'has_gauss': int(has_gauss),
+                         'cached_gaussian': float(cached)},
+               'python': random.getstate(), 'device_type': self.device.type}
         if torch.cuda.is_available():
             out['cuda'] = torch.cuda.get_rng_state_all()
         return out
 
-    def _set_rng_state(self, s: Dict[str, Any]):
-        self.generator.set_state(s['generator'])
-        torch.set_rng_state(s['torch'])
-        np.random.set_state(s['numpy'])
-        random.setstate(s['python'])
+    def _set_rng_state(self, s: Dict[str, Any], path: str):
+        written_on = s.get('device_type', self.generator.device.type)
+        if written_on != self.generator.device.type:
+            raise ValueError(f"{path}: the run was written on a {written_on} device and cannot "
+                             f"continue on {self.device}: its random streams differ; resume on "
+                             f"a {written_on} device")
+        self.generator.set_state(s['generator'].cpu())
+        torch.set_rng_state(s['torch'].cpu())
+        state = s['numpy']
+        if isinstance(state, dict):
+            state = (state['name'], state['keys'].cpu().numpy().astype(np.uint32),
+                     state['pos'], state['has_gauss'], state['cached_gaussian'])
+        np.random.set_state(state)
+        py = s['python']
+        random.setstate((py[0], tuple(py[1]), py[2]))
         if 'cuda' in s and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(s['cuda'])
+            torch.cuda.set_rng_state_all([t.cpu() for t in s['cuda']])
 
     @property
     def checkpoint_path(self) -> Optional[str]:
@@ -175,13 +251,15 @@ class Trainer:
 
     def save_checkpoint(self, path: Optional[str] = None):
         r"""Writes everything needed to resume (atomically: a crash never leaves a torn
-        file)."""
+        file). The file holds tensors and plain Python data only, so that
+        :meth:`load_checkpoint` reads it without unpickling any class."""
         path = path or self.checkpoint_path
         if path is None:
             raise ValueError("no out_dir configured and no checkpoint path given")
-        ckpt = {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
-                'best_state': self.best_state, 'state': self.state, 'rng': self._rng_state(),
-                'config': self.config.to_dict()}
+        ckpt = {'format': CHECKPOINT_FORMAT, 'model': self.model.state_dict(),
+                'optimizer': self.optimizer.state_dict(), 'best_state': self.best_state,
+                'state': self.state, 'rng': self._rng_state(), 'config': self.config.to_dict(),
+                'model_signature': self.model_signature}
         if self.comat is not None:
             ckpt['comat'] = self.comat.state_dict()
             ckpt['generator_optimizer'] = self.generator_optimizer.state_dict()
@@ -191,17 +269,60 @@ class Trainer:
         torch.save(ckpt, tmp)
         os.replace(tmp, path)
 
+    def _check_resumable(self, ckpt: Dict[str, Any], path: str):
+        conflicts = self.config.resume_conflicts(ckpt['config'])
+        if conflicts:
+            changes = '; '.join(f"{k}: {old!r} in the checkpoint, {new!r} now"
+                                for k, (old, new) in sorted(conflicts.items()))
+            raise ValueError(f"{path}: cannot resume with changed training options ({changes}). "
+                             f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume; start "
+                             f"a new run (another output directory) to change the others")
+        saved = ckpt.get('model_signature')
+        if saved is not None:
+            now = self.model_signature
+            diff = sorted(k for k in set(saved) | set(now)
+                          if k not in saved or k not in now or not _same(saved[k], now[k]))
+            if diff:
+                shown = '; '.join(f"{k}: {saved.get(k, '(absent)')!r} in the checkpoint, "
+                                  f"{now.get(k, '(absent)')!r} now" for k in diff[:8])
+                raise ValueError(f"{path}: the checkpoint was written by another model "
+                                 f"({shown}{'; ...' if len(diff) > 8 else ''}); build the model "
+                                 f"as in the interrupted run")
+
     def load_checkpoint(self, path: Optional[str] = None):
-        r"""Restores a checkpoint written by :meth:`save_checkpoint`."""
+        r"""Restores a checkpoint written by :meth:`save_checkpoint`.
+
+        Raises:
+            FileNotFoundError: if there is no checkpoint.
+            UnsafeFileError: naming the file, for a truncated, corrupt or foreign file (nothing
+                in it is run).
+            ValueError: naming the file, when training options other than
+                :data:`~torch_mmkg.training.config.RESUMABLE_CHANGES` changed, or the model
+                differs (class, scalar hyper-parameters, parameter shapes, or the features it
+                was trained on).
+        """
         path = path or self.checkpoint_path
         if path is None or not osp.exists(path):
             raise FileNotFoundError(f"no checkpoint at {path}")
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(ckpt['model'])
-        self.optimizer.load_state_dict(ckpt['optimizer'])
+        # numpy arrays are admitted for checkpoints written by torch_mmkg 0.1.
+        ckpt = safe_load(path, 'checkpoint', map_location=self.device,
+                         allowed=(np.ndarray, ), allowed_globals=numpy_globals())
+        missing = ([k for k in _CHECKPOINT_KEYS if k not in ckpt]
+                   if isinstance(ckpt, dict) else list(_CHECKPOINT_KEYS))
+        if missing:
+            raise UnsafeFileError(f"{path}: not a torch_mmkg training checkpoint (it lacks "
+                                  f"{', '.join(missing)})")
+        self._check_resumable(ckpt, path)
+        try:
+            self.model.load_state_dict(ckpt['model'])
+            self.optimizer.load_state_dict(ckpt['optimizer'])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f"{path}: the checkpoint does not fit this model and optimiser: "
+                             f"{e}") from None
         self.best_state = ckpt['best_state']
         self.state = ckpt['state']
-        self._set_rng_state(ckpt['rng'])
+        self.state.setdefault('resumes', [])
+        self._set_rng_state(ckpt['rng'], path)
         if self.comat is not None:
             if 'comat' not in ckpt:
                 raise ValueError(f"{path} was written without CoMAT; cannot resume a CoMAT run "
@@ -213,6 +334,9 @@ class Trainer:
                 raise ValueError(f"{path} holds no optimiser state for the model's auxiliary "
                                  f"parameters; it was written by another kind of run")
             self.auxiliary_optimizer.load_state_dict(ckpt['auxiliary_optimizer'])
+        changed = {k: [ckpt['config'].get(k), v] for k, v in self.config.to_dict().items()
+                   if k in RESUMABLE_CHANGES and ckpt['config'].get(k) != v}
+        self.state['resumes'].append({'epoch': self.state['epoch'], 'changed': changed})
 
     # Loops ####################################################################################
 
@@ -258,6 +382,20 @@ class Trainer:
                 f"{i + 1} of {len(self.loader)}; lower the learning rate (now "
                 f"{self.config.lr}), enable grad_clip, or check the input features for NaN/Inf")
 
+    def _check_divergence(self, loss: float, epoch: int):
+        factor = self.config.divergence_factor
+        history = self.state['history']
+        first = history[0]['loss'] if history else loss
+        if factor is None or not math.isfinite(first):
+            return
+        limit = factor * max(abs(first), 1.0)
+        if abs(loss) > limit:
+            raise TrainingDivergedError(
+                f"training diverged: the mean loss of epoch {epoch} is {loss:.4g}, more than "
+                f"divergence_factor={factor:g} times the first epoch's {first:.4g}; lower the "
+                f"learning rate (now {self.config.lr}), enable grad_clip, or check the input "
+                f"features (set divergence_factor=None to train on regardless)")
+
     def evaluate(self, split: str = 'test', model_state: Optional[Dict] = None):
         r"""Ranks the triples of :obj:`split` (:obj:`"val"`, :obj:`"val_clean"`,
         :obj:`"test"`), optionally with another model state, and returns the
@@ -295,6 +433,7 @@ class Trainer:
             epoch = self.state['epoch'] + 1
             t0 = time.perf_counter()
             loss = self.train_epoch(epoch)
+            self._check_divergence(loss, epoch)
             seconds = time.perf_counter() - t0
             self.state['train_seconds'] += seconds
             epoch_times.append(seconds)
@@ -307,7 +446,11 @@ class Trainer:
                 val = res.metrics('realistic', 'both')
                 record['val'] = val
                 record['val_seconds'] = res.seconds
-                if val[cfg.metric] > self.state['best_metric']:
+                if not math.isfinite(val[cfg.metric]):
+                    raise TrainingDivergedError(
+                        f"the validation {cfg.metric} is {val[cfg.metric]} after epoch {epoch} "
+                        f"(over {val['count']} queries): the model's scores are not finite")
+                if self._improves(val[cfg.metric]):
                     self.state.update(best_metric=val[cfg.metric], best_epoch=epoch,
                                       bad_evals=0)
                     self.best_state = copy.deepcopy(self.model.state_dict())
@@ -342,6 +485,7 @@ class Trainer:
             'epochs_trained': self.state['epoch'],
             'best_epoch': self.state['best_epoch'],
             'best_val': {self.config.metric: self.state['best_metric']},
+            'resumes': self.state.get('resumes', []),
             'seconds_per_epoch_median': statistics.median(epoch_times) if epoch_times else None,
             'train_seconds': self.state['train_seconds'],
             'history': self.state['history'],
