@@ -146,7 +146,8 @@ def test_cache_and_author_features(tmp_path):
     assert ds[0].modalities == []
 
     torch.save(torch.randn(10, 8), osp.join(root, 'MKG-Y-audio.pth'))
-    with pytest.raises(ValueError, match=r'MKG-Y-audio\.pth.*\[15000, F\]'):
+    with pytest.raises(ValueError, match=r'MKG-Y-audio\.pth: 10 feature rows but the graph '
+                                         r'has 15000 entities'):
         load(MKGY, str(tmp_path), text_encoder=None)
 
 
@@ -163,7 +164,8 @@ def test_authors_source_requires_files(tmp_path):
 
 def test_fetch_from_local_mirror(tmp_path, monkeypatch):
     mirror = tmp_path / 'mirror'
-    raw = RawFile('owner', 'repo', 'abc123', 'dir/file.txt')
+    raw = RawFile('owner', 'repo', 'abc123', 'dir/file.txt',
+                  sha256='2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824', size=5)
     src = mirror / 'owner' / 'repo' / 'abc123' / 'dir'
     src.mkdir(parents=True)
     (src / 'file.txt').write_text('hello')

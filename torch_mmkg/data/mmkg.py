@@ -35,6 +35,7 @@ Conventions:
   (see :func:`torch_mmkg.data.split_report`).
 * Triples are ``(head, relation, tail)``; :func:`get_triples` returns them as three index tensors.
 """
+import operator
 import re
 import warnings
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -67,7 +68,27 @@ def split_key(split: str) -> str:
     return f'{split}_mask'
 
 
+def _count(name: str, value) -> int:
+    r"""A positive integer count, or a :class:`ValueError` naming it (never truncates 10.7 or
+    reads True as 1)."""
+    out = None
+    if not isinstance(value, bool):
+        try:
+            out = operator.index(value)
+        except TypeError:
+            pass
+    if out is None or out < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return out
+
+
 def _as_triple_tensor(triples: Triples, what: str) -> Tensor:
+    # A tuple is (head, relation, tail); so is a list of three tensors. Any other list is a
+    # list of (head, relation, tail) rows: a list of three rows must not be read as columns.
+    if isinstance(triples, list) and not (len(triples) == 3 and
+                                          all(isinstance(t, Tensor) for t in triples)):
+        rows = torch.as_tensor(triples) if triples else torch.empty(0, 3, dtype=torch.long)
+        triples = rows
     if isinstance(triples, (tuple, list)):
         if len(triples) != 3:
             raise ValueError(f"{what}: expected a (head, relation, tail) tuple of three "
@@ -131,8 +152,8 @@ def build_mmkg(
         raise ValueError(f"Masks given for modalities without features: {sorted(extra)}")
 
     data = HeteroData()
-    data[ENTITY].num_nodes = int(num_entities)
-    data.num_relations = int(num_relations)
+    data[ENTITY].num_nodes = _count('num_entities', num_entities)
+    data.num_relations = _count('num_relations', num_relations)
     if entity_names is not None:
         data[ENTITY].name = list(entity_names)
     if relation_names is not None:
@@ -154,6 +175,9 @@ def build_mmkg(
     modalities = []
     for m, x in features.items():
         x = torch.as_tensor(x)
+        if x.is_complex():
+            raise ValueError(f"Features of modality '{m}' are complex ({x.dtype}); store the "
+                             f"real and imaginary parts as separate columns")
         if not x.is_floating_point():
             x = x.float()
         data[ENTITY][feature_key(m)] = x
@@ -257,15 +281,8 @@ def validate_mmkg(data: HeteroData) -> HeteroData:
         raise ValueError(f"The graph has no '{ENTITY}' node type (node types: "
                          f"{data.node_types})")
     ent = data[ENTITY]
-    num_nodes = ent.num_nodes if 'num_nodes' in ent else None
-    if num_nodes is None or int(num_nodes) <= 0:
-        raise ValueError(f"data['{ENTITY}'].num_nodes must be a positive integer, got "
-                         f"{num_nodes}")
-    N = int(num_nodes)
-    R = getattr(data, 'num_relations', None)
-    if R is None or int(R) <= 0:
-        raise ValueError(f"data.num_relations must be a positive integer, got {R}")
-    R = int(R)
+    N = _count(f"data['{ENTITY}'].num_nodes", ent.num_nodes if 'num_nodes' in ent else None)
+    R = _count('data.num_relations', getattr(data, 'num_relations', None))
 
     if REL not in data.edge_types:
         raise ValueError(f"The graph has no {REL} edge type (edge types: {data.edge_types})")
@@ -333,6 +350,9 @@ def validate_mmkg(data: HeteroData) -> HeteroData:
         if x.size(0) != N:
             raise ValueError(f"data['{ENTITY}'].{fk} has {x.size(0)} rows but there are "
                              f"{N} entities")
+        if x.size(1) == 0:
+            raise ValueError(f"data['{ENTITY}'].{fk} has no feature columns (shape "
+                             f"{tuple(x.shape)}); leave the modality out instead")
         nonfinite = ~torch.isfinite(x)
         if nonfinite.any():
             row, col = _first_index(nonfinite)

@@ -142,9 +142,17 @@ def safe_load(path: str, what: str = 'file', map_location: Any = 'cpu',
 
 
 def numpy_globals() -> list:
-    r"""The globals numpy arrays are pickled with (:class:`numpy.ndarray`, :class:`numpy.dtype`
-    and the array reconstruction function), for files written with numpy arrays inside.
+    r"""The globals numpy arrays of numeric dtypes are pickled with (:class:`numpy.ndarray`,
+    :class:`numpy.dtype` and its numeric subclasses, and the array reconstruction function),
+    for files written with numpy arrays inside.
     Reconstructing an array runs no foreign code; object arrays are refused by
     :func:`check_plain` unless a caller admits them."""
     import numpy as np
-    return [np.ndarray, np.dtype, np.ndarray(0).__reduce__()[0]]
+    out = [np.ndarray, np.dtype, np.ndarray(0).__reduce__()[0]]
+    # numpy >= 2 pickles a dtype through its class (e.g. numpy.dtypes.UInt32DType).
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        out += [getattr(dtypes, n) for n in sorted(dir(dtypes))
+                if n.endswith('DType') and n not in ('ObjectDType', 'VoidDType')
+                and isinstance(getattr(dtypes, n), type)]
+    return out

@@ -1,5 +1,6 @@
 r"""Multi-modal knowledge graph datasets."""
-from .download import MIRROR_ENV, RawFile, fetch
+from .download import (MIRROR_ENV, ChecksumError, DownloadError, RawFile,
+                       UnpinnedFileError, fetch)
 from .base import MMKGDataset
 from .wildkgc import WildKGC, MKGW, MKGY, DB15K, KVC16K, TIVA
 from .wn9_img import WN9IMG
@@ -21,6 +22,9 @@ __all__ = [
     'MIRROR_ENV',
     'RawFile',
     'fetch',
+    'ChecksumError',
+    'DownloadError',
+    'UnpinnedFileError',
     'MMKGDataset',
     'WildKGC',
     'MKGW',

@@ -7,13 +7,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
-from torch_geometric.data import HeteroData, InMemoryDataset
+from torch_geometric.data import HeteroData
 
 from torch_mmkg.data import (ENTITY, add_clean_val_split, build_mmkg, get_modalities,
                              load_tensor_file, split_issues, split_report, validate_mmkg,
                              warn_split_issues)
-from torch_mmkg.data.io import find_file
-from torch_mmkg.datasets.download import RawFile, fetch
+from torch_mmkg.data.io import as_feature_matrix, find_file
+from torch_mmkg.data.serialization import UnsafeFileError, safe_load
+from torch_mmkg.datasets.download import RawFile, ensure
+from torch_mmkg.datasets.in_memory import CACHE_FORMAT, SafeInMemoryDataset, atomic_torch_save
 
 Features = Dict[str, Tuple[Tensor, Tensor]]
 AUTHOR_EXTS = ('.pth', '.pt', '.npy')
@@ -32,7 +34,7 @@ def _short_hash(parts: Sequence[str]) -> str:
     return hashlib.sha1('\x00'.join(parts).encode('utf-8')).hexdigest()[:10]
 
 
-class MMKGDataset(InMemoryDataset):
+class MMKGDataset(SafeInMemoryDataset):
     r"""Base class of the multi-modal KG datasets of :mod:`torch_mmkg`.
 
     A subclass declares its pinned raw files (:meth:`raw_files`), reads the structure
@@ -85,6 +87,7 @@ class MMKGDataset(InMemoryDataset):
         self._root = root
         self._encoder = self._resolve_encoder(text_encoder)
         self.process_seconds: Optional[float] = None
+        self._raw_verified = False
         t0 = time.perf_counter()
         super().__init__(root, transform, pre_transform, log=log, force_reload=force_reload)
         self.load(self.processed_paths[0], data_cls=HeteroData)
@@ -131,17 +134,23 @@ class MMKGDataset(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> List[str]:
-        parts = [self.feature_source, self.feature_tag(),
+        parts = [CACHE_FORMAT, self.feature_source, self.feature_tag(),
                  self._encoder.name if self._encoder is not None else 'no-text']
         for m, path in sorted(self.author_feature_files().items()):
             st = os.stat(path)
             parts += [m, osp.basename(path), str(st.st_size), str(int(st.st_mtime))]
+        # The pins of the raw files: a cache is only reused if it was built from raw files
+        # verified against the same pins (never from the unverified files of older versions).
+        parts += [f'{f.rel_path}>{f.local_name}@{f.sha256}:{f.size}' for f in self.raw_files()]
         return [f'data_{_short_hash(parts)}.pt']
 
     def download(self):
+        r"""Puts every raw file into ``raw/``, verified against its pin: a file already there
+        that does not match is reported with a warning, removed and fetched again (see
+        :func:`torch_mmkg.datasets.download.ensure`)."""
         for f in self.raw_files():
-            if not osp.exists(osp.join(self.raw_dir, f.local_name)):
-                fetch(f, self.raw_dir, log=self._log)
+            ensure(f, self.raw_dir, log=self._log)
+        self._raw_verified = True
 
     def raw(self, name: str) -> str:
         r"""Local path of the raw file called :obj:`name`."""
@@ -174,11 +183,15 @@ class MMKGDataset(InMemoryDataset):
         key = _short_hash([self._encoder.name] + [t or '' for t in texts])
         path = osp.join(self.processed_dir, f'text_{self._encoder.name}_{key}.pt')
         if osp.exists(path):
-            cached = torch.load(path, weights_only=True)
+            cached = safe_load(path, 'text feature cache')
+            if not (isinstance(cached, dict) and isinstance(cached.get('x'), Tensor)
+                    and isinstance(cached.get('mask'), Tensor)):
+                raise UnsafeFileError(f"{path}: not a text feature cache (expected a dict with "
+                                      f"tensors 'x' and 'mask'); delete it to rebuild it")
             return cached['x'], cached['mask']
         x, mask = encode_entity_texts(texts, self._encoder)
         os.makedirs(self.processed_dir, exist_ok=True)
-        torch.save({'x': x, 'mask': mask}, path)
+        atomic_torch_save({'x': x, 'mask': mask}, path)
         return x, mask
 
     # -- the authors' feature files ------------------------------------------------------------
@@ -200,11 +213,7 @@ class MMKGDataset(InMemoryDataset):
     def _load_author_features(self, num_entities: int) -> Features:
         out = {}
         for modality, path in self.author_feature_files().items():
-            x = load_tensor_file(path)
-            if x.dim() != 2 or x.size(0) != num_entities:
-                raise ValueError(f"{path}: expected a [{num_entities}, F] feature tensor (one "
-                                 f"row per entity), got shape {tuple(x.shape)}")
-            x = x.float()
+            x = as_feature_matrix(load_tensor_file(path), path, num_rows=num_entities)
             stem = osp.splitext(osp.basename(path))[0]
             mask_path = find_file(osp.dirname(path), stem + '-mask', AUTHOR_EXTS)
             if mask_path is not None:
@@ -221,6 +230,8 @@ class MMKGDataset(InMemoryDataset):
     # -- processing ----------------------------------------------------------------------------
     def process(self):
         t0 = time.perf_counter()
+        if not getattr(self, '_raw_verified', False):
+            self.download()        # PyG skips download() when all raw files exist: verify them
         structure = self.read_structure()
         N = structure['num_entities']
         authors = self._load_author_features(N)
