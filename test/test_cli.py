@@ -1,6 +1,7 @@
 import json
 import os
 import os.path as osp
+import re
 
 import pytest
 
@@ -85,3 +86,104 @@ def test_shipped_configs_are_valid(name):
     if train.comat is not None:
         from torch_mmkg.training import CoMAT
         CoMAT(model, **train.comat)  # every CoMAT key is known
+
+
+# Bad input on the command line ##############################################################
+
+def _fake(monkeypatch):
+    monkeypatch.setitem(cli_datasets(), 'fake', lambda root, **kwargs: FakeMMKGDataset(
+        num_entities=40, num_relations=2, num_triples=300, seed=0, **kwargs))
+
+
+def _train(tmp_path, *extra):
+    return ['train', '--dataset', 'fake', '--model', 'distmult', '--dim', '8', '--epochs', '2',
+            '--eval-every', '1', '--num-negatives', '2', '--progress', 'false',
+            '--root', str(tmp_path), *extra]
+
+
+def test_yaml_exponents_are_numbers(tmp_path):
+    pytest.importorskip('yaml')
+    path = tmp_path / 'c.yaml'
+    path.write_text('train: {lr: 1e-3, weight_decay: 5E-6, max_minutes: 1.5e1, epochs: 3, '
+                    'seed: 1_0}\nmodel_args: {margin: .5, name: 1e-3x}\n')
+    out = cli.load_config_file(str(path))
+    assert out['train'] == {'lr': 0.001, 'weight_decay': 5e-06, 'max_minutes': 15.0,
+                            'epochs': 3, 'seed': 10}
+    assert out['model_args'] == {'margin': 0.5, 'name': '1e-3x'}
+
+
+@pytest.mark.parametrize('text,message', [
+    ('train:\n  lr: 0.1\n  epochs: [1,\n', r':4:1: invalid YAML: expected'),
+    ('train: {lr: 0.1}\ntrain: {lr: 0.2}\n', r":2:1: invalid YAML: duplicate key 'train' "
+                                             r"\(first on line 1\)"),
+    ('train: !!python/object/apply:os.system ["touch pwned"]\n',
+     r':1:8: invalid YAML: could not determine a constructor for the tag '
+     r"'tag:yaml.org,2002:python/object/apply:os.system'"),
+    ('- a\n- b\n', r': the config must be a mapping, got list'),
+    ('train: [1, 2]\n', r": 'train' must be a mapping, got list \[1, 2\]"),
+    ('model: [rotate]\n', r": 'model' must be a name, got list"),
+])
+def test_bad_yaml_names_the_file(tmp_path, monkeypatch, text, message):
+    pytest.importorskip('yaml')
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / 'c.yaml'
+    path.write_text(text)
+    args = cli.build_parser().parse_args(['train', '--config', str(path)])
+    with pytest.raises(ValueError, match=re.escape(str(path)) + message):
+        cli.resolve_config(args)
+    assert not (tmp_path / 'pwned').exists()
+
+
+def test_bad_json_names_the_file(tmp_path):
+    path = tmp_path / 'c.json'
+    path.write_text('{"train": {"lr": 0.1,}}')
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r':1:22: invalid JSON'):
+        cli.load_config_file(str(path))
+
+
+def test_errors_print_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    _fake(monkeypatch)
+    cases = [
+        (_train(tmp_path, '--lr', '-1'), 'error: TrainConfig: lr must be > 0'),
+        (_train(tmp_path, '--metric', 'auc'), "error: TrainConfig: metric must be one of"),
+        (_train(tmp_path, '--model-arg', 'margin'), "error: --model-arg expects KEY=VALUE, "
+                                                     "got 'margin'"),
+        (_train(tmp_path, '--model-arg', 'nope=1'), "error: bad model_args for distmult: "),
+        (_train(tmp_path, '--config', str(tmp_path / 'missing.yaml')),
+         f"error: {tmp_path / 'missing.yaml'}: no such config file"),
+        (_train(tmp_path, '--resume'), 'error: --resume needs --out'),
+        (_train(tmp_path, '--checkpoint-every', '1'),
+         'error: checkpoint_every=1 needs an output directory'),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(message), (argv, err)
+        assert err.count('\n') == 1 and 'Traceback' not in err
+    with pytest.raises(ValueError, match='lr must be > 0'):  # --traceback shows it all
+        cli.main(['--traceback', *_train(tmp_path, '--lr', '-1')])
+    with pytest.raises(SystemExit) as e:  # argparse's own errors: status 2 too
+        cli.main(_train(tmp_path, '--filter-negatives', 'maybe'))
+    assert e.value.code == 2
+    assert "expected true or false, got 'maybe'" in capsys.readouterr().err
+
+
+def test_resume_checks_the_run(tmp_path, monkeypatch, capsys):
+    _fake(monkeypatch)
+    out = str(tmp_path / 'run')
+    base = _train(tmp_path, '--out', out, '--checkpoint-every', '1')
+    assert cli.main(base) == 0
+    capsys.readouterr()
+    # A second run into the same directory would overwrite the first one's checkpoint.
+    assert cli.main(base) == 2
+    assert 'holds the checkpoint of an earlier run; pass --resume' in capsys.readouterr().err
+    # Resuming with another model argument or learning rate is refused, naming what changed.
+    assert cli.main(base + ['--resume', '--model-arg', 'regularization_weight=0.1']) == 2
+    err = capsys.readouterr().err
+    assert 'cannot resume' in err and "regularization_weight" in err
+    assert cli.main(base + ['--resume', '--lr', '0.5']) == 2
+    assert "lr: 0.001 in the checkpoint, 0.5 now" in capsys.readouterr().err
+    # Running longer is what resuming is for.
+    assert cli.main(base + ['--resume', '--epochs', '3']) == 0, capsys.readouterr().err
+    res = json.load(open(osp.join(out, 'results.json')))
+    assert res['epochs_trained'] == 3 and res['resumes'][0]['changed'] == {'epochs': [2, 3]}

@@ -1,14 +1,20 @@
+import dataclasses
 import json
 import math
+import os
 import os.path as osp
+import re
 
+import numpy as np
 import pytest
 import torch
 
 from torch_mmkg.datasets import FakeMMKGDataset
-from torch_mmkg.data import ENTITY
-from torch_mmkg.nn import DistMult, RotatE, TuckER
-from torch_mmkg.training import NonFiniteLossError, TrainConfig, Trainer, seed_everything
+from torch_mmkg.data import ENTITY, build_mmkg
+from torch_mmkg.data.serialization import UnsafeFileError
+from torch_mmkg.nn import DistMult, RotatE, TransE, TuckER
+from torch_mmkg.training import (NonFiniteLossError, TrainConfig, Trainer,
+                                 TrainingDivergedError, seed_everything)
 
 
 def _data():
@@ -114,3 +120,192 @@ def test_trainer_rejects_mismatched_model():
     data = _data()
     with pytest.raises(ValueError, match='entities'):
         Trainer(RotatE(7, data.num_relations, 4), data, _cfg())
+
+
+# Bad input and hostile files ################################################################
+
+class Payload:
+    r"""Unpickling this runs a shell command that creates :obj:`marker`."""
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def _interrupted_run(tmp_path, cls=RotatE, **kwargs):
+    data = _data()
+    cfg = _cfg(epochs=6, checkpoint_every=2, **kwargs)
+    Trainer(_model(data, cls), data, cfg, out_dir=str(tmp_path)).fit(stop_after_epoch=3)
+    return data, cfg
+
+
+def test_checkpoint_holds_plain_data_only(tmp_path):
+    _interrupted_run(tmp_path)
+    path = str(tmp_path / 'checkpoint.pt')
+    # No class reference at all (numpy's random state is stored as a tensor).
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
+
+
+def test_planted_checkpoint_does_not_run(tmp_path):
+    data, cfg = _interrupted_run(tmp_path)
+    path = tmp_path / 'checkpoint.pt'
+    marker = tmp_path / 'pwned'
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['state'] = Payload(marker)
+    torch.save(ckpt, path)
+    trainer = Trainer(_model(data), data, cfg, out_dir=str(tmp_path))
+    with pytest.raises(UnsafeFileError, match=f"{path}: cannot read the checkpoint: it refers "
+                       f"to the Python object '(posix|nt).system'"):
+        trainer.fit(resume=True)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('damage,message', [
+    ('empty', 'the checkpoint is empty'),
+    ('truncated', 'cannot read the checkpoint: it is truncated or corrupt'),
+    ('garbage', 'cannot read the checkpoint: it is not a valid torch.save file'),
+    ('foreign', 'not a torch_mmkg training checkpoint \\(it lacks optimizer, best_state'),
+])
+def test_damaged_checkpoint_names_the_file(tmp_path, damage, message):
+    data, cfg = _interrupted_run(tmp_path)
+    path = tmp_path / 'checkpoint.pt'
+    blob = path.read_bytes()
+    if damage == 'foreign':
+        torch.save({'model': _model(data).state_dict()}, path)
+    else:
+        path.write_bytes({'empty': b'', 'truncated': blob[:len(blob) // 2],
+                          'garbage': b'\x80\x02garbage' * 20}[damage])
+    trainer = Trainer(_model(data), data, cfg, out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ': ' + message):
+        trainer.fit(resume=True)
+
+
+def test_resume_refuses_changed_options_and_records_allowed_ones(tmp_path):
+    data, cfg = _interrupted_run(tmp_path)
+    changed = dataclasses.replace(cfg, lr=0.5, batch_size=32)
+    with pytest.raises(ValueError, match=r"cannot resume with changed training options "
+                       r"\(batch_size: 64 in the checkpoint, 32 now; lr: 0.01 in the "
+                       r"checkpoint, 0.5 now\)"):
+        Trainer(_model(data), data, changed, out_dir=str(tmp_path)).fit(resume=True)
+    # Running longer, with another patience or without progress bars is fine, and recorded.
+    longer = dataclasses.replace(cfg, epochs=8, patience=5)
+    res = Trainer(_model(data), data, longer, out_dir=str(tmp_path)).fit(resume=True)
+    assert res['epochs_trained'] == 8 and res['config']['epochs'] == 8
+    assert res['resumes'] == [{'epoch': 2, 'changed': {'epochs': [6, 8],
+                                                       'patience': [None, 5]}}]
+
+
+def test_resume_refuses_another_model(tmp_path):
+    data, cfg = _interrupted_run(tmp_path)
+    other = _model(data, margin=6.0)  # same parameter shapes, another margin
+    with pytest.raises(ValueError, match=r"checkpoint was written by another model \(.*"
+                       r"interaction.margin: 2.0 in the checkpoint, 6.0 now\)"):
+        Trainer(other, data, cfg, out_dir=str(tmp_path)).fit(resume=True)
+    with pytest.raises(ValueError, match=r"another model \(class: .*RotatE"):
+        Trainer(_model(data, TransE), data, cfg, out_dir=str(tmp_path)).fit(resume=True)
+
+
+def test_resume_reads_checkpoints_of_version_0_1(tmp_path):
+    # torch_mmkg 0.1 stored numpy's random state as a numpy array: still read, without running
+    # anything, and the resumed run is identical.
+    data = _data()
+    cfg = _cfg(epochs=4, checkpoint_every=2)
+    full = Trainer(_model(data), data, cfg, out_dir=str(tmp_path / 'a')).fit()
+    Trainer(_model(data), data, cfg, out_dir=str(tmp_path / 'b')).fit(stop_after_epoch=3)
+    path = tmp_path / 'b' / 'checkpoint.pt'
+    ckpt = torch.load(path, weights_only=True)
+    s = ckpt['rng']['numpy']
+    ckpt['rng']['numpy'] = (s['name'], s['keys'].numpy().astype(np.uint32), s['pos'],
+                            s['has_gauss'], s['cached_gaussian'])
+    for key in ('format', 'model_signature'):
+        del ckpt[key]
+    torch.save(ckpt, path)
+    resumed = Trainer(_model(data, seed=7), data, cfg, out_dir=str(tmp_path / 'b')).fit(
+        resume=True)
+    assert [h['loss'] for h in resumed['history']] == [h['loss'] for h in full['history']]
+
+
+def _graph(train, val, test, num_entities=6):
+    def rows(x):
+        return torch.tensor(x, dtype=torch.long).view(-1, 3)
+
+    return build_mmkg(num_entities, 2, {'train': rows(train), 'val': rows(val),
+                                        'test': rows(test)})
+
+
+def test_empty_splits_are_errors():
+    rows = [[0, 0, 1], [1, 1, 2], [2, 0, 3]]
+
+    def trainer(data, **kwargs):
+        return Trainer(RotatE(6, 2, 4), data, _cfg(**kwargs))
+
+    with pytest.raises(ValueError, match=r'the training split is empty'):
+        trainer(_graph([], rows[:1], rows[1:]))
+    with pytest.raises(ValueError, match=r"the validation split 'val_clean' is empty"):
+        trainer(_graph(rows[:2], [], rows[2:]))
+    with pytest.raises(ValueError, match=r'the cleaned validation split is empty: all 2 '
+                       r'validation triples repeat training triples'):
+        trainer(_graph(rows, rows[:2], rows[2:]))
+    assert trainer(_graph(rows, rows[:2], rows[2:]), val_split='val').val_triples[0].numel()
+    with pytest.raises(ValueError, match=r'the test split is empty'):
+        trainer(_graph(rows[:2], rows[2:], []))
+    trainer(_graph(rows[:2], rows[2:], []), test=False)
+
+
+def test_mean_rank_is_minimised():
+    data = _data()
+    res = Trainer(_model(data), data, _cfg(epochs=6, eval_every=1, metric='mr')).fit()
+    vals = {h['epoch']: h['val']['mr'] for h in res['history']}
+    assert res['best_epoch'] == min(vals, key=vals.get)
+    assert res['best_val'] == {'mr': min(vals.values())}
+    # Guard: maximising MR would have picked another epoch on this run.
+    assert max(vals, key=vals.get) != res['best_epoch']
+
+
+class _Exploding(RotatE):
+    r"""A RotatE whose loss is scaled up by 10 at each batch: finite, and diverging (Adam's
+    steps do not depend on the scale, so the parameters stay finite)."""
+    calls = 0
+
+    def loss(self, *args, **kwargs):
+        self.calls += 1
+        return super().loss(*args, **kwargs) * 10.0**self.calls
+
+
+def test_finite_divergence_stops_training():
+    data = _data()
+    model = _Exploding(data[ENTITY].num_nodes, data.num_relations, 8, margin=2.0)
+    with pytest.raises(TrainingDivergedError, match=r'training diverged: the mean loss of '
+                       r'epoch 2 is .*e\+.*, more than divergence_factor=1000 times the first '
+                       r"epoch's"):
+        Trainer(model, data, _cfg(epochs=4)).fit()
+    model = _Exploding(data[ENTITY].num_nodes, data.num_relations, 8, margin=2.0)
+    res = Trainer(model, data, _cfg(epochs=2, divergence_factor=None)).fit()
+    assert res['history'][-1]['loss'] > 1e15  # trained on regardless, as asked
+    assert issubclass(NonFiniteLossError, TrainingDivergedError)
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(lr='1e-3'), "lr must be a number, got the string '1e-3' \\(YAML 1.1"),
+    (dict(epochs=2.5), 'epochs must be an integer, got 2.5'),
+    (dict(epochs=True), 'epochs must be an integer, got True'),
+    (dict(grad_clip=-1.0), 'grad_clip must be None or > 0'),
+    (dict(patience=0), 'patience must be None or >= 1, got 0'),
+    (dict(max_minutes=-1.0), 'max_minutes must be None or > 0, got -1.0'),
+    (dict(metric='auc'), "metric must be one of \\['hits@1', 'hits@10', 'hits@3', 'mr', "
+                         "'mrr'\\], got 'auc'"),
+    (dict(lr=float('nan')), 'lr must be finite, got nan'),
+    (dict(progress='no'), "progress must be true or false, got the string 'no'"),
+    (dict(comat=[1]), 'comat must be a mapping, got \\[1\\]'),
+    (dict(divergence_factor=0.5), 'divergence_factor must be None or > 1'),
+])
+def test_config_rejects(kwargs, message):
+    with pytest.raises(ValueError, match='TrainConfig: ' + message):
+        TrainConfig(**kwargs)
+
+
+def test_checkpoint_every_needs_an_output_directory():
+    data = _data()
+    with pytest.raises(ValueError, match='checkpoint_every=2 needs an output directory'):
+        Trainer(_model(data), data, _cfg(checkpoint_every=2))

@@ -81,10 +81,12 @@ def check_plain(obj: Any, where: str, allowed: Sequence[type] = ()) -> Any:
             raise UnsafeFileError(f"{where}: holds a numpy array of Python objects at "
                                   f"{path or 'the top level'}; only numeric arrays are read")
         if type(item) not in types:
-            raise UnsafeFileError(f"{where}: holds an object of type "
-                                  f"{type(item).__module__}.{type(item).__qualname__} at "
-                                  f"{path or 'the top level'}; only tensors and plain Python data "
-                                  f"(dict, list, tuple, str, numbers) are read")
+            what = (f"the class {item.__module__}.{item.__qualname__}"
+                    if isinstance(item, type) else
+                    f"an object of type {type(item).__module__}.{type(item).__qualname__}")
+            raise UnsafeFileError(f"{where}: holds {what} at {path or 'the top level'}; only "
+                                  f"tensors and plain Python data (dict, list, tuple, str, "
+                                  f"numbers) are read")
         if isinstance(item, dict):
             for k, v in item.items():
                 stack.append((k, f'{path}[key {k!r}]'))
