@@ -7,7 +7,7 @@ import os.path as osp
 import time
 from typing import Any, Dict, Optional
 
-from torch_mmkg.training import NonFiniteLossError, TrainConfig, Trainer
+from torch_mmkg.training import TrainConfig, Trainer, TrainingDivergedError
 
 METRICS = ('mrr', 'hits@1', 'hits@3', 'hits@10')
 
@@ -31,7 +31,7 @@ class Summary(dict):
         t0 = time.perf_counter()
         try:
             res = Trainer(model, data, cfg, out_dir=osp.join(self.out, name)).fit()
-        except NonFiniteLossError as e:
+        except TrainingDivergedError as e:
             self[name] = {'diverged': str(e), 'minutes': (time.perf_counter() - t0) / 60}
             print(f"{name:20s} diverged: {e}", flush=True)
             self.write()

@@ -26,6 +26,7 @@ import torch
 from torch_geometric.nn.kge import KGEModel as PyGKGEModel
 
 from torch_mmkg.data import ENTITY, KnownTriples, get_triples
+from torch_mmkg.data.serialization import safe_load
 from torch_mmkg.datasets import MKGW
 from torch_mmkg.nn import RotatE, kernels
 
@@ -52,7 +53,7 @@ test = [x.to(device) for x in get_triples(data, 'test')]
 known = KnownTriples.from_data(data, 'all').to(device)
 model = RotatE(N, R, args.dim).to(device)
 if args.model_path:
-    model.load_state_dict(torch.load(args.model_path, map_location=device))
+    model.load_state_dict(safe_load(args.model_path, 'model state', map_location=device))
 model.eval()
 
 

@@ -20,7 +20,7 @@ import time
 from torch_mmkg.data import ENTITY
 from torch_mmkg.datasets import DB15K
 from torch_mmkg.nn import NATIVE, RotatE
-from torch_mmkg.training import NonFiniteLossError, TrainConfig, Trainer, seed_everything
+from torch_mmkg.training import TrainConfig, Trainer, TrainingDivergedError, seed_everything
 
 #: name -> (model keyword arguments, CoMAT options or None)
 RUNS = {
@@ -74,7 +74,7 @@ for name, (model_args, comat) in RUNS.items():
     t0 = time.perf_counter()
     try:
         res = Trainer(model, data, cfg, out_dir=osp.join(args.out, name)).fit()
-    except NonFiniteLossError as e:  # a diverged run is a result too
+    except TrainingDivergedError as e:  # a diverged run is a result too
         summary[name] = {'diverged': str(e), 'minutes': (time.perf_counter() - t0) / 60}
         print(f"{name:18s} diverged: {e}", flush=True)
         continue
