@@ -8,13 +8,21 @@ import torch
 from torch import Tensor
 
 
-def _read_lines(path: str) -> List[str]:
+def read_lines(path: str) -> List[str]:
+    r"""The lines of a UTF-8 text file (a byte-order mark skipped); bytes that are not UTF-8
+    are an error naming the file and line."""
     # Only a newline ends a line ('\r\n' and '\r' are read as '\n'): str.splitlines() would
     # also split at U+0085, U+2028, form feed etc., which can occur inside entity names. A UTF-8
     # byte-order mark is skipped instead of becoming part of the first name.
-    with open(path, encoding='utf-8-sig') as f:
-        text = f.read()
-    lines = text.split('\n')
+    with open(path, 'rb') as f:
+        raw = f.read()
+    try:
+        text = raw.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b'\n') + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset "
+                         f"{e.start}); save the file as UTF-8") from None
+    lines = text.replace('\r\n', '\n').replace('\r', '\n').split('\n')
     if lines and lines[-1] == '':
         lines.pop()
     return lines
@@ -36,7 +44,7 @@ def _count_header(lines: List[str], path: str) -> Tuple[int, List[Tuple[int, str
 
 def _data_rows(path: str, header: bool) -> List[Tuple[int, str]]:
     r"""The non-blank ``(line number, line)`` rows of :obj:`path`, after the count header."""
-    lines = _read_lines(path)
+    lines = read_lines(path)
     if header:
         return _count_header(lines, path)[1]
     return [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]

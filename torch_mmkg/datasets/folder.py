@@ -14,7 +14,7 @@ from torch_mmkg.data import (ENTITY, REL, SPLITS, add_clean_val_split, build_mmk
                              collect_names, load_tensor_file, modality_features,
                              read_labelled_triples, read_openke_dict, read_openke_triples,
                              split_key, split_report, warn_split_issues)
-from torch_mmkg.data.io import PICKLE_EXTS, as_feature_matrix, list_feature_files
+from torch_mmkg.data.io import PICKLE_EXTS, as_feature_matrix, list_feature_files, read_lines
 from torch_mmkg.data.mmkg import _MODALITY_RE
 from torch_mmkg.datasets.in_memory import SafeInMemoryDataset
 
@@ -36,8 +36,7 @@ _PROCESS_VERSION = 2
 def _read_name_list(path: str) -> List[Tuple[int, str]]:
     r"""Reads one name per non-empty line (surrounding whitespace removed) as
     ``(line number, name)`` pairs; a repeated name is an error naming the file and line."""
-    with open(path, encoding='utf-8-sig') as f:
-        lines = f.read().split('\n')
+    lines = read_lines(path)
     out, seen = [], {}
     for lineno, line in enumerate(lines, start=1):
         name = line.strip()
