@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torch_mmkg.nn.validation import probability, real
+
 __all__ = [
     'KGELoss',
     'SelfAdversarialLoss',
@@ -50,12 +52,12 @@ class SelfAdversarialLoss(KGELoss):
     :math:`1/K` (plain negative sampling).
 
     Args:
-        temperature (float, optional): The sampling temperature :math:`\alpha`.
+        temperature (float, optional): The sampling temperature :math:`\alpha \geq 0`.
             (default: :obj:`1.0`)
     """
     def __init__(self, temperature: float = 1.0):
         super().__init__()
-        self.temperature = float(temperature)
+        self.temperature = real(self, 'temperature', temperature, 0.0)
 
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
         _check(pos, neg)
@@ -81,7 +83,7 @@ class MarginRankingLoss(KGELoss):
         \frac{1}{K}\sum_i s^-_{b,i}\Big).
 
     Args:
-        margin (float, optional): The margin :math:`\lambda`. (default: :obj:`1.0`)
+        margin (float, optional): The margin :math:`\lambda`, finite. (default: :obj:`1.0`)
         aggregate (str, optional): :obj:`"pairwise"` or :obj:`"mean"`.
             (default: :obj:`"pairwise"`)
     """
@@ -89,7 +91,7 @@ class MarginRankingLoss(KGELoss):
         super().__init__()
         if aggregate not in ('pairwise', 'mean'):
             raise ValueError(f"aggregate must be 'pairwise' or 'mean', got {aggregate!r}")
-        self.margin = float(margin)
+        self.margin = real(self, 'margin', margin)
         self.aggregate = aggregate
 
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
@@ -125,7 +127,7 @@ class BCELoss(torch.nn.Module):
     the smoothing of TuckER's and MoMoK's code (:math:`\epsilon` = :obj:`label_smoothing`).
 
     Args:
-        label_smoothing (float, optional): :math:`\epsilon`. (default: :obj:`0.1`)
+        label_smoothing (float, optional): :math:`\epsilon \in [0, 1)`. (default: :obj:`0.1`)
 
     Shapes:
         - **input:** logits :math:`[B, N]`, targets :math:`[B, N]` (0/1 or bool)
@@ -133,7 +135,7 @@ class BCELoss(torch.nn.Module):
     """
     def __init__(self, label_smoothing: float = 0.1):
         super().__init__()
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = probability(self, 'label_smoothing', label_smoothing)
 
     def forward(self, logits: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor:
         if logits.shape != target.shape:

@@ -1,4 +1,5 @@
-from typing import Any, Optional, Tuple
+import contextlib
+from typing import Any, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -9,6 +10,7 @@ from torch_mmkg.loader import (Negatives, NegativeSampler, OneToNLoader, TripleL
 from torch_mmkg.nn.interactions import Interaction
 from torch_mmkg.nn.kernels import compiled_forward
 from torch_mmkg.nn.loss import BCELoss, KGELoss, l2_regularization, n3_regularization
+from torch_mmkg.nn.validation import IndexSpec, check_indices, check_sizes, choice, real
 
 
 def compact_batch_index(head_index: Tensor, tail_index: Tensor, candidates: Tensor,
@@ -42,7 +44,21 @@ class KGEModel(torch.nn.Module):
     * :meth:`test` is the filtered, both-sided protocol of the papers.
 
     Subclasses implement :meth:`entity` and :meth:`relation` (multi-modal models fuse their
-    modalities there, and may override the scoring methods when fusion depends on the query).
+    modalities there, and may override the scoring implementations :meth:`_forward`,
+    :meth:`_score_tails`, :meth:`_score_heads` and :meth:`_loss_1n` when fusion depends on
+    the query).
+
+    Bad input fails early with a :class:`ValueError` that names the argument (see
+    :mod:`torch_mmkg.nn.validation`): the constructor checks :obj:`num_nodes`,
+    :obj:`num_relations` and :obj:`hidden_channels` (subclasses that compute anything
+    before calling it check them first, with their own hyper-parameters), and the public
+    entry points (:meth:`forward`, :meth:`score_tails`, :meth:`score_heads`, :meth:`loss`,
+    :meth:`loss_1n`, :meth:`loader`, :meth:`loader_1n`, :meth:`random_sample`,
+    :meth:`test`) check their index tensors, once, before dispatching to the unchecked
+    implementations: integer dtypes only, entity ids in :math:`[0, N)`, relation ids in
+    :math:`[0, R)`, or :math:`[0, 2R)` where inverse relations may be addressed directly
+    (:meth:`forward`, :meth:`score_tails`, :meth:`loss_1n` of a model with inverse
+    relations).
 
     Args:
         num_nodes (int): The number of entities :math:`N`.
@@ -70,21 +86,19 @@ class KGEModel(torch.nn.Module):
                  interaction: Interaction, loss: torch.nn.Module,
                  inverse_relations: bool = False, regularization: Optional[str] = None,
                  regularization_weight: float = 0.0):
+        num_nodes, num_relations, hidden_channels = check_sizes(self, num_nodes, num_relations,
+                                                                hidden_channels)
+        choice(self, 'regularization', regularization, (None, 'l2', 'n3'))
+        regularization_weight = real(self, 'regularization_weight', regularization_weight, 0.0)
         super().__init__()
-        if num_nodes < 1 or num_relations < 1 or hidden_channels < 1:
-            raise ValueError(f"num_nodes, num_relations and hidden_channels must be positive, "
-                             f"got {num_nodes}, {num_relations}, {hidden_channels}")
-        if regularization not in (None, 'l2', 'n3'):
-            raise ValueError(f"regularization must be None, 'l2' or 'n3', got "
-                             f"{regularization!r}")
-        self.num_nodes = int(num_nodes)
-        self.num_relations = int(num_relations)
-        self.hidden_channels = int(hidden_channels)
+        self.num_nodes = num_nodes
+        self.num_relations = num_relations
+        self.hidden_channels = hidden_channels
         self.inverse_relations = bool(inverse_relations)
         self.interaction = interaction
         self.loss_fn = loss
         self.regularization = regularization
-        self.regularization_weight = float(regularization_weight)
+        self.regularization_weight = regularization_weight
 
     @property
     def num_relation_embeddings(self) -> int:
@@ -111,32 +125,126 @@ class KGEModel(torch.nn.Module):
         once per evaluation pass (by default the :obj:`[N, D_e]` entity representations)."""
         return self.entity(None)
 
+    # Input checks #############################################################################
+
+    #: Whether the entry points check their index tensors (off inside
+    #: :meth:`_trusted_indices`).
+    _index_checks_on: bool = True
+
+    def _entity_ids(self, name: str, index: Tensor) -> IndexSpec:
+        r"""The check of an argument of entity ids, :math:`[0, N)`."""
+        return IndexSpec(name, index, self.num_nodes, 'entity')
+
+    def _relation_ids(self, name: str, index: Tensor, inverse: bool = False) -> IndexSpec:
+        r"""The check of an argument of relation ids: :math:`[0, R)`, or, with
+        :obj:`inverse` on a model with inverse relations, :math:`[0, 2R)` (the inverse of
+        relation :math:`r` being :math:`r + R`)."""
+        R = self.num_relations
+        if not self.inverse_relations:
+            return IndexSpec(name, index, R, 'relation')
+        if inverse:
+            return IndexSpec(name, index, 2 * R, 'relation',
+                             f'{R} relations, then their inverses')
+        return IndexSpec(name, index, R, 'relation',
+                         f'their inverses r + {R} are applied internally')
+
+    def _check(self, where: str, *specs: IndexSpec) -> Tuple[Tensor, ...]:
+        r"""The index arguments of entry point :obj:`where`, checked and as :obj:`int64`
+        (see :func:`~torch_mmkg.nn.validation.check_indices`)."""
+        if not self._index_checks_on:
+            return tuple(spec.index for spec in specs)
+        return check_indices(where, *specs)
+
+    def _check_triples(self, where: str, head_index: Tensor, rel_type: Tensor,
+                       tail_index: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""Checked :obj:`(head_index, rel_type, tail_index)` of triples (relation ids in
+        :math:`[0, R)`), as :obj:`int64`."""
+        return self._check(where, self._entity_ids('head_index', head_index),
+                           self._relation_ids('rel_type', rel_type),
+                           self._entity_ids('tail_index', tail_index))
+
+    @contextlib.contextmanager
+    def _trusted_indices(self) -> Iterator[None]:
+        r"""Within the block the entry points do not check their indices: for a caller that
+        checked a whole input before passing it on in batches (:meth:`test`)."""
+        previous = self._index_checks_on
+        self._index_checks_on = False
+        try:
+            yield
+        finally:
+            self._index_checks_on = previous
+
     # Scoring ##################################################################################
 
     def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         r"""Returns the scores of the given triples (broadcasting their shapes).
 
         Args:
-            head_index (torch.Tensor): The head indices.
-            rel_type (torch.Tensor): The relation type.
-            tail_index (torch.Tensor): The tail indices.
+            head_index (torch.Tensor): The head indices, in :math:`[0, N)`.
+            rel_type (torch.Tensor): The relation type, in :math:`[0, R)` (:math:`[0, 2R)`
+                for a model with inverse relations).
+            tail_index (torch.Tensor): The tail indices, in :math:`[0, N)`.
+
+        Raises:
+            ValueError: If an index tensor has a non-integer dtype or an id out of range.
         """
+        head_index, rel_type, tail_index = self._check(
+            'forward', self._entity_ids('head_index', head_index),
+            self._relation_ids('rel_type', rel_type, inverse=True),
+            self._entity_ids('tail_index', tail_index))
+        return self._forward(head_index, rel_type, tail_index)
+
+    def _forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
+        r"""The scores of :meth:`forward` for checked indices."""
         return self.interaction(self.entity(head_index), self.relation(rel_type),
                                 self.entity(tail_index))
 
     def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
         r"""Scores :math:`(h_b, r_b, e)` for every entity :math:`e`, as a :obj:`[B, N]`
         matrix; :obj:`cache` is the output of :meth:`prepare_scoring` (computed if
-        :obj:`None`)."""
+        :obj:`None`).
+
+        Args:
+            head_index (torch.Tensor): The head indices :math:`[B]`, in :math:`[0, N)`.
+            rel_type (torch.Tensor): The relation types :math:`[B]`, in :math:`[0, R)`
+                (:math:`[0, 2R)` for a model with inverse relations).
+            cache (Any, optional): From :meth:`prepare_scoring`. (default: :obj:`None`)
+
+        Raises:
+            ValueError: If an index tensor has a non-integer dtype or an id out of range.
+        """
+        head_index, rel_type = self._check(
+            'score_tails', self._entity_ids('head_index', head_index),
+            self._relation_ids('rel_type', rel_type, inverse=True))
+        return self._score_tails(head_index, rel_type, cache)
+
+    def _score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
+        r"""The scores of :meth:`score_tails` for checked indices."""
         cache = self.prepare_scoring() if cache is None else cache
         return self.interaction.score_tails(self.entity(head_index), self.relation(rel_type),
                                             cache)
 
     def score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
         r"""Scores :math:`(e, r_b, t_b)` for every entity :math:`e`, as a :obj:`[B, N]`
-        matrix. With inverse relations this is :math:`(t_b, r_b + R, e)`."""
+        matrix. With inverse relations this is :math:`(t_b, r_b + R, e)`.
+
+        Args:
+            rel_type (torch.Tensor): The relation types :math:`[B]`, in :math:`[0, R)`.
+            tail_index (torch.Tensor): The tail indices :math:`[B]`, in :math:`[0, N)`.
+            cache (Any, optional): From :meth:`prepare_scoring`. (default: :obj:`None`)
+
+        Raises:
+            ValueError: If an index tensor has a non-integer dtype or an id out of range.
+        """
+        rel_type, tail_index = self._check(
+            'score_heads', self._relation_ids('rel_type', rel_type),
+            self._entity_ids('tail_index', tail_index))
+        return self._score_heads(rel_type, tail_index, cache)
+
+    def _score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
+        r"""The scores of :meth:`score_heads` for checked indices."""
         if self.inverse_relations:
-            return self.score_tails(tail_index, rel_type + self.num_relations, cache)
+            return self._score_tails(tail_index, rel_type + self.num_relations, cache)
         cache = self.prepare_scoring() if cache is None else cache
         return self.interaction.score_heads(cache, self.relation(rel_type),
                                             self.entity(tail_index))
@@ -205,15 +313,28 @@ class KGEModel(torch.nn.Module):
         Without :obj:`negatives` one uniform negative per positive is drawn, as PyG does.
 
         Args:
-            head_index (torch.Tensor): The head indices.
-            rel_type (torch.Tensor): The relation type.
-            tail_index (torch.Tensor): The tail indices.
+            head_index (torch.Tensor): The head indices, in :math:`[0, N)`.
+            rel_type (torch.Tensor): The relation types, in :math:`[0, R)`.
+            tail_index (torch.Tensor): The tail indices, in :math:`[0, N)`.
             negatives (Negatives, optional): From :meth:`loader` or a
                 :class:`~torch_mmkg.loader.NegativeSampler`. (default: :obj:`None`)
+
+        Raises:
+            ValueError: If an index tensor (:obj:`negatives.index` included) has a
+                non-integer dtype or an id out of range (relation ids in :math:`[0, R)`).
         """
         if not isinstance(self.loss_fn, KGELoss):
             raise RuntimeError(f"{self.__class__.__name__} is trained 1-N with "
                                f"{self.loss_fn.__class__.__name__}; use loss_1n()/loader_1n()")
+        specs = [self._entity_ids('head_index', head_index),
+                 self._relation_ids('rel_type', rel_type),
+                 self._entity_ids('tail_index', tail_index)]
+        if negatives is not None:
+            specs.append(self._entity_ids('negatives.index', negatives.index))
+        checked = self._check('loss', *specs)
+        head_index, rel_type, tail_index = checked[:3]
+        if negatives is not None and checked[3] is not negatives.index:
+            negatives = negatives._replace(index=checked[3])
         if negatives is None:
             negatives = NegativeSampler(self.num_nodes)(head_index, rel_type, tail_index)
         if negatives.twins and not self.supports_twins:
@@ -228,8 +349,24 @@ class KGEModel(torch.nn.Module):
         return loss + reg
 
     def loss_1n(self, entity_index: Tensor, rel_type: Tensor, target: Tensor) -> Tensor:
-        r"""The 1-N loss of queries :math:`(e, r, ?)` against their :obj:`[B, N]` targets
-        (relation ids in :math:`[0, 2R)` with inverse relations)."""
+        r"""The 1-N loss of queries :math:`(e, r, ?)` against their :obj:`[B, N]` targets.
+
+        Args:
+            entity_index (torch.Tensor): The query entities :math:`[B]`, in :math:`[0, N)`.
+            rel_type (torch.Tensor): The query relations :math:`[B]`, in :math:`[0, R)`
+                (:math:`[0, 2R)` for a model with inverse relations).
+            target (torch.Tensor): The :obj:`[B, N]` 0/1 targets.
+
+        Raises:
+            ValueError: If an index tensor has a non-integer dtype or an id out of range.
+        """
+        entity_index, rel_type = self._check(
+            'loss_1n', self._entity_ids('entity_index', entity_index),
+            self._relation_ids('rel_type', rel_type, inverse=True))
+        return self._loss_1n(entity_index, rel_type, target)
+
+    def _loss_1n(self, entity_index: Tensor, rel_type: Tensor, target: Tensor) -> Tensor:
+        r"""The loss of :meth:`loss_1n` for checked indices."""
         loss_fn = self.loss_fn if isinstance(self.loss_fn, BCELoss) else BCELoss(0.0)
         e, r = self.entity(entity_index), self.relation(rel_type)
         logits = self.interaction.score_tails(e, r, self.prepare_scoring())
@@ -264,7 +401,12 @@ class KGEModel(torch.nn.Module):
             generator (torch.Generator, optional): Randomness of shuffling and sampling.
             twins (bool, optional): Twins negatives (models with :attr:`supports_twins`).
             **kwargs: :obj:`batch_size`, :obj:`shuffle`, :obj:`drop_last`.
+
+        Raises:
+            ValueError: If an index tensor has a non-integer dtype or an id out of range.
         """
+        head_index, rel_type, tail_index = self._check_triples('loader', head_index, rel_type,
+                                                               tail_index)
         sampler = None
         if twins and not self.supports_twins:
             raise ValueError(f"{self.__class__.__name__} cannot be trained with twins "
@@ -287,7 +429,19 @@ class KGEModel(torch.nn.Module):
     def loader_1n(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                   **kwargs) -> OneToNLoader:
         r"""Returns a 1-N loader of :math:`(e, r, ?)` queries (with inverse queries when the
-        model has inverse relations)."""
+        model has inverse relations).
+
+        Args:
+            head_index (torch.Tensor): The head indices, in :math:`[0, N)`.
+            rel_type (torch.Tensor): The relation types, in :math:`[0, R)`.
+            tail_index (torch.Tensor): The tail indices, in :math:`[0, N)`.
+            **kwargs: Of :class:`~torch_mmkg.loader.OneToNLoader`.
+
+        Raises:
+            ValueError: If an index tensor has a non-integer dtype or an id out of range.
+        """
+        head_index, rel_type, tail_index = self._check_triples('loader_1n', head_index,
+                                                               rel_type, tail_index)
         return OneToNLoader(head_index, rel_type, tail_index, self.num_nodes,
                             self.num_relations, self.inverse_relations, **kwargs)
 
@@ -309,7 +463,12 @@ class KGEModel(torch.nn.Module):
             strategy (str, optional): :obj:`"uniform"` or :obj:`"bernoulli"`.
             known (KnownTriples, optional): Never return these triples.
             generator (torch.Generator, optional): Source of randomness.
+
+        Raises:
+            ValueError: If an index tensor has a non-integer dtype or an id out of range.
         """
+        head_index, rel_type, tail_index = self._check_triples('random_sample', head_index,
+                                                               rel_type, tail_index)
         neg = NegativeSampler(
             self.num_nodes, num_negatives, strategy, known,
             self._head_probability(strategy, head_index, rel_type, tail_index),
@@ -347,11 +506,17 @@ class KGEModel(torch.nn.Module):
             side (str, optional): :obj:`"head"`, :obj:`"tail"` or :obj:`"both"`.
             rank (str, optional): :obj:`"realistic"`, :obj:`"optimistic"` or
                 :obj:`"pessimistic"`. (default: :obj:`"realistic"`)
+
+        Raises:
+            ValueError: If an index tensor has a non-integer dtype or an id out of range.
         """
         from torch_mmkg.evaluation import RankingEvaluator
+        head_index, rel_type, tail_index = self._check_triples('test', head_index, rel_type,
+                                                               tail_index)
         sides = ('head', 'tail') if side == 'both' else (side, )
-        result = RankingEvaluator(known, batch_size, sides, ks=(k, ), progress=log).evaluate(
-            self, head_index, rel_type, tail_index)
+        evaluator = RankingEvaluator(known, batch_size, sides, ks=(k, ), progress=log)
+        with self._trusted_indices():  # checked above, not again per batch
+            result = evaluator.evaluate(self, head_index, rel_type, tail_index)
         m = result.metrics(rank, side)
         return m['mr'], m['mrr'], m[f'hits@{k}']
 

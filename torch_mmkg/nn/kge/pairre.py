@@ -2,7 +2,9 @@ import torch
 
 from torch_mmkg.nn.interactions import PairREInteraction
 from torch_mmkg.nn.loss import SelfAdversarialLoss
+from torch_mmkg.nn.validation import check_sizes, real
 from .embedding import EmbeddingKGEModel
+from .rotate import embedding_range_terms
 
 
 class PairRE(EmbeddingKGEModel):
@@ -19,18 +21,23 @@ class PairRE(EmbeddingKGEModel):
         num_nodes (int): The number of entities.
         num_relations (int): The number of relations.
         hidden_channels (int): The embedding size :math:`d`.
-        margin (float, optional): :math:`\gamma`. (default: :obj:`9.0`)
-        p_norm (float, optional): (default: :obj:`1.0`)
-        epsilon (float, optional): Initialisation range :math:`\pm(\gamma+\epsilon)/d`.
-            (default: :obj:`2.0`)
-        adversarial_temperature (float, optional): (default: :obj:`1.0`)
+        margin (float, optional): :math:`\gamma`, finite. (default: :obj:`9.0`)
+        p_norm (float, optional): :math:`p > 0` (:obj:`float("inf")` allowed).
+            (default: :obj:`1.0`)
+        epsilon (float, optional): Initialisation range :math:`\pm(\gamma+\epsilon)/d`,
+            which must be positive. (default: :obj:`2.0`)
+        adversarial_temperature (float, optional): :math:`\geq 0`. (default: :obj:`1.0`)
         loss (torch.nn.Module, optional): Replaces the default loss.
         **kwargs: Of :class:`~torch_mmkg.nn.KGEModel`.
     """
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
                  margin: float = 9.0, p_norm: float = 1.0, epsilon: float = 2.0,
                  adversarial_temperature: float = 1.0, loss=None, **kwargs):
-        self.epsilon = float(epsilon)
+        check_sizes(self, num_nodes, num_relations, hidden_channels)
+        margin, self.epsilon = embedding_range_terms(self, margin, epsilon)
+        p_norm = real(self, 'p_norm', p_norm, 0.0, low_open=True, finite=False)
+        adversarial_temperature = real(self, 'adversarial_temperature',
+                                       adversarial_temperature, 0.0)
         super().__init__(num_nodes, num_relations, hidden_channels,
                          PairREInteraction(margin, p_norm),
                          loss or SelfAdversarialLoss(adversarial_temperature), **kwargs)

@@ -1,11 +1,24 @@
 import math
+from typing import Tuple
 
 import torch
 from torch import Tensor
 
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.loss import SelfAdversarialLoss
+from torch_mmkg.nn.validation import check_sizes, real
 from .embedding import EmbeddingKGEModel
+
+
+def embedding_range_terms(owner, margin: float, epsilon: float) -> Tuple[float, float]:
+    r"""Checks the margin :math:`\gamma` and the :math:`\epsilon` of the RotatE
+    initialisation range :math:`(\gamma + \epsilon) / d` (both finite, their sum positive,
+    since the relation phases are divided by the range) and returns them as floats."""
+    margin = real(owner, 'margin', margin)
+    epsilon = real(owner, 'epsilon', epsilon, -margin, low_open=True,
+                   reason='so that the initialisation range (margin + epsilon) / '
+                   'hidden_channels is positive')
+    return margin, epsilon
 
 
 class RotatE(EmbeddingKGEModel):
@@ -26,10 +39,12 @@ class RotatE(EmbeddingKGEModel):
         num_nodes (int): The number of entities.
         num_relations (int): The number of relations.
         hidden_channels (int): The complex embedding size :math:`d`.
-        margin (float, optional): :math:`\gamma`. (default: :obj:`9.0`)
-        epsilon (float, optional): :math:`\epsilon`. (default: :obj:`2.0`)
-        adversarial_temperature (float, optional): :math:`\alpha` of the default loss.
-            (default: :obj:`1.0`)
+        margin (float, optional): :math:`\gamma`, finite. (default: :obj:`9.0`)
+        epsilon (float, optional): :math:`\epsilon`, with :math:`\gamma + \epsilon > 0`
+            (the initialisation range, by which the phases are divided).
+            (default: :obj:`2.0`)
+        adversarial_temperature (float, optional): :math:`\alpha \geq 0` of the default
+            loss. (default: :obj:`1.0`)
         loss (torch.nn.Module, optional): Replaces the default loss.
         **kwargs: Of :class:`~torch_mmkg.nn.KGEModel`.
 
@@ -40,7 +55,11 @@ class RotatE(EmbeddingKGEModel):
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
                  margin: float = 9.0, epsilon: float = 2.0,
                  adversarial_temperature: float = 1.0, loss=None, **kwargs):
-        self.embedding_range = (float(margin) + float(epsilon)) / hidden_channels
+        hidden_channels = check_sizes(self, num_nodes, num_relations, hidden_channels)[2]
+        margin, epsilon = embedding_range_terms(self, margin, epsilon)
+        adversarial_temperature = real(self, 'adversarial_temperature',
+                                       adversarial_temperature, 0.0)
+        self.embedding_range = (margin + epsilon) / hidden_channels
         super().__init__(num_nodes, num_relations, hidden_channels, RotatEInteraction(margin),
                          loss or SelfAdversarialLoss(adversarial_temperature), **kwargs)
 

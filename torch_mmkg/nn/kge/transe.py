@@ -2,6 +2,7 @@ import torch
 
 from torch_mmkg.nn.interactions import TransEInteraction
 from torch_mmkg.nn.loss import SelfAdversarialLoss
+from torch_mmkg.nn.validation import check_sizes, real
 from .embedding import EmbeddingKGEModel
 
 
@@ -22,11 +23,12 @@ class TransE(EmbeddingKGEModel):
         num_nodes (int): The number of entities.
         num_relations (int): The number of relations.
         hidden_channels (int): The embedding size :math:`d`.
-        margin (float, optional): :math:`\gamma`. (default: :obj:`9.0`)
-        p_norm (float, optional): :math:`p`. (default: :obj:`1.0`)
-        epsilon (float, optional): :math:`\epsilon` of the initialisation range.
-            (default: :obj:`2.0`)
-        adversarial_temperature (float, optional): Of the default loss.
+        margin (float, optional): :math:`\gamma`, finite. (default: :obj:`9.0`)
+        p_norm (float, optional): :math:`p > 0` (:obj:`float("inf")` allowed).
+            (default: :obj:`1.0`)
+        epsilon (float, optional): :math:`\epsilon` of the initialisation range, which must
+            be positive: :math:`\max(\gamma, 1) + \epsilon > 0`. (default: :obj:`2.0`)
+        adversarial_temperature (float, optional): Of the default loss, :math:`\geq 0`.
             (default: :obj:`1.0`)
         loss (torch.nn.Module, optional): Replaces the default loss.
         **kwargs: Of :class:`~torch_mmkg.nn.KGEModel`.
@@ -38,7 +40,14 @@ class TransE(EmbeddingKGEModel):
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
                  margin: float = 9.0, p_norm: float = 1.0, epsilon: float = 2.0,
                  adversarial_temperature: float = 1.0, loss=None, **kwargs):
-        self.epsilon = float(epsilon)
+        check_sizes(self, num_nodes, num_relations, hidden_channels)
+        margin = real(self, 'margin', margin)
+        p_norm = real(self, 'p_norm', p_norm, 0.0, low_open=True, finite=False)
+        self.epsilon = real(self, 'epsilon', epsilon, -max(margin, 1.0), low_open=True,
+                            reason='so that the initialisation range (max(margin, 1) + '
+                            'epsilon) / hidden_channels is positive')
+        adversarial_temperature = real(self, 'adversarial_temperature',
+                                       adversarial_temperature, 0.0)
         super().__init__(num_nodes, num_relations, hidden_channels,
                          TransEInteraction(p_norm, margin),
                          loss or SelfAdversarialLoss(adversarial_temperature), **kwargs)

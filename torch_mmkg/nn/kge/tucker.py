@@ -4,6 +4,7 @@ import torch
 
 from torch_mmkg.nn.interactions import TuckERInteraction
 from torch_mmkg.nn.loss import BCELoss
+from torch_mmkg.nn.validation import check_sizes, optional_positive_int, probability
 from .embedding import EmbeddingKGEModel
 
 
@@ -23,11 +24,11 @@ class TuckER(EmbeddingKGEModel):
         num_relations (int): The number of relations (inverses are added).
         hidden_channels (int): The entity embedding size :math:`d_e`.
         relation_channels (int, optional): :math:`d_r`. (default: :obj:`hidden_channels`)
-        input_dropout (float, optional): (default: :obj:`0.3`)
-        hidden_dropout1 (float, optional): (default: :obj:`0.4`)
-        hidden_dropout2 (float, optional): (default: :obj:`0.5`)
+        input_dropout (float, optional): In :math:`[0, 1)`. (default: :obj:`0.3`)
+        hidden_dropout1 (float, optional): In :math:`[0, 1)`. (default: :obj:`0.4`)
+        hidden_dropout2 (float, optional): In :math:`[0, 1)`. (default: :obj:`0.5`)
         batch_norm (bool, optional): (default: :obj:`True`)
-        label_smoothing (float, optional): (default: :obj:`0.1`)
+        label_smoothing (float, optional): In :math:`[0, 1)`. (default: :obj:`0.1`)
         **kwargs: Of :class:`~torch_mmkg.nn.KGEModel`.
     """
     one_to_n = True
@@ -37,6 +38,12 @@ class TuckER(EmbeddingKGEModel):
                  hidden_dropout1: float = 0.4, hidden_dropout2: float = 0.5,
                  batch_norm: bool = True, label_smoothing: float = 0.1, loss=None,
                  inverse_relations: bool = True, **kwargs):
+        hidden_channels = check_sizes(self, num_nodes, num_relations, hidden_channels)[2]
+        relation_channels = optional_positive_int(self, 'relation_channels', relation_channels)
+        input_dropout, hidden_dropout1, hidden_dropout2, label_smoothing = (
+            probability(self, name, value) for name, value in (
+                ('input_dropout', input_dropout), ('hidden_dropout1', hidden_dropout1),
+                ('hidden_dropout2', hidden_dropout2), ('label_smoothing', label_smoothing)))
         self.relation_channels = relation_channels or hidden_channels
         interaction = TuckERInteraction(hidden_channels, self.relation_channels, input_dropout,
                                         hidden_dropout1, hidden_dropout2, batch_norm)

@@ -4,6 +4,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from torch_mmkg.nn.kge.rotate import embedding_range_terms
+from torch_mmkg.nn.validation import check_sizes, choice, positive_int, real
+
 
 def register_modalities(module: torch.nn.Module, num_nodes: int,
                         features: Mapping[str, Tensor],
@@ -76,6 +79,23 @@ class FromDataMixin:
         return cls(N, R, hidden_channels, features, masks, **kwargs)
 
 
+def check_projected_stack_args(owner, num_nodes: int, num_relations: int,
+                               hidden_channels: int, margin: float, epsilon: float,
+                               adversarial_temperature: float, projection_layers: int
+                               ) -> Tuple[float, float, float, int]:
+    r"""Checks the arguments of a :class:`ProjectedStackMixin` model before anything is
+    computed from them: the sizes, the RotatE margin and initialisation range
+    (:math:`\gamma + \epsilon > 0`), the self-adversarial temperature (:math:`\geq 0`) and
+    the projection depth (1 or 2); returns :obj:`(margin, epsilon, adversarial_temperature,
+    projection_layers)`."""
+    check_sizes(owner, num_nodes, num_relations, hidden_channels)
+    margin, epsilon = embedding_range_terms(owner, margin, epsilon)
+    temperature = real(owner, 'adversarial_temperature', adversarial_temperature, 0.0)
+    layers = choice(owner, 'projection_layers',
+                    positive_int(owner, 'projection_layers', projection_layers), (1, 2))
+    return margin, epsilon, temperature, layers
+
+
 class ProjectedStackMixin:
     r"""The parts NATIVE and LBMKGC share: a RotatE model over a structural embedding
     :obj:`node_emb` and projected frozen features (:obj:`projection`, one
@@ -134,7 +154,7 @@ class ProjectedStackMixin:
                                 self.relation(rel_type),
                                 self.fuse(tail_stack, tail_mask, rel_type))
 
-    def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
+    def _forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         head_index, rel_type, tail_index = torch.broadcast_tensors(head_index, rel_type,
                                                                    tail_index)
         return self.interaction(self.joint(head_index, rel_type), self.relation(rel_type),
@@ -154,8 +174,8 @@ class ProjectedStackMixin:
             out[rows] = score(E_r[index[rows]], self.relation(rel_type[rows]), E_r)
         return out
 
-    def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
+    def _score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
         return self._score_all(head_index, rel_type, cache, tails=True)
 
-    def score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
+    def _score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
         return self._score_all(tail_index, rel_type, cache, tails=False)

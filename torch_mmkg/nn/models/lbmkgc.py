@@ -10,7 +10,9 @@ from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.alignment import logit_scale_temperature, multimodal_contrastive_loss
 from torch_mmkg.nn.loss import SelfAdversarialLoss
-from ._modalities import FromDataMixin, ProjectedStackMixin, register_modalities
+from torch_mmkg.nn.validation import choice, real
+from ._modalities import (FromDataMixin, ProjectedStackMixin, check_projected_stack_args,
+                          register_modalities)
 
 FUSION_CHOICES = ('context', 'mean')
 
@@ -66,24 +68,24 @@ class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
         features (Mapping[str, Tensor]): Per modality, the :obj:`[N, F_m]` features.
         masks (Mapping[str, Tensor], optional): Per modality, the :obj:`[N]` bool
             availability (default: all present).
-        margin (float, optional): :math:`\gamma` (the paper tunes it in 8–24).
+        margin (float, optional): :math:`\gamma`, finite (the paper tunes it in 8–24).
             (default: :obj:`12.0`)
-        epsilon (float, optional): Initialisation range :math:`\pm(\gamma+\epsilon)/d`.
-            (default: :obj:`2.0`)
+        epsilon (float, optional): Initialisation range :math:`\pm(\gamma+\epsilon)/d`,
+            which must be positive. (default: :obj:`2.0`)
         adversarial_temperature (float, optional): The self-adversarial temperature
-            :math:`\beta`. (default: :obj:`4.0`)
-        regularization_weight (float, optional): :math:`L_2` weight on the raw structural
-            and relation embeddings of the batch. (default: :obj:`1e-5`)
+            :math:`\beta \geq 0`. (default: :obj:`4.0`)
+        regularization_weight (float, optional): :math:`L_2` weight (:math:`\geq 0`) on the
+            raw structural and relation embeddings of the batch. (default: :obj:`1e-5`)
         fusion (str, optional): :obj:`"context"` (CGuAF) or :obj:`"mean"` (the ablation
             "w/o CGuAF": the mean of the available representations, structure included).
             (default: :obj:`"context"`)
         mask_missing (bool, optional): (default: :obj:`True`)
         projection_layers (int, optional): :obj:`2` (MLP :math:`P_m`) or :obj:`1`.
             (default: :obj:`2`)
-        alignment_weight (float, optional): :math:`\lambda` of the joint CMoA loss (needs two
-            modalities or more). (default: :obj:`0.0`)
-        alignment_temperature (float, optional): Initial temperature of that loss.
-            (default: :obj:`0.07`)
+        alignment_weight (float, optional): :math:`\lambda \geq 0` of the joint CMoA loss
+            (needs two modalities or more when positive). (default: :obj:`0.0`)
+        alignment_temperature (float, optional): Initial temperature of that loss, finite
+            and positive. (default: :obj:`0.07`)
         loss (torch.nn.Module, optional): Replaces the default loss.
 
     Shapes:
@@ -99,21 +101,22 @@ class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
                  fusion: str = 'context', mask_missing: bool = True,
                  projection_layers: int = 2, alignment_weight: float = 0.0,
                  alignment_temperature: float = 0.07, loss=None):
+        margin, epsilon, adversarial_temperature, projection_layers = (
+            check_projected_stack_args(self, num_nodes, num_relations, hidden_channels,
+                                       margin, epsilon, adversarial_temperature,
+                                       projection_layers))
+        choice(self, 'fusion', fusion, FUSION_CHOICES)
+        alignment_weight = real(self, 'alignment_weight', alignment_weight, 0.0)
+        alignment_temperature = real(self, 'alignment_temperature', alignment_temperature,
+                                     0.0, low_open=True)
         super().__init__(num_nodes, num_relations, hidden_channels, RotatEInteraction(margin),
                          loss or SelfAdversarialLoss(adversarial_temperature),
                          regularization='l2', regularization_weight=regularization_weight)
         if not features:
             raise ValueError("LBMKGC needs at least one modality (use RotatE without any)")
-        if fusion not in FUSION_CHOICES:
-            raise ValueError(f"fusion must be one of {FUSION_CHOICES}, got {fusion!r}")
-        if alignment_weight < 0:
-            raise ValueError(f"alignment_weight must be >= 0, got {alignment_weight}")
         if alignment_weight and len(features) < 2:
-            raise ValueError("alignment_weight > 0 needs at least two modalities to align, "
-                             f"got {list(features)}")
-        if not alignment_temperature > 0:
-            raise ValueError(f"alignment_temperature must be positive, got "
-                             f"{alignment_temperature}")
+            raise ValueError("LBMKGC: alignment_weight > 0 needs at least two modalities to "
+                             f"align, got {list(features)}")
         self.modalities = register_modalities(self, num_nodes, features, masks)
         self.fusion = fusion
         self.mask_missing = bool(mask_missing)
@@ -267,7 +270,7 @@ class LBMKGC(ProjectedStackMixin, FromDataMixin, KGEModel):
         return out
 
     def loss_1n(self, *args, **kwargs):
-        raise RuntimeError("LBMKGC is trained with negative sampling")
+        raise RuntimeError(f"{type(self).__name__} is trained with negative sampling")
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_nodes}, '

@@ -12,6 +12,8 @@ from torch_mmkg.nn.fusion.experts import ModalityExperts
 from torch_mmkg.nn.interactions import TuckERInteraction
 from torch_mmkg.nn.kge.base import KGEModel
 from torch_mmkg.nn.loss import BCELoss
+from torch_mmkg.nn.validation import (check_sizes, optional_positive_int, positive_int,
+                                      probability, real)
 from ._modalities import FromDataMixin, register_modalities
 
 STRUCTURE, JOINT = 'structure', 'joint'
@@ -98,16 +100,21 @@ class MoMoK(FromDataMixin, KGEModel):
         masks (Mapping[str, Tensor], optional): Per modality, the :obj:`[N]` bool
             availability. (default: all present)
         relation_channels (int, optional): :math:`d_r`. (default: :obj:`hidden_channels`)
-        num_experts (int, optional): :math:`K`. (default: :obj:`3`)
-        num_heads (int, optional): Heads of the joint fusion. (default: :obj:`2`)
-        club_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
-        label_smoothing (float, optional): (default: :obj:`0.1`)
-        input_dropout (float, optional): TuckER's. (default: :obj:`0.3`)
-        hidden_dropout1 (float, optional): TuckER's. (default: :obj:`0.4`)
-        hidden_dropout2 (float, optional): TuckER's. (default: :obj:`0.5`)
-        fusion_dropout (float, optional): Before the joint projections. (default: :obj:`0.2`)
+        num_experts (int, optional): :math:`K \geq 1`. (default: :obj:`3`)
+        num_heads (int, optional): Heads of the joint fusion, :math:`\geq 1`.
+            (default: :obj:`2`)
+        club_weight (float, optional): :math:`\lambda \geq 0`. (default: :obj:`1e-4`)
+        label_smoothing (float, optional): In :math:`[0, 1)`. (default: :obj:`0.1`)
+        input_dropout (float, optional): TuckER's, in :math:`[0, 1)`. (default: :obj:`0.3`)
+        hidden_dropout1 (float, optional): TuckER's, in :math:`[0, 1)`.
+            (default: :obj:`0.4`)
+        hidden_dropout2 (float, optional): TuckER's, in :math:`[0, 1)`.
+            (default: :obj:`0.5`)
+        fusion_dropout (float, optional): Before the joint projections, in :math:`[0, 1)`.
+            (default: :obj:`0.2`)
         noisy_gating (bool, optional): (default: :obj:`True`)
-        noise_epsilon (float, optional): Noise floor :math:`\epsilon`. (default: :obj:`0.01`)
+        noise_epsilon (float, optional): Noise floor :math:`\epsilon \geq 0` of the gate's
+            standard deviation. (default: :obj:`0.01`)
         relation_temperature (bool, optional): (default: :obj:`True`)
         adaptive_fusion (bool, optional): (default: :obj:`True`)
         joint_training (bool, optional): (default: :obj:`True`)
@@ -139,10 +146,19 @@ class MoMoK(FromDataMixin, KGEModel):
                  relation_temperature: bool = True, adaptive_fusion: bool = True,
                  joint_training: bool = True, scorers: Optional[Sequence[str]] = None,
                  mask_missing: bool = True, normalize_features: bool = True, loss=None):
+        check_sizes(self, num_nodes, num_relations, hidden_channels)
+        relation_channels = optional_positive_int(self, 'relation_channels', relation_channels)
+        num_experts = positive_int(self, 'num_experts', num_experts)
+        num_heads = positive_int(self, 'num_heads', num_heads)
+        club_weight = real(self, 'club_weight', club_weight, 0.0)
+        noise_epsilon = real(self, 'noise_epsilon', noise_epsilon, 0.0)
+        label_smoothing, input_dropout, hidden_dropout1, hidden_dropout2, fusion_dropout = (
+            probability(self, name, value) for name, value in (
+                ('label_smoothing', label_smoothing), ('input_dropout', input_dropout),
+                ('hidden_dropout1', hidden_dropout1), ('hidden_dropout2', hidden_dropout2),
+                ('fusion_dropout', fusion_dropout)))
         super().__init__(num_nodes, num_relations, hidden_channels, None,
                          loss or BCELoss(label_smoothing), inverse_relations=True)
-        if club_weight < 0:
-            raise ValueError(f"club_weight must be >= 0, got {club_weight}")
         features = dict(features or {})
         self.modalities = register_modalities(self, num_nodes, features, masks,
                                               reserved=(STRUCTURE, JOINT))
@@ -344,12 +360,12 @@ class MoMoK(FromDataMixin, KGEModel):
             out.append((s, rows, self.tucker[s].score_tails(q, r, table), weight))
         return out
 
-    def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
+    def _score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
         tables = self.prepare_scoring() if cache is None else cache
         parts = self._query_logits(head_index, rel_type, tables, self.active_scorers)
         return self._combine([p[1:] for p in parts], (head_index.numel(), self.num_nodes))
 
-    def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
+    def _forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         h, r, t = torch.broadcast_tensors(head_index, rel_type, tail_index)
         shape = h.shape
         h, r, t = h.reshape(-1), r.reshape(-1), t.reshape(-1)
@@ -397,7 +413,7 @@ class MoMoK(FromDataMixin, KGEModel):
                 total = total + est(v[:, i], v[:, j], frozen=True)
         return total / self.num_experts**2
 
-    def loss_1n(self, entity_index: Tensor, rel_type: Tensor, target: Tensor) -> Tensor:
+    def _loss_1n(self, entity_index: Tensor, rel_type: Tensor, target: Tensor) -> Tensor:
         r"""The training loss :math:`\mathcal{L}_{kgc} + \lambda\mathcal{L}_{club}` of the
         queries :math:`(e, r, ?)` (relation ids in :math:`[0, 2R)`) against their
         :obj:`[B, N]` targets."""

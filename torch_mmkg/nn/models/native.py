@@ -8,7 +8,9 @@ from torch_mmkg.nn.fusion import FUSIONS, AdaptiveFusion, ConcatFusion
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import SelfAdversarialLoss
-from ._modalities import FromDataMixin, ProjectedStackMixin, register_modalities
+from torch_mmkg.nn.validation import choice
+from ._modalities import (FromDataMixin, ProjectedStackMixin, check_projected_stack_args,
+                          register_modalities)
 
 
 class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
@@ -43,11 +45,12 @@ class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
         features (Mapping[str, Tensor]): Per modality, the :obj:`[N, F_m]` features.
         masks (Mapping[str, Tensor], optional): Per modality, the :obj:`[N]` bool
             availability (default: all present).
-        margin (float, optional): :math:`\gamma`. (default: :obj:`4.0`)
-        epsilon (float, optional): Initialisation range :math:`\pm(\gamma+\epsilon)/d`.
-            (default: :obj:`2.0`)
-        adversarial_temperature (float, optional): (default: :obj:`2.0`)
-        regularization_weight (float, optional): :math:`L_2` weight. (default: :obj:`1e-5`)
+        margin (float, optional): :math:`\gamma`, finite. (default: :obj:`4.0`)
+        epsilon (float, optional): Initialisation range :math:`\pm(\gamma+\epsilon)/d`,
+            which must be positive. (default: :obj:`2.0`)
+        adversarial_temperature (float, optional): :math:`\geq 0`. (default: :obj:`2.0`)
+        regularization_weight (float, optional): :math:`L_2` weight, :math:`\geq 0`.
+            (default: :obj:`1e-5`)
         mask_missing (bool, optional): (default: :obj:`True`)
         relation_temperature (bool, optional): Use :math:`\zeta_r` (ablation "w/o
             :math:`\zeta_r`" when False). (default: :obj:`True`)
@@ -75,6 +78,11 @@ class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
                  adversarial_temperature: float = 2.0, regularization_weight: float = 1e-5,
                  mask_missing: bool = True, relation_temperature: bool = True,
                  fusion: str = 'adaptive', projection_layers: int = 2, loss=None):
+        margin, epsilon, adversarial_temperature, projection_layers = (
+            check_projected_stack_args(self, num_nodes, num_relations, hidden_channels,
+                                       margin, epsilon, adversarial_temperature,
+                                       projection_layers))
+        choice(self, 'fusion', fusion, sorted(FUSIONS))
         super().__init__(num_nodes, num_relations, hidden_channels, RotatEInteraction(margin),
                          loss or SelfAdversarialLoss(adversarial_temperature),
                          regularization='l2', regularization_weight=regularization_weight)
@@ -84,8 +92,6 @@ class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
         width = 2 * hidden_channels
         self._build_embeddings(num_nodes, num_relations, hidden_channels, features, margin,
                                epsilon, projection_layers)
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
         if fusion == 'adaptive':
             self.fusion = AdaptiveFusion(width, num_relations if relation_temperature else None,
                                          mask_missing)
@@ -172,4 +178,4 @@ class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
         return pos, neg
 
     def loss_1n(self, *args, **kwargs):
-        raise RuntimeError("NATIVE is trained with negative sampling")
+        raise RuntimeError(f"{type(self).__name__} is trained with negative sampling")

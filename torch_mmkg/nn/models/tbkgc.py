@@ -8,6 +8,7 @@ from torch_mmkg.nn.interactions import TransEInteraction
 from torch_mmkg.nn.kernels import lp_distance
 from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
 from torch_mmkg.nn.loss import MarginRankingLoss
+from torch_mmkg.nn.validation import check_sizes, real
 from ._modalities import FromDataMixin, register_modalities
 
 
@@ -52,9 +53,10 @@ class TBKGC(FromDataMixin, KGEModel):
         features (Mapping[str, Tensor]): Per modality, the :obj:`[N, F_m]` features.
         masks (Mapping[str, Tensor], optional): Per modality, the :obj:`[N]` bool
             availability (default: all present).
-        margin (float, optional): The margin :math:`\lambda` of the default loss.
+        margin (float, optional): The margin :math:`\lambda > 0` of the default loss.
             (default: :obj:`4.0`)
-        p_norm (float, optional): The norm :math:`p \geq 1`. (default: :obj:`1.0`)
+        p_norm (float, optional): The norm :math:`p \geq 1` (:obj:`float("inf")`
+            allowed). (default: :obj:`1.0`)
         mask_missing (bool, optional): Leave missing modalities out of
             :math:`\mathbf{e}_{mm}`. (default: :obj:`True`)
         regularization (str, optional): :obj:`None`, :obj:`"l2"` or :obj:`"n3"` penalty on
@@ -76,8 +78,9 @@ class TBKGC(FromDataMixin, KGEModel):
                  margin: float = 4.0, p_norm: float = 1.0, mask_missing: bool = True,
                  regularization: Optional[str] = 'l2', regularization_weight: float = 0.0,
                  loss: Optional[torch.nn.Module] = None):
-        if not p_norm >= 1:
-            raise ValueError(f"p_norm must be >= 1, got {p_norm}")
+        check_sizes(self, num_nodes, num_relations, hidden_channels)
+        margin = real(self, 'margin', margin, 0.0, low_open=True)
+        p_norm = real(self, 'p_norm', p_norm, 1.0, finite=False)
         super().__init__(num_nodes, num_relations, hidden_channels,
                          TransEInteraction(p_norm), loss or MarginRankingLoss(margin),
                          regularization=regularization,
@@ -177,7 +180,7 @@ class TBKGC(FromDataMixin, KGEModel):
         t_s, t_mm = self.split_stack(tail_stack, tail_mask)
         return -self.energy(h_s, h_mm, self.relation(rel_type), t_s, t_mm)
 
-    def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
+    def _forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         # the embeddings broadcast like their indices, so none is computed twice for an
         # expanded index
         h_s, h_mm = self.embed(head_index)
@@ -189,7 +192,7 @@ class TBKGC(FromDataMixin, KGEModel):
         :math:`[N, d]`, once per evaluation pass."""
         return self.embed(None)
 
-    def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
+    def _score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
         E_s, E_mm = self.prepare_scoring() if cache is None else cache
         h_s, h_mm, r = E_s[head_index], E_mm[head_index], self.relation(rel_type)
         p = self.p_norm
@@ -197,7 +200,7 @@ class TBKGC(FromDataMixin, KGEModel):
                  lp_distance(h_s + r, E_mm, p) + lp_distance(h_mm + r, E_s, p) +
                  lp_distance(h_s + h_mm + r, E_s + E_mm, p))
 
-    def score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
+    def _score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
         E_s, E_mm = self.prepare_scoring() if cache is None else cache
         t_s, t_mm, r = E_s[tail_index], E_mm[tail_index], self.relation(rel_type)
         p = self.p_norm  # ||h + r - t|| = ||(t - r) - h||
@@ -249,7 +252,7 @@ class TBKGC(FromDataMixin, KGEModel):
         return -self.energy(a_s, a_mm, r[:, None], c_s, c_mm)
 
     def loss_1n(self, *args, **kwargs):
-        raise RuntimeError("TBKGC is trained with negative sampling")
+        raise RuntimeError(f"{type(self).__name__} is trained with negative sampling")
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_nodes}, '

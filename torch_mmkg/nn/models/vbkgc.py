@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 
 from torch_mmkg.nn.loss import MarginRankingLoss
+from torch_mmkg.nn.validation import check_sizes, choice, real
 from .tbkgc import TBKGC
 
 
@@ -57,9 +58,9 @@ class VBKGC(TBKGC):
             one, the multi-modal feature).
         masks (Mapping[str, Tensor], optional): Per modality, the :obj:`[N]` bool
             availability (default: all present).
-        margin (float, optional): :math:`\gamma` (the paper tunes it in 4–10).
+        margin (float, optional): :math:`\gamma > 0` (the paper tunes it in 4–10).
             (default: :obj:`6.0`)
-        p_norm (float, optional): The norm :math:`p`. (default: :obj:`1.0`)
+        p_norm (float, optional): The norm :math:`p \geq 1`. (default: :obj:`1.0`)
         mask_missing (bool, optional): Leave missing modalities out of
             :math:`\mathbf{e}_m`. (default: :obj:`True`)
         regularization (str, optional): Penalty on the batch's embeddings.
@@ -82,6 +83,9 @@ class VBKGC(TBKGC):
                  margin: float = 6.0, p_norm: float = 1.0, mask_missing: bool = True,
                  regularization: Optional[str] = None, regularization_weight: float = 0.0,
                  loss_aggregate: str = 'mean', loss: Optional[torch.nn.Module] = None):
+        check_sizes(self, num_nodes, num_relations, hidden_channels)
+        margin = real(self, 'margin', margin, 0.0, low_open=True)
+        choice(self, 'loss_aggregate', loss_aggregate, ('mean', 'pairwise'))
         super().__init__(num_nodes, num_relations, hidden_channels, features, masks,
                          margin=margin, p_norm=p_norm, mask_missing=mask_missing,
                          regularization=regularization,
