@@ -4,7 +4,6 @@ an error that says what is wrong and where (the file and line, the option, the a
 
 ``python test/test_bad_inputs.py`` prints the catalogue as a table of the messages a user sees.
 """
-import json
 import os
 import os.path as osp
 import pickle
@@ -19,8 +18,8 @@ import pytest
 import torch
 
 from torch_mmkg import cli
-from torch_mmkg.data import (build_mmkg, load_tensor_file, read_labelled_triples,
-                             read_openke_dict, read_openke_triples)
+from torch_mmkg.data import (build_mmkg, read_labelled_triples, read_openke_dict,
+                             read_openke_triples)
 from torch_mmkg.datasets import FakeMMKGDataset, RawFile, fetch
 from torch_mmkg.datasets.folder import MMKGFolder
 from torch_mmkg.nn import RotatE

@@ -146,8 +146,8 @@ def test_errors_print_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     cases = [
         (_train(tmp_path, '--lr', '-1'), 'error: TrainConfig: lr must be > 0'),
         (_train(tmp_path, '--metric', 'auc'), "error: TrainConfig: metric must be one of"),
-        (_train(tmp_path, '--model-arg', 'margin'), "error: --model-arg expects KEY=VALUE, "
-                                                     "got 'margin'"),
+        (_train(tmp_path, '--model-arg', 'margin'),
+         "error: --model-arg expects KEY=VALUE, got 'margin'"),
         (_train(tmp_path, '--model-arg', 'nope=1'), "error: bad model_args for distmult: "),
         (_train(tmp_path, '--config', str(tmp_path / 'missing.yaml')),
          f"error: {tmp_path / 'missing.yaml'}: no such config file"),

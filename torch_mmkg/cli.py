@@ -18,7 +18,6 @@ import argparse
 import ast
 import dataclasses
 import json
-import os
 import os.path as osp
 import re
 import sys

@@ -249,16 +249,19 @@ class Payload:
         return (open, (self.marker, 'w'))
 
 
+REFUSED_OPEN = r"cannot read the tensor file: it refers to the Python object .io.open."
+
+
 def test_load_tensor_file_refuses_arbitrary_pickle(tmp_path):
     path = osp.join(str(tmp_path), 'text.pt')
     marker = osp.join(str(tmp_path), 'pwned')
     with open(path, 'wb') as f:
         pickle.dump(Payload(marker), f, protocol=2)
-    with pytest.raises(ValueError, match=err(path) + r"cannot read the tensor file: it refers to the Python object .io.open."):
+    with pytest.raises(ValueError, match=err(path) + REFUSED_OPEN):
         load_tensor_file(path)
     assert not osp.exists(marker)
     torch.save(Payload(marker), path)
-    with pytest.raises(ValueError, match=err(path) + r"cannot read the tensor file: it refers to the Python object .io.open."):
+    with pytest.raises(ValueError, match=err(path) + REFUSED_OPEN):
         load_tensor_file(path)
     assert not osp.exists(marker)
 

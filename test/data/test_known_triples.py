@@ -152,8 +152,9 @@ def test_out_of_range_construction(name, pos, value):
         torch.zeros(4, dtype=torch.long)
     {'head': h, 'rel': r, 'tail': t}[name][pos] = value
     limit = R if name == 'rel' else N
-    with pytest.raises(ValueError, match=rf"{name}\[{pos}\] = {value} is out of range "
-                                         rf"\[0, {limit}\)"):
+    kind = 'relation' if name == 'rel' else 'entity'
+    with pytest.raises(ValueError, match=rf"KnownTriples: {name} holds {kind} id {value} at "
+                                         rf"position {pos}, outside \[0, {limit}\)"):
         KnownTriples(h, r, t, N, R)
 
 
@@ -163,17 +164,19 @@ def test_out_of_range_queries(random_triples):
     index = KnownTriples(h, r, t, N, R)
     ok = torch.tensor([0, 1])
     okr = torch.tensor([0, 1])
-    with pytest.raises(ValueError, match=r"tail\[1\] = 50 is out of range \[0, 50\)"):
+    with pytest.raises(ValueError, match=r"tail holds entity id 50 at position 1, outside "
+                                         r"\[0, 50\)"):
         index.contains(ok, okr, torch.tensor([0, N]))
-    with pytest.raises(ValueError, match=r"rel\[0\] = 5 is out of range \[0, 5\)"):
+    with pytest.raises(ValueError, match=r"rel holds relation id 5 at position 0, outside "
+                                         r"\[0, 5\)"):
         index.tails(ok, torch.tensor([R, 0]))
-    with pytest.raises(ValueError, match=r"head\[1\] = -1 is out of range"):
+    with pytest.raises(ValueError, match=r"head holds entity id -1 at position 1, outside"):
         index.count_tails(torch.tensor([0, -1]), okr)
-    with pytest.raises(ValueError, match=r"tail\[0\] = 50 is out of range"):
+    with pytest.raises(ValueError, match=r"tail holds entity id 50 at position 0, outside"):
         index.heads(okr, torch.tensor([N, 0]))
-    with pytest.raises(ValueError, match=r"rel\[1\] = -1 is out of range"):
+    with pytest.raises(ValueError, match=r"rel holds relation id -1 at position 1, outside"):
         index.count_heads(torch.tensor([0, -1]), ok)
-    with pytest.raises(ValueError, match=r"head\[0\] = 50 is out of range"):
+    with pytest.raises(ValueError, match=r"head holds entity id 50 at position 0, outside"):
         index.filter_mask(torch.tensor([N, 0]), okr)
     with pytest.raises(ValueError, match=r"side must be 'head' or 'tail', got 'both'"):
         index.filter_mask(ok, okr, ok, side='both')
@@ -182,10 +185,25 @@ def test_out_of_range_queries(random_triples):
 
 
 def test_bad_shapes_and_overflow():
+    def zeros(n):
+        return torch.zeros(n, dtype=torch.long)
+
     with pytest.raises(ValueError, match=r"1-d tensors of equal length"):
-        KnownTriples(torch.zeros(3), torch.zeros(2), torch.zeros(3), N, R)
+        KnownTriples(zeros(3), zeros(2), zeros(3), N, R)
     with pytest.raises(ValueError, match=r"overflows 64-bit triple keys"):
-        KnownTriples(torch.zeros(1), torch.zeros(1), torch.zeros(1), 2**31, 2**2)
+        KnownTriples(zeros(1), zeros(1), zeros(1), 2**31, 2**2)
+
+
+def test_float_ids_are_refused_not_truncated():
+    ids = torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=r"KnownTriples: tail must be an integer tensor of "
+                                         r"entity ids in \[0, 50\), got a torch.float32"):
+        KnownTriples(ids, ids, torch.tensor([0.7, 1.2]), N, R)
+    index = KnownTriples(ids, ids, ids, N, R)
+    with pytest.raises(ValueError, match=r"head must be an integer tensor"):
+        index.contains(torch.tensor([0.9, 1.0]), ids, ids)  # 0.9 would become the known 0
+    with pytest.raises(ValueError, match=r"rel must be an integer tensor"):
+        index.tails(ids, torch.tensor([True, False]))
 
 
 def test_from_data(random_triples):

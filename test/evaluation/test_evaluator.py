@@ -204,14 +204,17 @@ def test_evaluator_errors():
         RankingEvaluator(KnownTriples(kh, kr, kt, N, R + 1)).evaluate(model, h, r, t)
     bad = h.clone()
     bad[2] = N
-    with pytest.raises(ValueError, match=r'head_index\[2\]'):
+    with pytest.raises(ValueError, match=rf'head_index holds entity id {N} at position 2'):
         RankingEvaluator().evaluate(model, bad, r, t)
     bad = r.clone()
     bad[0] = -1
-    with pytest.raises(ValueError, match=r'rel_type\[0\]'):
+    with pytest.raises(ValueError, match=r'rel_type holds relation id -1 at position 0'):
         RankingEvaluator().evaluate(model, h, bad, t)
-    with pytest.raises(ValueError, match=r'tail_index\[0\]'):
+    with pytest.raises(ValueError, match=r'tail_index holds entity id .* at position 0'):
         RankingEvaluator().evaluate(model, h, r, t + N)
+    with pytest.raises(ValueError, match=r'RankingEvaluator.evaluate: tail_index must be an '
+                                         r'integer tensor'):
+        RankingEvaluator().evaluate(model, h, r, t.float() + 0.5)
     with pytest.raises(ValueError, match='sides'):
         RankingEvaluator(sides=('both', ))
     with pytest.raises(ValueError, match='batch_size'):

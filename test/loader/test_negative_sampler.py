@@ -327,11 +327,13 @@ def test_out_of_range_raises():
     known = KnownTriples(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), N, R)
     ok = torch.tensor([0, 1])
     for sampler in (NegativeSampler(N), NegativeSampler(N, known=known)):
-        with pytest.raises(ValueError, match=r'head\[1\] = 5'):
+        with pytest.raises(ValueError, match=r'head holds entity id 5 at position 1'):
             sampler(torch.tensor([0, 5]), ok, ok)
-        with pytest.raises(ValueError, match=r'tail\[0\] = -1'):
+        with pytest.raises(ValueError, match=r'tail holds entity id -1 at position 0'):
             sampler(ok, ok, torch.tensor([-1, 0]))
-    with pytest.raises(ValueError, match=r'rel\[1\] = 2'):
+        with pytest.raises(ValueError, match=r'NegativeSampler: tail must be an integer tensor'):
+            sampler(ok, ok, torch.tensor([0.5, 1.5]))  # not truncated to 0 and 1
+    with pytest.raises(ValueError, match=r'rel holds relation id 2 at position 1'):
         NegativeSampler(N, known=known)(ok, torch.tensor([0, 2]), ok)
 
 

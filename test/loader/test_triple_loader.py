@@ -203,15 +203,20 @@ def test_one_to_n_loader_out_of_range():
     h, r, t = random_triples()
     bad = h.clone()
     bad[3] = N
-    with pytest.raises(ValueError, match=r'head_index\[3\] = 20'):
+    with pytest.raises(ValueError, match=r'head_index holds entity id 20 at position 3'):
         OneToNLoader(bad, r, t, N, R)
     bad = t.clone()
     bad[0] = -1
-    with pytest.raises(ValueError, match=r'tail_index\[0\] = -1'):
+    with pytest.raises(ValueError, match=r'tail_index holds entity id -1 at position 0'):
         OneToNLoader(h, r, bad, N, R)
     bad = r.clone()
     bad[5] = R
-    with pytest.raises(ValueError, match=r'rel_type\[5\] = 4'):
+    with pytest.raises(ValueError, match=r'rel_type holds relation id 4 at position 5'):
         OneToNLoader(h, bad, t, N, R)
+    with pytest.raises(ValueError, match=r'head_index must be an integer tensor of ids'):
+        OneToNLoader(h.float() + 0.5, r, t, N, R)
+    with pytest.raises(ValueError, match=r'tail_index must be an integer tensor of ids, got a '
+                                         r'torch.float32'):
+        TripleLoader(h, r, t.float())
     with pytest.raises(ValueError, match='equal length'):
         OneToNLoader(h, r, t[:-1], N, R)

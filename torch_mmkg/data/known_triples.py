@@ -3,14 +3,15 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from torch_mmkg.data.indices import IndexSpec, check_indices
 
-def _check_range(name: str, t: Tensor, n: int):
-    r"""Raises a :class:`ValueError` naming the first entry of :obj:`t` outside
-    :math:`[0, n)`. Out-of-range ids would otherwise alias other triples' keys."""
-    bad = (t < 0) | (t >= n)
-    if t.numel() and bool(bad.any()):
-        i = int(bad.reshape(-1).nonzero()[0, 0])
-        raise ValueError(f"{name}[{i}] = {int(t.reshape(-1)[i])} is out of range [0, {n})")
+
+def _check_range(name: str, t: Tensor, n: int, where: str = 'KnownTriples') -> Tensor:
+    r"""Returns :obj:`t` as :obj:`int64` if it holds integer ids in :math:`[0, n)`; raises a
+    :class:`ValueError` naming :obj:`where`, :obj:`name` and the first offending entry
+    otherwise (out-of-range ids would alias other triples' keys, float ids be truncated)."""
+    kind = 'relation' if name.startswith('rel') else 'entity'
+    return check_indices(where, IndexSpec(name, t, n, kind))[0]
 
 
 class KnownTriples:
@@ -46,11 +47,11 @@ class KnownTriples:
         if (self.num_entities * self.num_relations + self.num_relations) * \
                 self.num_entities >= 2**63:
             raise ValueError("num_entities² × num_relations overflows 64-bit triple keys")
+        self._check(head, rel, tail)
         head, rel, tail = head.long(), rel.long(), tail.long()
         if not (head.shape == rel.shape == tail.shape) or head.dim() != 1:
             raise ValueError(f"head, rel and tail must be 1-d tensors of equal length, got "
                              f"{tuple(head.shape)}, {tuple(rel.shape)}, {tuple(tail.shape)}")
-        self._check(head, rel, tail)
         self.tail_keys = torch.unique(self._key(head, rel, tail))  # sorted
         self.head_keys = torch.unique(self._key(tail, rel, head))
 
@@ -91,8 +92,8 @@ class KnownTriples:
     def contains(self, head: Tensor, rel: Tensor, tail: Tensor) -> Tensor:
         r"""Returns a bool tensor telling which of the given triples are known.
         Inputs broadcast against each other."""
-        head, rel, tail = torch.broadcast_tensors(head.long(), rel.long(), tail.long())
         self._check(head, rel, tail)
+        head, rel, tail = torch.broadcast_tensors(head.long(), rel.long(), tail.long())
         key = self._key(head, rel, tail).to(self.device)
         if len(self) == 0:
             return torch.zeros_like(key, dtype=torch.bool)

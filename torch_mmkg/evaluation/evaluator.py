@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from torch_mmkg.data.known_triples import KnownTriples, _check_range
+from torch_mmkg.data.indices import IndexSpec, check_indices
+from torch_mmkg.data.known_triples import KnownTriples
 from .categories import CATEGORIES
 from .ranking import RANK_TYPES, filtered_ranks, rank_metrics, realistic
 
@@ -162,9 +163,9 @@ class RankingEvaluator:
                  tail_index: Tensor) -> RankingResult:
         r"""Ranks every test triple on each side and returns the :class:`RankingResult`."""
         N, R = model.num_nodes, model.num_relations
-        _check_range('head_index', head_index, N)
-        _check_range('tail_index', tail_index, N)
-        _check_range('rel_type', rel_type, R)
+        head_index, rel_type, tail_index = check_indices(
+            'RankingEvaluator.evaluate', IndexSpec('head_index', head_index, N),
+            IndexSpec('rel_type', rel_type, R, 'relation'), IndexSpec('tail_index', tail_index, N))
         if self.known is not None and (self.known.num_entities != N
                                        or self.known.num_relations != R):
             raise ValueError(f"the filter indexes {self.known.num_entities} entities and "

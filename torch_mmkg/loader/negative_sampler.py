@@ -3,7 +3,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from torch_mmkg.data.known_triples import KnownTriples, _check_range
+from torch_mmkg.data.indices import IndexSpec, check_indices
+from torch_mmkg.data.known_triples import KnownTriples
 from torch_mmkg.data.statistics import relation_cardinality
 
 
@@ -154,11 +155,13 @@ class NegativeSampler:
             - **output:** :class:`Negatives` with :obj:`index` :math:`[B, K]` and
               :obj:`corrupt_head` :math:`[B]`
         """
-        head, rel, tail = head.long(), rel.long(), tail.long()
-        _check_range('head', head, self.num_entities)
-        _check_range('tail', tail, self.num_entities)
-        if self.known is not None:
-            _check_range('rel', rel, self.known.num_relations)
+        # Relation ids index the filter and the Bernoulli table; without either they are only
+        # passed through, and any integer will do.
+        R = (self.known.num_relations if self.known is not None else
+             self.head_probability.numel() if self.head_probability is not None else 2**63 - 1)
+        head, rel, tail = check_indices(
+            'NegativeSampler', IndexSpec('head', head, self.num_entities),
+            IndexSpec('rel', rel, R, 'relation'), IndexSpec('tail', tail, self.num_entities))
         B = head.numel()
         if self.strategy == 'bernoulli':
             p = self.head_probability.to(head.device)[rel]

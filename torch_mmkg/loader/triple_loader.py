@@ -3,6 +3,8 @@ from typing import Iterator, NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from torch_mmkg.data.indices import IndexSpec, check_indices
+
 from .negative_sampler import Negatives, NegativeSampler
 
 
@@ -18,6 +20,9 @@ def _check_triples(head: Tensor, rel: Tensor, tail: Tensor):
     if not (head.shape == rel.shape == tail.shape) or head.dim() != 1:
         raise ValueError(f"head, rel and tail must be 1-d tensors of equal length, got "
                          f"{tuple(head.shape)}, {tuple(rel.shape)}, {tuple(tail.shape)}")
+    for name, t in (('head_index', head), ('rel_type', rel), ('tail_index', tail)):
+        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise ValueError(f"{name} must be an integer tensor of ids, got a {t.dtype} tensor")
 
 
 class _Batches:
@@ -117,12 +122,10 @@ class OneToNLoader(_Batches):
                  batch_size: int = 128, shuffle: bool = True, drop_last: bool = False,
                  generator: Optional[torch.Generator] = None):
         _check_triples(head_index, rel_type, tail_index)
-        from torch_mmkg.data.known_triples import _check_range
         N, R = int(num_nodes), int(num_relations)
-        _check_range('head_index', head_index, N)
-        _check_range('tail_index', tail_index, N)
-        _check_range('rel_type', rel_type, R)
-        h, r, t = head_index.long(), rel_type.long(), tail_index.long()
+        h, r, t = check_indices('OneToNLoader', IndexSpec('head_index', head_index, N),
+                                IndexSpec('rel_type', rel_type, R, 'relation'),
+                                IndexSpec('tail_index', tail_index, N))
         if inverse_relations:
             h, r, t = torch.cat([h, t]), torch.cat([r, r + R]), torch.cat([t, h])
         R2 = 2 * R if inverse_relations else R
