@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from torch_mmkg import cli
-from torch_mmkg.data import (build_mmkg, read_labelled_triples, read_openke_dict,
+from torch_mmkg.data import (ENTITY, build_mmkg, read_labelled_triples, read_openke_dict,
                              read_openke_triples)
 from torch_mmkg.datasets import FakeMMKGDataset, RawFile, fetch
 from torch_mmkg.datasets.folder import MMKGFolder
@@ -557,6 +557,74 @@ def _(tmp):
     Trainer(Exploding(30, 2, 4, margin=2.0), _data(), _config_of(checkpoint_every=0)).fit()
 
 
+@case('checkpoints', 'resuming a model built on other feature values', ValueError,
+      r"{tmp}/checkpoint.pt: the checkpoint's model was trained on other features than this "
+      r"one \(x_image differs: sha256 [0-9a-f]{16} saved, [0-9a-f]{16} now\)")
+def _(tmp):
+    from torch_mmkg.nn import NATIVE
+    data = _data()
+    seed_everything(0)
+    Trainer(NATIVE.from_data(data, 4), data, _config_of(), out_dir=tmp).fit(stop_after_epoch=1)
+    data[ENTITY].x_image = data[ENTITY].x_image + 1.0 * data[ENTITY].mask_image[:, None]
+    _resume(tmp, data, NATIVE.from_data(data, 4))
+
+
+# Models and ids #############################################################################
+
+@case('models', 'RotatE(hidden_channels=0)', ValueError,
+      r'RotatE: hidden_channels must be a positive integer, got 0')
+def _(tmp):
+    RotatE(10, 2, 0)
+
+
+@case('models', 'a fractional embedding size', ValueError,
+      r'TuckER: hidden_channels must be a positive integer, got 2.5')
+def _(tmp):
+    from torch_mmkg.nn import TuckER
+    TuckER(10, 2, 2.5)
+
+
+@case('models', 'a negative dropout rate', ValueError,
+      r'TuckER: input_dropout must be a finite number in \[0, 1\), got -0.1')
+def _(tmp):
+    from torch_mmkg.nn import TuckER
+    TuckER(10, 2, 4, input_dropout=-0.1)
+
+
+@case('models', 'an entity id out of range in score_tails', ValueError,
+      r'score_tails: head_index holds entity id 10 at position 1, outside \[0, 10\)')
+def _(tmp):
+    RotatE(10, 2, 4).score_tails(torch.tensor([0, 10]), torch.tensor([0, 1]))
+
+
+@case('models', 'a relation id out of range in forward', ValueError,
+      r'forward: rel_type holds relation id -1 at position 0, outside \[0, 2\)')
+def _(tmp):
+    RotatE(10, 2, 4)(torch.tensor([0]), torch.tensor([-1]), torch.tensor([1]))
+
+
+@case('models', 'float ids passed to forward', ValueError,
+      r'forward: tail_index must be an integer tensor of entity ids in \[0, 10\), got a '
+      r'torch.float32 tensor')
+def _(tmp):
+    RotatE(10, 2, 4)(torch.tensor([0]), torch.tensor([1]), torch.tensor([1.7]))
+
+
+@case('models', 'float ids in the filter index (would be truncated)', ValueError,
+      r'KnownTriples: head must be an integer tensor of entity ids in \[0, 10\)')
+def _(tmp):
+    from torch_mmkg.data import KnownTriples
+    KnownTriples(torch.tensor([0.9]), torch.tensor([0]), torch.tensor([1]), 10, 2)
+
+
+@case('models', 'float ids handed to the evaluator', ValueError,
+      r'RankingEvaluator.evaluate: tail_index must be an integer tensor')
+def _(tmp):
+    from torch_mmkg.evaluation import RankingEvaluator
+    one = torch.tensor([1])
+    RankingEvaluator().evaluate(RotatE(10, 2, 4), one, one, one.float())
+
+
 # Downloads ##################################################################################
 
 @case('downloads', 'a truncated file in the mirror', ValueError,
@@ -606,7 +674,7 @@ def test_bad_input_is_refused_with_a_clear_message(c, tmp_path, monkeypatch):
 def test_catalogue_size():
     assert len(CASES) >= 40
     assert {c.group for c in CASES} >= {'readers', 'features', 'configs', 'command line',
-                                        'checkpoints', 'training', 'downloads'}
+                                        'checkpoints', 'training', 'models', 'downloads'}
 
 
 def main():  # pragma: no cover - prints the table of the closing note

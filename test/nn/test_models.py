@@ -283,3 +283,45 @@ def test_learns_planted_graph(cls, kwargs, symmetric, single_thread):
     mr, mrr, hits = model.test(h, r, t, known=known, log=False, k=1)
     assert mrr > 0.9, (mr, mrr, hits)
     assert mr < 1.5
+
+
+# The features a state dict does not hold ###################################################
+
+def _with_features(name, image):
+    torch.manual_seed(0)
+    features = {'image': image, 'text': torch.ones(N, 5)}
+    masks = {'image': torch.ones(N, dtype=torch.bool), 'text': torch.arange(N) % 4 != 1}
+    return MODELS[name](N, R, D, features=features, masks=masks)
+
+
+@pytest.mark.parametrize('name', sorted(MULTIMODAL))
+def test_state_dict_records_the_features(name):
+    import warnings
+
+    from torch_mmkg.nn import FeatureMismatchWarning
+    image = torch.randn(N, 6)
+    model = _with_features(name, image)
+    fingerprint = model.feature_fingerprint()
+    assert {'x_image', 'mask_image', 'x_text', 'mask_text'} <= set(fingerprint)
+    state = model.state_dict()
+    assert state['_extra_state'] == {'feature_fingerprint': fingerprint}
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # the same features: no warning
+        _with_features(name, image.clone()).load_state_dict(state)
+    other = image.clone()
+    other[3, 2] += 1e-3  # one value of one row
+    with pytest.warns(FeatureMismatchWarning, match=r'built on other features \(x_image '
+                                                    r'differs: sha256 [0-9a-f]{16} saved'):
+        _with_features(name, other).load_state_dict(state)
+    # A state dict of version 0.1 (no fingerprint) still loads, strictly.
+    del state['_extra_state']
+    _with_features(name, other).load_state_dict(state)
+    # Changing a buffer in place changes the fingerprint (the cache follows it).
+    model.x_image[0, 0] += 1.0
+    assert model.feature_fingerprint()['x_image'] != fingerprint['x_image']
+
+
+def test_structural_models_have_an_empty_fingerprint():
+    model = RotatE(N, R, D)
+    assert model.feature_fingerprint() == {}
+    RotatE(N, R, D).load_state_dict(model.state_dict())

@@ -309,3 +309,24 @@ def test_checkpoint_every_needs_an_output_directory():
     data = _data()
     with pytest.raises(ValueError, match='checkpoint_every=2 needs an output directory'):
         Trainer(_model(data), data, _cfg(checkpoint_every=2))
+
+
+def test_multimodal_resume_is_exact_and_refuses_other_features(tmp_path):
+    from torch_mmkg.nn import NATIVE
+    data = _data()
+
+    def native(seed=0, data=data):
+        seed_everything(seed)
+        return NATIVE.from_data(data, 8, margin=2.0)
+
+    cfg = _cfg(epochs=4, checkpoint_every=2)
+    full = Trainer(native(), data, cfg, out_dir=str(tmp_path / 'a')).fit()
+    Trainer(native(), data, cfg, out_dir=str(tmp_path / 'b')).fit(stop_after_epoch=3)
+    other = data.clone()
+    other[ENTITY].x_text = other[ENTITY].x_text * 2  # same shapes and masks, other values
+    with pytest.raises(ValueError, match=r"checkpoint.pt: the checkpoint's model was trained on "
+                       r"other features than this one \(x_text differs"):
+        Trainer(native(data=other), other, cfg, out_dir=str(tmp_path / 'b')).fit(resume=True)
+    resumed = Trainer(native(seed=5), data, cfg, out_dir=str(tmp_path / 'b')).fit(resume=True)
+    assert [h['loss'] for h in resumed['history']] == [h['loss'] for h in full['history']]
+    assert resumed['test']['realistic'] == full['test']['realistic']

@@ -7,7 +7,7 @@ from .fusion import (AdaptiveFusion, AttentionFusion, ConcatFusion, MeanFusion,
 from .interactions import (Interaction, TransEInteraction, DistMultInteraction,
                            ComplExInteraction, RotatEInteraction, PairREInteraction,
                            TuckERInteraction)
-from .kge import (KGEModel, EmbeddingKGEModel, TransE, DistMult, ComplEx, RotatE, PairRE,
+from .kge import (KGEModel, EmbeddingKGEModel, FeatureMismatchWarning, TransE, DistMult, ComplEx, RotatE, PairRE,
                   TuckER)
 from .models import NATIVE, TBKGC, MoMoK, LBMKGC, VBKGC
 from .loss import (SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
@@ -46,6 +46,7 @@ __all__ = [
     'PairREInteraction',
     'TuckERInteraction',
     'KGEModel',
+    'FeatureMismatchWarning',
     'EmbeddingKGEModel',
     'TransE',
     'DistMult',

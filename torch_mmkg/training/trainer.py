@@ -7,6 +7,7 @@ import random
 import resource
 import statistics
 import time
+import warnings
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch_mmkg.data.serialization import UnsafeFileError, numpy_globals, safe_l
 from torch_mmkg.data.split import clean_val_mask
 from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
                                    relation_categories)
+from torch_mmkg.nn.kge.base import FeatureMismatchWarning, feature_mismatch
 from .config import RESUMABLE_CHANGES, TrainConfig
 
 #: Marks a checkpoint written by :meth:`Trainer.save_checkpoint`.
@@ -313,8 +315,18 @@ class Trainer:
             raise UnsafeFileError(f"{path}: not a torch_mmkg training checkpoint (it lacks "
                                   f"{', '.join(missing)})")
         self._check_resumable(ckpt, path)
+        extra = ckpt['model'].get('_extra_state') if isinstance(ckpt['model'], dict) else None
+        saved = extra.get('feature_fingerprint') if isinstance(extra, dict) else None
+        if saved is not None and hasattr(self.model, 'feature_fingerprint'):
+            diff = feature_mismatch(saved, self.model.feature_fingerprint())
+            if diff:
+                raise ValueError(f"{path}: the checkpoint's model was trained on other "
+                                 f"features than this one ({diff}); build the model from the "
+                                 f"same data to resume")
         try:
-            self.model.load_state_dict(ckpt['model'])
+            with warnings.catch_warnings():  # compared above
+                warnings.simplefilter('ignore', FeatureMismatchWarning)
+                self.model.load_state_dict(ckpt['model'])
             self.optimizer.load_state_dict(ckpt['optimizer'])
         except (RuntimeError, ValueError, KeyError) as e:
             raise ValueError(f"{path}: the checkpoint does not fit this model and optimiser: "

@@ -1,5 +1,5 @@
 r"""Knowledge graph embedding models: the base class and the structural baselines."""
-from .base import KGEModel
+from .base import FeatureMismatchWarning, KGEModel
 from .embedding import EmbeddingKGEModel
 from .transe import TransE
 from .distmult import DistMult
@@ -10,6 +10,7 @@ from .tucker import TuckER
 
 __all__ = [
     'KGEModel',
+    'FeatureMismatchWarning',
     'EmbeddingKGEModel',
     'TransE',
     'DistMult',

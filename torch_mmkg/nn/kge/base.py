@@ -1,5 +1,7 @@
 import contextlib
-from typing import Any, Iterator, Optional, Tuple
+import hashlib
+import warnings
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -11,6 +13,33 @@ from torch_mmkg.nn.interactions import Interaction
 from torch_mmkg.nn.kernels import compiled_forward
 from torch_mmkg.nn.loss import BCELoss, KGELoss, l2_regularization, n3_regularization
 from torch_mmkg.nn.validation import IndexSpec, check_indices, check_sizes, choice, real
+
+
+class FeatureMismatchWarning(UserWarning):
+    r"""A state dict is loaded into a model built on other feature values than the model it
+    was saved from."""
+
+
+def _digest(t: Tensor) -> str:
+    t = t.detach().contiguous().cpu()
+    h = hashlib.sha256(f'{t.dtype}|{tuple(t.shape)}|'.encode('utf-8'))
+    if t.numel():
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+
+def feature_mismatch(saved: Dict[str, str], now: Dict[str, str]) -> str:
+    r"""A description of how two :meth:`KGEModel.feature_fingerprint` differ (empty if they
+    do not)."""
+    parts = []
+    for name in sorted(set(saved) | set(now)):
+        if name not in now:
+            parts.append(f"{name} saved but absent now")
+        elif name not in saved:
+            parts.append(f"{name} absent from the saved state")
+        elif saved[name] != now[name]:
+            parts.append(f"{name} differs: sha256 {saved[name]} saved, {now[name]} now")
+    return '; '.join(parts)
 
 
 def compact_batch_index(head_index: Tensor, tail_index: Tensor, candidates: Tensor,
@@ -519,6 +548,58 @@ class KGEModel(torch.nn.Module):
             result = evaluator.evaluate(self, head_index, rel_type, tail_index)
         m = result.metrics(rank, side)
         return m['mr'], m['mrr'], m[f'hits@{k}']
+
+    # The data a state dict does not hold ######################################################
+
+    def feature_fingerprint(self) -> Dict[str, str]:
+        r"""A digest of every buffer the state dict leaves out (the frozen modality features
+        and masks of multi-modal models), keyed by buffer name: two models with the same
+        fingerprint were built on the same feature values. Empty for structural models.
+
+        The digest is the first 16 hex digits of the SHA-256 of the buffer's dtype, shape and
+        bytes; it is cached until a buffer changes (in place or replaced)."""
+        buffers = []
+        for prefix, module in self.named_modules():
+            for name in sorted(module._non_persistent_buffers_set):
+                buf = module._buffers.get(name)
+                if buf is not None:
+                    buffers.append((f'{prefix}.{name}' if prefix else name, buf))
+        key = tuple((n, b.data_ptr(), b._version, str(b.device), tuple(b.shape), b.dtype)
+                    for n, b in buffers)
+        cached = getattr(self, '_fingerprint_cache', None)
+        if cached is None or cached[0] != key:
+            cached = (key, {n: _digest(b) for n, b in buffers})
+            self._fingerprint_cache = cached
+        return dict(cached[1])
+
+    def get_extra_state(self) -> Dict[str, Any]:
+        r"""Stored in the state dict (key :obj:`_extra_state`): the
+        :meth:`feature_fingerprint`, so that a state is not silently loaded into a model built
+        on other features."""
+        return {'feature_fingerprint': self.feature_fingerprint()}
+
+    def set_extra_state(self, state: Any):
+        r"""Warns (:class:`FeatureMismatchWarning`) when the state was saved from a model built
+        on other feature values than this one: its scores would differ from the saved model's.
+        (:class:`~torch_mmkg.training.Trainer` refuses such a checkpoint on resume.)"""
+        saved = state.get('feature_fingerprint') if isinstance(state, dict) else None
+        if saved is None:
+            return
+        diff = feature_mismatch(saved, self.feature_fingerprint())
+        if diff:
+            warnings.warn(f"{self.__class__.__name__}: the state was saved from a model built on "
+                          f"other features ({diff}); its scores will differ from the saved "
+                          f"model's", FeatureMismatchWarning, stacklevel=4)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # A state dict of torch_mmkg 0.1 has no '_extra_state': load it without the check.
+        key = prefix + '_extra_state'
+        had = key in state_dict
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        if not had and key in missing_keys:
+            missing_keys.remove(key)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_nodes}, '
