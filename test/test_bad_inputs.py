@@ -23,6 +23,7 @@ from torch_mmkg.data import (ENTITY, build_mmkg, read_labelled_triples, read_ope
 from torch_mmkg.datasets import FakeMMKGDataset, RawFile, fetch
 from torch_mmkg.datasets.folder import MMKGFolder
 from torch_mmkg.nn import RotatE
+from torch_mmkg.testing import PlantedPayload
 from torch_mmkg.training import TrainConfig, Trainer, TrainingDivergedError, seed_everything
 
 Errors = Union[Type[BaseException], Tuple[Type[BaseException], ...]]
@@ -44,15 +45,6 @@ def case(group: str, name: str, error: Errors, message: str):
         CASES.append(Case(group, name, fn, error, message))
         return fn
     return wrap
-
-
-class Payload:
-    r"""Unpickling this runs a shell command that creates :obj:`marker`."""
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
 
 
 def _write(folder, name, text, mode='w'):
@@ -198,7 +190,8 @@ def _(tmp):
 def _(tmp):
     os.makedirs(osp.join(tmp, 'raw', 'features'))
     np.save(osp.join(tmp, 'raw', 'features', 'image.npy'),
-            np.array([Payload(osp.join(tmp, 'pwned'))], dtype=object), allow_pickle=True)
+            np.array([PlantedPayload(osp.join(tmp, 'pwned'))], dtype=object),
+            allow_pickle=True)
     try:
         _folder(tmp)
     finally:
@@ -216,7 +209,7 @@ def _(tmp):
       r"object '(posix|nt).system'")
 def _(tmp):
     try:
-        _folder(tmp, {'image.pt': Payload(osp.join(tmp, 'pwned'))})
+        _folder(tmp, {'image.pt': PlantedPayload(osp.join(tmp, 'pwned'))})
     finally:
         assert not osp.exists(osp.join(tmp, 'pwned'))
 
@@ -452,7 +445,7 @@ def _(tmp):
       r"'(posix|nt).system'")
 def _(tmp):
     data, path = _checkpoint(tmp)
-    torch.save({'model': Payload(osp.join(tmp, 'pwned'))}, path)
+    torch.save({'model': PlantedPayload(osp.join(tmp, 'pwned'))}, path)
     try:
         _resume(tmp, data)
     finally:
@@ -490,7 +483,7 @@ def _(tmp):
     _folder(tmp)
     [name] = [n for n in os.listdir(osp.join(tmp, 'processed'))
               if n.startswith('mmkg_') and n.endswith('.pt')]
-    torch.save(Payload(osp.join(tmp, 'pwned')), osp.join(tmp, 'processed', name))
+    torch.save(PlantedPayload(osp.join(tmp, 'pwned')), osp.join(tmp, 'processed', name))
     try:
         MMKGFolder(tmp)
     finally:
@@ -502,7 +495,8 @@ def _(tmp):
       r"refers to the Python object")
 def _(tmp):
     _folder(tmp)
-    torch.save(Payload(osp.join(tmp, 'pwned')), osp.join(tmp, 'processed', 'pre_transform.pt'))
+    torch.save(PlantedPayload(osp.join(tmp, 'pwned')),
+               osp.join(tmp, 'processed', 'pre_transform.pt'))
     try:
         MMKGFolder(tmp)
     finally:

@@ -1,4 +1,3 @@
-import os
 import os.path as osp
 import pickle
 import re
@@ -9,15 +8,7 @@ import pytest
 import torch
 
 from torch_mmkg.data.serialization import UnsafeFileError, check_plain, numpy_globals, safe_load
-
-
-class Payload:
-    r"""Unpickling this runs a shell command that creates :obj:`marker`."""
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
+from torch_mmkg.testing import PlantedPayload
 
 
 def err(path):
@@ -41,10 +32,10 @@ def test_planted_payload_does_not_run(tmp_path, writer):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'planted.pt'
     if writer == 'torch':
-        torch.save({'model': Payload(marker)}, path)
+        torch.save({'model': PlantedPayload(marker)}, path)
     else:  # a raw pickle: torch.load's legacy path
         with open(path, 'wb') as f:
-            pickle.dump(Payload(marker), f, protocol=2)
+            pickle.dump(PlantedPayload(marker), f, protocol=2)
     with pytest.raises(UnsafeFileError, match=err(path) + r"cannot read the checkpoint: it "
                        r"refers to the Python object '(posix|nt)\.system'"):
         safe_load(str(path), 'checkpoint')

@@ -14,21 +14,9 @@ import torch
 from torch_mmkg.data import ENTITY
 from torch_mmkg.data.serialization import UnsafeFileError
 from torch_mmkg.datasets.folder import MMKGFolder
+from torch_mmkg.testing import PlantedPayload, withMirror
 
 from test_folder import N, TEXT, make_labelled  # noqa: E402 (the sibling test module)
-
-MIRROR = os.environ.get('TORCH_MMKG_MIRROR', osp.join(osp.dirname(__file__), '..', '..', '..',
-                                                      'shared', 'mirror'))
-
-
-class Payload:
-    r"""Unpickling this runs a shell command that creates :obj:`marker` (what a file planted
-    by someone else could do)."""
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
 
 
 def _folder(tmp_path, **kwargs):
@@ -63,7 +51,7 @@ def test_planted_processed_file_does_not_run(tmp_path, name):
             osp.join(str(tmp_path), 'processed', name))
     assert osp.exists(path)
     marker = tmp_path / 'pwned'
-    torch.save({'data': Payload(marker)}, path)
+    torch.save({'data': PlantedPayload(marker)}, path)
     with pytest.raises(UnsafeFileError, match=f"{path}: cannot read the .*: it refers to the "
                        f"Python object '(posix|nt).system'"):
         _folder(tmp_path)
@@ -106,16 +94,16 @@ def test_planted_feature_file_does_not_run(tmp_path, kind):
     fdir = osp.join(raw, 'features')
     if kind == 'torch':
         path = osp.join(fdir, 'text.pt')
-        torch.save(Payload(marker), path)
+        torch.save(PlantedPayload(marker), path)
         expected = f"{path}: cannot read the tensor file: it refers to the Python object"
     elif kind == 'pickle':  # a .pkl next to the features is refused, not skipped
         path = osp.join(fdir, 'audio.pkl')
         with open(path, 'wb') as f:
-            pickle.dump(Payload(marker), f)
+            pickle.dump(PlantedPayload(marker), f)
         expected = f"{path}: .pkl files are refused because loading a pickle can run code"
     else:
         path = osp.join(fdir, 'numeric.npy')
-        np.save(path, np.array([Payload(marker)], dtype=object), allow_pickle=True)
+        np.save(path, np.array([PlantedPayload(marker)], dtype=object), allow_pickle=True)
         expected = f"{path}: not a plain numpy array"
     with pytest.raises(ValueError, match=expected):
         _folder(tmp_path)
@@ -144,10 +132,9 @@ class _Encoder:
         return torch.stack([torch.tensor([len(t), sum(map(ord, t)) % 97, 1.0]) for t in texts])
 
 
-@pytest.mark.skipif(not osp.isdir(osp.join(MIRROR, 'zjukg')), reason='no mirror')
-def test_planted_text_cache_of_a_dataset_does_not_run(tmp_path, monkeypatch):
+@withMirror
+def test_planted_text_cache_of_a_dataset_does_not_run(tmp_path):
     from torch_mmkg.datasets import TIVA
-    monkeypatch.setenv('TORCH_MMKG_MIRROR', MIRROR)
     root = str(tmp_path / 'TIVA')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -157,7 +144,7 @@ def test_planted_text_cache_of_a_dataset_does_not_run(tmp_path, monkeypatch):
     data_cache = _processed(root, 'data_*.pt')
     assert torch.serialization.get_unsafe_globals_in_checkpoint(data_cache) == []
     marker = tmp_path / 'pwned'
-    torch.save({'x': Payload(marker), 'mask': torch.ones(1)}, text_cache)
+    torch.save({'x': PlantedPayload(marker), 'mask': torch.ones(1)}, text_cache)
     os.remove(data_cache)  # processing again reads the text cache
     with pytest.raises(UnsafeFileError, match=f"{text_cache}: cannot read the text feature "
                        f"cache: it refers to the Python object"):

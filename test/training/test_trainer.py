@@ -1,7 +1,6 @@
 import dataclasses
 import json
 import math
-import os
 import os.path as osp
 import re
 
@@ -13,6 +12,7 @@ from torch_mmkg.datasets import FakeMMKGDataset
 from torch_mmkg.data import ENTITY, build_mmkg
 from torch_mmkg.data.serialization import UnsafeFileError
 from torch_mmkg.nn import DistMult, RotatE, TransE, TuckER
+from torch_mmkg.testing import PlantedPayload
 from torch_mmkg.training import (NonFiniteLossError, TrainConfig, Trainer,
                                  TrainingDivergedError, seed_everything)
 
@@ -124,14 +124,6 @@ def test_trainer_rejects_mismatched_model():
 
 # Bad input and hostile files ################################################################
 
-class Payload:
-    r"""Unpickling this runs a shell command that creates :obj:`marker`."""
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
-
 
 def _interrupted_run(tmp_path, cls=RotatE, **kwargs):
     data = _data()
@@ -152,7 +144,7 @@ def test_planted_checkpoint_does_not_run(tmp_path):
     path = tmp_path / 'checkpoint.pt'
     marker = tmp_path / 'pwned'
     ckpt = torch.load(path, weights_only=True)
-    ckpt['state'] = Payload(marker)
+    ckpt['state'] = PlantedPayload(marker)
     torch.save(ckpt, path)
     trainer = Trainer(_model(data), data, cfg, out_dir=str(tmp_path))
     with pytest.raises(UnsafeFileError, match=f"{path}: cannot read the checkpoint: it refers "

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 __all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
-           'mirror_dir', 'withMirror', 'assert_scoring_consistent', 'planted_mrr_gain']
+           'mirror_dir', 'withMirror', 'assert_scoring_consistent', 'planted_mrr_gain',
+           'PlantedPayload']
 
 
 def is_full_test() -> bool:
@@ -113,3 +114,19 @@ def planted_mrr_gain(model, data, epochs: int = 15, lr: float = 0.01, num_negati
             model.loss(*batch).backward()
             opt.step()
     return before, model.test(*test, known=known, log=False)[1]
+
+
+class PlantedPayload:
+    r"""What a hostile file would hold: unpickling this object runs a shell command that
+    creates the file :obj:`marker`. Tests plant it (with :func:`torch.save` or
+    :func:`pickle.dump`) where the library reads files and assert that :obj:`marker` never
+    appears.
+
+    Args:
+        marker (str): The file the command creates.
+    """
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
