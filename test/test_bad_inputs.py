@@ -170,7 +170,7 @@ def _(tmp):
 @case('features', 'a feature file with too few rows (not blamed on its mask)', ValueError,
       r'{tmp}/raw/features/image.pt: 2 feature rows but the graph has 3 entities')
 def _(tmp):
-    _folder(tmp, {'image.pt': torch.ones(2, 4), 'image_mask.pt': torch.ones(2).bool()})
+    _folder(tmp, {'image.pt': torch.ones(2, 4), 'image_mask.pt': torch.ones(3).bool()})
 
 
 @case('features', 'NaN in a feature row', ValueError,
