@@ -322,3 +322,27 @@ def test_multimodal_resume_is_exact_and_refuses_other_features(tmp_path):
     resumed = Trainer(native(seed=5), data, cfg, out_dir=str(tmp_path / 'b')).fit(resume=True)
     assert [h['loss'] for h in resumed['history']] == [h['loss'] for h in full['history']]
     assert resumed['test']['realistic'] == full['test']['realistic']
+
+
+class _RecordsDeterminism(RotatE):
+    seen = None
+
+    def loss(self, *args, **kwargs):
+        self.seen = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
+        return super().loss(*args, **kwargs)
+
+
+@pytest.mark.parametrize('deterministic,expected', [(None, True), (True, True),
+                                                    (False, False)])
+def test_training_runs_deterministic_algorithms(deterministic, expected):
+    # On a multi-threaded CPU the gradient of a gather with repeated ids (an embedding row
+    # used twice in a batch) is summed by threads in any order unless PyTorch's deterministic
+    # algorithms are on: two runs with one seed then drift apart (measured: TIVA, RotatE,
+    # 2 threads, losses differ from epoch 1 on).
+    data = _data()
+    model = _RecordsDeterminism(data[ENTITY].num_nodes, data.num_relations, 8, margin=2.0)
+    assert not torch.are_deterministic_algorithms_enabled()
+    Trainer(model, data, _cfg(epochs=1, device='cpu', deterministic=deterministic)).fit()
+    assert model.seen == (expected, True)
+    assert not torch.are_deterministic_algorithms_enabled()  # restored afterwards

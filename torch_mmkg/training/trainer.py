@@ -434,6 +434,18 @@ class Trainer:
                 as an interruption would (for tests and schedulers). (default: :obj:`None`)
         """
         cfg = self.config
+        deterministic = (cfg.deterministic if cfg.deterministic is not None
+                         else self.device.type == 'cpu')
+        before = (torch.are_deterministic_algorithms_enabled(),
+                  torch.is_deterministic_algorithms_warn_only_enabled())
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        try:
+            return self._fit(resume, stop_after_epoch)
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+    def _fit(self, resume: bool, stop_after_epoch: Optional[int]) -> Dict[str, Any]:
+        cfg = self.config
         if resume:
             self.load_checkpoint()
         start_time = time.perf_counter()
