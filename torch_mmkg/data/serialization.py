@@ -26,7 +26,8 @@ from typing import Any, Iterable, Sequence, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['UnsafeFileError', 'PLAIN_TYPES', 'safe_load', 'check_plain', 'numpy_globals']
+__all__ = ['UnsafeFileError', 'PLAIN_TYPES', 'safe_load', 'check_plain', 'numpy_globals',
+           'atomic_torch_save']
 
 #: The types a file read by :func:`safe_load` may contain, besides those a caller admits.
 PLAIN_TYPES: Tuple[type, ...] = (
@@ -158,3 +159,15 @@ def numpy_globals() -> list:
                 if n.endswith('DType') and n not in ('ObjectDType', 'VoidDType')
                 and isinstance(getattr(dtypes, n), type)]
     return out
+
+
+def atomic_torch_save(obj, path: str):
+    r""":func:`torch.save` to a temporary file next to :obj:`path`, then renamed over it, so
+    that an interruption never leaves a torn file."""
+    tmp = f'{path}.tmp-{os.getpid()}'
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)

@@ -13,9 +13,9 @@ from torch_mmkg.data import (ENTITY, add_clean_val_split, build_mmkg, get_modali
                              load_tensor_file, split_issues, split_report, validate_mmkg,
                              warn_split_issues)
 from torch_mmkg.data.io import as_feature_matrix, find_file
-from torch_mmkg.data.serialization import UnsafeFileError, safe_load
+from torch_mmkg.data.serialization import UnsafeFileError, atomic_torch_save, safe_load
 from torch_mmkg.datasets.download import RawFile, ensure
-from torch_mmkg.datasets.in_memory import CACHE_FORMAT, SafeInMemoryDataset, atomic_torch_save
+from torch_mmkg.datasets.in_memory import CACHE_FORMAT, SafeInMemoryDataset
 
 Features = Dict[str, Tuple[Tensor, Tensor]]
 AUTHOR_EXTS = ('.pth', '.pt', '.npy')

@@ -13,29 +13,16 @@ import sys
 import warnings
 from typing import Sequence, Type
 
-import torch
 from torch_geometric.data import HeteroData, InMemoryDataset
 from torch_geometric.data.data import BaseData
 from torch_geometric.data.dataset import _repr, files_exist
 
-from torch_mmkg.data.serialization import UnsafeFileError, safe_load
+from torch_mmkg.data.serialization import UnsafeFileError, atomic_torch_save, safe_load
 
-__all__ = ['SafeInMemoryDataset', 'atomic_torch_save']
+__all__ = ['SafeInMemoryDataset']
 
 #: Marks a processed file written by :class:`SafeInMemoryDataset`.
 CACHE_FORMAT = 'torch_mmkg.processed/1'
-
-
-def atomic_torch_save(obj, path: str):
-    r""":func:`torch.save` to a temporary file next to :obj:`path`, then renamed over it, so
-    that an interruption never leaves a torn file."""
-    tmp = f'{path}.tmp-{os.getpid()}'
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 class SafeInMemoryDataset(InMemoryDataset):

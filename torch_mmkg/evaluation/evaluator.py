@@ -1,3 +1,4 @@
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -14,6 +15,13 @@ from .ranking import RANK_TYPES, filtered_ranks, rank_metrics, realistic
 SIDES = ('head', 'tail')
 #: Modality-completeness groups of a test triple (NATIVE, Fig. 3).
 COMPLETENESS = ['both_complete', 'one_missing', 'both_missing']
+
+
+def _trusted(model):
+    r"""The model's :meth:`~torch_mmkg.nn.KGEModel.trusted_indices` block (a no-op for
+    models without one)."""
+    trusted = getattr(model, 'trusted_indices', None)
+    return trusted() if trusted is not None else contextlib.nullcontext()
 
 
 @dataclass
@@ -186,27 +194,29 @@ class RankingEvaluator:
         # Queries go through the model grouped by relation (models whose entity side depends
         # on the relation fuse once per relation of a batch), results in the input order.
         order = torch.argsort(r, stable=True)
-        for s, side in enumerate(SIDES):
-            if side not in self.sides:
-                continue
-            opt_side = torch.empty_like(h)
-            pess_side = torch.empty_like(h)
-            for i in range(0, h.numel(), bs):
-                sel = order[i:i + bs]
-                hb, rb, tb = h[sel], r[sel], t[sel]
-                if side == 'tail':
-                    scores = model.score_tails(hb, rb, cache=cache)
-                    target = tb
-                    fq, fe = (None, None) if known is None else known.tails(hb, rb)
-                else:
-                    scores = model.score_heads(rb, tb, cache=cache)
-                    target = hb
-                    fq, fe = (None, None) if known is None else known.heads(rb, tb)
-                opt_side[sel], pess_side[sel] = filtered_ranks(scores, target, fq, fe)
-                bar.update(1)
-            out['opt'].append(opt_side)
-            out['pess'].append(pess_side)
-            out['side'].append(torch.full_like(opt_side, s))
+        # The ids were checked above: the model does not check each batch again.
+        with _trusted(model):
+            for s, side in enumerate(SIDES):
+                if side not in self.sides:
+                    continue
+                opt_side = torch.empty_like(h)
+                pess_side = torch.empty_like(h)
+                for i in range(0, h.numel(), bs):
+                    sel = order[i:i + bs]
+                    hb, rb, tb = h[sel], r[sel], t[sel]
+                    if side == 'tail':
+                        scores = model.score_tails(hb, rb, cache=cache)
+                        target = tb
+                        fq, fe = (None, None) if known is None else known.tails(hb, rb)
+                    else:
+                        scores = model.score_heads(rb, tb, cache=cache)
+                        target = hb
+                        fq, fe = (None, None) if known is None else known.heads(rb, tb)
+                    opt_side[sel], pess_side[sel] = filtered_ranks(scores, target, fq, fe)
+                    bar.update(1)
+                out['opt'].append(opt_side)
+                out['pess'].append(pess_side)
+                out['side'].append(torch.full_like(opt_side, s))
         bar.close()
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else None

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from torch_mmkg.data.known_triples import KnownTriples
 from torch_mmkg.data.mmkg import ENTITY, REL, get_triples, split_key
-from torch_mmkg.data.serialization import UnsafeFileError, numpy_globals, safe_load
+from torch_mmkg.data.serialization import (UnsafeFileError, atomic_torch_save, numpy_globals,
+                                           safe_load)
 from torch_mmkg.data.split import clean_val_mask
 from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
                                    relation_categories)
@@ -267,9 +268,7 @@ class Trainer:
             ckpt['generator_optimizer'] = self.generator_optimizer.state_dict()
         if self.auxiliary_optimizer is not None:
             ckpt['auxiliary_optimizer'] = self.auxiliary_optimizer.state_dict()
-        tmp = path + '.tmp'
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(ckpt, path)
 
     def _check_resumable(self, ckpt: Dict[str, Any], path: str):
         conflicts = self.config.resume_conflicts(ckpt['config'])
@@ -519,7 +518,7 @@ class Trainer:
             results['test'] = res.to_dict(self.categories, self.entity_complete)
         results['peak_memory'] = _peak_memory(self.device)
         if self.out_dir:
-            torch.save(self.best_state, osp.join(self.out_dir, 'best_model.pt'))
+            atomic_torch_save(self.best_state, osp.join(self.out_dir, 'best_model.pt'))
             with open(osp.join(self.out_dir, 'results.json'), 'w') as f:
                 json.dump(results, f, indent=2, default=float)
         return results

@@ -157,7 +157,7 @@ class KGEModel(torch.nn.Module):
     # Input checks #############################################################################
 
     #: Whether the entry points check their index tensors (off inside
-    #: :meth:`_trusted_indices`).
+    #: :meth:`trusted_indices`).
     _index_checks_on: bool = True
 
     def _entity_ids(self, name: str, index: Tensor) -> IndexSpec:
@@ -193,9 +193,10 @@ class KGEModel(torch.nn.Module):
                            self._entity_ids('tail_index', tail_index))
 
     @contextlib.contextmanager
-    def _trusted_indices(self) -> Iterator[None]:
+    def trusted_indices(self) -> Iterator[None]:
         r"""Within the block the entry points do not check their indices: for a caller that
-        checked a whole input before passing it on in batches (:meth:`test`)."""
+        checked a whole input before passing it on in batches (the
+        :class:`~torch_mmkg.evaluation.RankingEvaluator`)."""
         previous = self._index_checks_on
         self._index_checks_on = False
         try:
@@ -543,9 +544,8 @@ class KGEModel(torch.nn.Module):
         head_index, rel_type, tail_index = self._check_triples('test', head_index, rel_type,
                                                                tail_index)
         sides = ('head', 'tail') if side == 'both' else (side, )
-        evaluator = RankingEvaluator(known, batch_size, sides, ks=(k, ), progress=log)
-        with self._trusted_indices():  # checked above, not again per batch
-            result = evaluator.evaluate(self, head_index, rel_type, tail_index)
+        result = RankingEvaluator(known, batch_size, sides, ks=(k, ), progress=log).evaluate(
+            self, head_index, rel_type, tail_index)  # checked once there, not per batch
         m = result.metrics(rank, side)
         return m['mr'], m['mrr'], m[f'hits@{k}']
 
