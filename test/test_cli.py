@@ -187,3 +187,52 @@ def test_resume_checks_the_run(tmp_path, monkeypatch, capsys):
     assert cli.main(base + ['--resume', '--epochs', '3']) == 0, capsys.readouterr().err
     res = json.load(open(osp.join(out, 'results.json')))
     assert res['epochs_trained'] == 3 and res['resumes'][0]['changed'] == {'epochs': [2, 3]}
+
+
+# Names in any case ##########################################################################
+
+@pytest.mark.parametrize('name', ['RotatE', 'rotate', 'ROTATE', 'Rot-At_E'])
+def test_model_names_are_case_insensitive(name):
+    args = cli.build_parser().parse_args(['train', '--dataset', 'MKG-W', '--model', name])
+    assert cli.resolve_config(args)['model'] == 'rotate'
+
+
+def test_model_name_from_a_config_file_is_canonical(tmp_path):
+    cfg = tmp_path / 'c.json'
+    cfg.write_text(json.dumps({'dataset': 'MKG-W', 'model': 'TuckER'}))
+    args = cli.build_parser().parse_args(['train', '--config', str(cfg)])
+    assert cli.resolve_config(args)['model'] == 'tucker'
+
+
+def test_unknown_model_suggests_the_closest(tmp_path, monkeypatch, capsys):
+    _fake(monkeypatch)
+    argv = _train(tmp_path)
+    argv[argv.index('distmult')] = 'rotat'
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown model 'rotat'; choose from ['complex', 'distmult', ")
+    assert err.endswith("; did you mean 'rotate'?\n") and err.count('\n') == 1
+    with pytest.raises(ValueError, match="did you mean 'tucker'"):
+        cli.run({'dataset': 'fake', 'model': 'tuckr', 'model_args': {}, 'dataset_args': {},
+                 'train': {}})
+
+
+def test_saved_config_holds_canonical_names(tmp_path, monkeypatch, capsys):
+    _fake(monkeypatch)
+    out = tmp_path / 'run'
+    argv = _train(tmp_path, '--regime', 'NS', '--optimizer', 'AdamW', '--sampling',
+                  'Bernoulli', '--out', str(out), '--checkpoint-every', '1')
+    argv[argv.index('distmult')] = 'DistMult'
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    saved = cli.load_config_file(cli._saved_config_path(str(out)))
+    assert saved['model'] == 'distmult'
+    assert {k: saved['train'][k] for k in ('regime', 'optimizer', 'sampling')} == {
+        'regime': 'negative_sampling', 'optimizer': 'adamw', 'sampling': 'bernoulli'}
+    # Resuming with other spellings of the same names is resuming the same run.
+    argv = _train(tmp_path, '--regime', 'negative-sampling', '--optimizer', 'ADAMW',
+                  '--sampling', 'bernoulli', '--out', str(out), '--checkpoint-every', '1',
+                  '--resume', '--epochs', '3')
+    argv[argv.index('distmult')] = 'DISTMULT'
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    res = json.load(open(out / 'results.json'))
+    assert res['epochs_trained'] == 3 and res['resumes'][0]['changed'] == {'epochs': [2, 3]}

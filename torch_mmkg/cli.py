@@ -13,6 +13,10 @@ A YAML config has the keys :obj:`dataset`, :obj:`dataset_args`, :obj:`model`,
 (fields of :class:`~torch_mmkg.training.TrainConfig`); every training field is also a flag
 (:obj:`--num-negatives`, :obj:`--max-minutes`, ...). The resolved config is saved as
 :obj:`<out>/config.yaml` (JSON if PyYAML is missing) next to :obj:`results.json`.
+
+Model names, like the :obj:`regime`, :obj:`optimizer` and :obj:`sampling` options, are
+case-insensitive and ignore :obj:`'-'` and :obj:`'_'` (:obj:`--model RotatE` is
+:obj:`rotate`); the saved config holds the canonical names.
 """
 import argparse
 import ast
@@ -185,7 +189,15 @@ RUN_IDENTITY = ('dataset', 'dataset_args', 'model', 'model_args')
 
 
 def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
-    r"""Merges the config file and the flags (flags win) into one mapping."""
+    r"""Merges the config file and the flags (flags win) into one mapping, with the
+    model's canonical name (:obj:`'RotatE'` becomes :obj:`'rotate'`).
+
+    Raises:
+        ValueError: for a bad config file, a bad :obj:`KEY=VALUE` argument or an unknown
+            model (an :class:`~torch_mmkg.registry.UnknownComponentError` naming the choices
+            and the closest one).
+    """
+    from torch_mmkg.nn import MODELS
     from torch_mmkg.training import TrainConfig
     cfg: Dict[str, Any] = {'dataset': None, 'dataset_args': {}, 'model': None,
                            'model_args': {}, 'train': {}}
@@ -204,6 +216,8 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
         cfg['dataset'] = args.dataset
     if args.model:
         cfg['model'] = args.model
+    if cfg['model'] is not None:
+        cfg['model'] = MODELS.canonical(cfg['model'])
     cfg['dataset_args'] = {**cfg['dataset_args'], **_pairs(args.dataset_arg, '--dataset-arg')}
     cfg['model_args'] = {**cfg['model_args'], **_pairs(args.model_arg, '--model-arg')}
     if args.hidden_channels is not None:
@@ -245,6 +259,9 @@ def run(cfg: Dict[str, Any], root: str = 'data', out: Optional[str] = None,
         resume: bool = False) -> Dict[str, Any]:
     r"""Builds the dataset, model and trainer of a resolved config and trains.
 
+    Model names and the names among the training options may be spelt in any case or as
+    aliases; the config saved in :obj:`out` holds the canonical names.
+
     Raises:
         ValueError: for an unknown dataset or model, bad arguments, a run directory that
             holds another run's checkpoint (without :obj:`resume`), or a resumed run whose
@@ -257,9 +274,9 @@ def run(cfg: Dict[str, Any], root: str = 'data', out: Optional[str] = None,
     if cfg.get('dataset') not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.get('dataset')!r}; choose from "
                          f"{sorted(DATASETS)}")
-    if cfg.get('model') not in MODELS:
-        raise ValueError(f"unknown model {cfg.get('model')!r}; choose from {sorted(MODELS)}")
+    cfg = {**cfg, 'model': MODELS.canonical(cfg.get('model'))}  # unknown: ValueError
     train_cfg = TrainConfig.from_dict(cfg['train'])
+    cfg['train'] = {key: getattr(train_cfg, key) for key in cfg['train']}  # canonical names
     _check_run_directory(cfg, out, resume)
     seed_everything(train_cfg.seed)
     try:

@@ -9,12 +9,15 @@ from tqdm.auto import tqdm
 
 from torch_mmkg.data.indices import IndexSpec, check_indices
 from torch_mmkg.data.known_triples import KnownTriples
+from torch_mmkg.ops import compile_notice
 from .categories import CATEGORIES
 from .ranking import RANK_TYPES, filtered_ranks, rank_metrics, realistic
 
 SIDES = ('head', 'tail')
 #: Modality-completeness groups of a test triple (NATIVE, Fig. 3).
 COMPLETENESS = ['both_complete', 'one_missing', 'both_missing']
+#: What the progress bar says while a scoring kernel is compiled for the first time.
+COMPILING_MESSAGE = 'compiling the scoring kernel (once, ~3 s)'
 
 
 def _trusted(model):
@@ -153,7 +156,9 @@ class RankingEvaluator:
         sides (Sequence[str], optional): Which sides to predict. (default:
             :obj:`("head", "tail")`)
         ks (Sequence[int], optional): The :math:`k` of Hits@k. (default: :obj:`(1, 3, 10)`)
-        progress (bool, optional): Show a progress bar. (default: :obj:`False`)
+        progress (bool, optional): Show a progress bar; it says so while a scoring kernel
+            is compiled, the first time in the process (see
+            :func:`~torch_mmkg.ops.compile_notice`). (default: :obj:`False`)
     """
     def __init__(self, known: Optional[KnownTriples] = None, batch_size: Optional[int] = None,
                  sides: Sequence[str] = SIDES, ks: Sequence[int] = (1, 3, 10),
@@ -191,11 +196,17 @@ class RankingEvaluator:
         out: Dict[str, List[Tensor]] = {'side': [], 'opt': [], 'pess': []}
         total = len(self.sides) * ((h.numel() + bs - 1) // bs)
         bar = tqdm(total=total, desc='Evaluating', disable=not self.progress, leave=False)
+        compiling = []  # the first call of a kernel in this process compiles it: say so
+
+        def notice(name: str):
+            compiling.append(name)
+            bar.set_postfix_str(COMPILING_MESSAGE)
         # Queries go through the model grouped by relation (models whose entity side depends
         # on the relation fuse once per relation of a batch), results in the input order.
         order = torch.argsort(r, stable=True)
         # The ids were checked above: the model does not check each batch again.
-        with _trusted(model):
+        with _trusted(model), (compile_notice(notice) if self.progress
+                               else contextlib.nullcontext()):
             for s, side in enumerate(SIDES):
                 if side not in self.sides:
                     continue
@@ -213,6 +224,9 @@ class RankingEvaluator:
                         target = hb
                         fq, fe = (None, None) if known is None else known.heads(rb, tb)
                     opt_side[sel], pess_side[sel] = filtered_ranks(scores, target, fq, fe)
+                    if compiling:
+                        compiling.clear()
+                        bar.set_postfix_str('', refresh=False)
                     bar.update(1)
                 out['opt'].append(opt_side)
                 out['pess'].append(pess_side)

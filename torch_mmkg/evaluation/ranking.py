@@ -3,7 +3,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from torch_mmkg.nn.kernels import rank_counts
+from torch_mmkg.ops import rank_counts
 
 RANK_TYPES = ('realistic', 'optimistic', 'pessimistic')
 
@@ -25,7 +25,7 @@ def filtered_ranks(scores: Tensor, target: Tensor, filter_query: Optional[Tensor
     Filtered pairs are given as parallel index tensors (:obj:`filter_query[k]`,
     :obj:`filter_entity[k]`; repeats are ignored), so the filter costs its own size, never a
     dense batch × all-triples comparison: the counts over all entities come from one pass over
-    the score matrix (:func:`~torch_mmkg.nn.kernels.rank_counts`) and the filtered entities'
+    the score matrix (:func:`~torch_mmkg.ops.rank_counts`) and the filtered entities'
     contributions are subtracted. NaN scores raise a :class:`ValueError`.
 
     Shapes:

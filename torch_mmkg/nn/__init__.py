@@ -13,20 +13,22 @@ from .models import NATIVE, TBKGC, MoMoK, LBMKGC, VBKGC
 from .loss import (SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
                    symmetric_contrastive_loss, l2_regularization, n3_regularization)
 
-#: The models the command line and the trainer know by name.
-MODELS = {
-    'transe': TransE,
-    'distmult': DistMult,
-    'complex': ComplEx,
-    'rotate': RotatE,
-    'pairre': PairRE,
-    'tucker': TuckER,
-    'native': NATIVE,
-    'tbkgc': TBKGC,
-    'momok': MoMoK,
-    'lbmkgc': LBMKGC,
-    'vbkgc': VBKGC,
-}
+from ..registry import Registry
+
+#: The models the command line and the trainer know by name (case-insensitive, see
+#: :class:`~torch_mmkg.registry.Registry`).
+MODELS = Registry('model')
+MODELS.register('transe', TransE)
+MODELS.register('distmult', DistMult)
+MODELS.register('complex', ComplEx)
+MODELS.register('rotate', RotatE)
+MODELS.register('pairre', PairRE)
+MODELS.register('tucker', TuckER)
+MODELS.register('native', NATIVE)
+MODELS.register('tbkgc', TBKGC)
+MODELS.register('momok', MoMoK)
+MODELS.register('lbmkgc', LBMKGC)
+MODELS.register('vbkgc', VBKGC)
 
 __all__ = [
     'AdaptiveFusion',

@@ -17,6 +17,7 @@ __all__ = [
     'MarginRankingLoss',
     'SoftplusLoss',
     'BCELoss',
+    'SoftmaxCrossEntropyLoss',
     'symmetric_contrastive_loss',
     'l2_regularization',
     'n3_regularization',
@@ -147,6 +148,56 @@ class BCELoss(torch.nn.Module):
         return f'label_smoothing={self.label_smoothing}'
 
 
+class SoftmaxCrossEntropyLoss(torch.nn.Module):
+    r"""Softmax cross-entropy for 1-N scoring (the 1-N loss of ConvE-style training in
+    PyKEEN, "KvsAll" with a softmax): each query's scores over all entities are a
+    distribution, fitted to its normalised targets,
+
+    .. math::
+        \mathcal{L} = -\frac{1}{B}\sum_b \sum_n \tilde{y}_{bn} \log
+        \mathrm{softmax}_n(s_{b})_n, \qquad \tilde{y}_{b} = (1 - \epsilon)
+        \frac{y_b}{\sum_n y_{bn}} + \frac{\epsilon}{N}.
+
+    With :obj:`weight` :math:`[N]` (0 for candidates a scorer cannot judge) the softmax runs
+    over the weighted candidates only.
+
+    Args:
+        label_smoothing (float, optional): :math:`\epsilon \in [0, 1)`. (default: :obj:`0.0`)
+
+    Shapes:
+        - **input:** logits :math:`[B, N]`, targets :math:`[B, N]` (0/1 or bool, at least one
+          positive per row)
+        - **output:** scalar
+    """
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        self.label_smoothing = probability(self, 'label_smoothing', label_smoothing)
+
+    def forward(self, logits: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+        if logits.shape != target.shape:
+            raise ValueError(f"logits {tuple(logits.shape)} and targets "
+                             f"{tuple(target.shape)} differ in shape")
+        target = target.to(logits.dtype)
+        if weight is not None:
+            keep = weight.reshape(1, -1) > 0
+            logits = logits.masked_fill(~keep, float('-inf'))
+            target = target * keep
+        count = target.sum(dim=-1, keepdim=True)
+        if bool((count == 0).any()):
+            raise ValueError("every 1-N query needs at least one positive target among its "
+                             "judged candidates")
+        y = target / count
+        log_p = torch.log_softmax(logits, dim=-1)
+        eps = self.label_smoothing
+        if eps:
+            n = logits.size(-1) if weight is None else keep.sum()
+            y = (1.0 - eps) * y + eps / n * (keep if weight is not None else 1.0)
+        return -(y * log_p.masked_fill(y == 0, 0.0)).sum(dim=-1).mean()
+
+    def extra_repr(self) -> str:
+        return f'label_smoothing={self.label_smoothing}'
+
+
 def smoothed_bce_with_logits(logits: Tensor, target: Tensor, label_smoothing: float = 0.0,
                              weight: Optional[Tensor] = None) -> Tensor:
     r"""The mean binary cross-entropy of :class:`BCELoss`, with the smoothed targets
@@ -232,4 +283,8 @@ LOSSES = {
     'margin': MarginRankingLoss,
     'softplus': SoftplusLoss,
     'bce': BCELoss,
+    'softmax': SoftmaxCrossEntropyLoss,
 }
+
+#: Losses of the 1-N regime (called as :obj:`loss(logits, target, weight)`).
+ONE_TO_N_LOSSES = (BCELoss, SoftmaxCrossEntropyLoss)

@@ -3,9 +3,29 @@ import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Optional, Tuple
 
+from torch_mmkg.registry import Registry, UnknownComponentError
+
 #: The validation metrics a run can be selected on, and whether higher is better.
 METRICS: Dict[str, bool] = {'mrr': True, 'mr': False, 'hits@1': True, 'hits@3': True,
                             'hits@10': True}
+
+#: The training regimes, by name: negative sampling (:math:`K` negatives per positive) or 1-N
+#: scoring against every entity. A :class:`TrainConfig` stores the canonical name.
+REGIMES = Registry('regime')
+REGIMES.register('negative_sampling', 'negative_sampling', aliases=('ns', 'negatives'))
+REGIMES.register('1-n', '1-n', aliases=('one_to_n', '1n'))
+
+#: The optimizers of :class:`~torch_mmkg.training.Trainer`, by name (the trainer maps each to
+#: its :mod:`torch.optim` class).
+OPTIMIZERS = Registry('optimizer')
+for _name in ('adam', 'adamw', 'adagrad', 'sgd'):
+    OPTIMIZERS.register(_name, _name)
+
+#: How a negative sampler chooses the side (head or tail) to corrupt.
+SAMPLING_STRATEGIES = Registry('sampling strategy')
+for _name in ('uniform', 'bernoulli'):
+    SAMPLING_STRATEGIES.register(_name, _name)
+del _name
 
 #: The options that may change when a run is resumed: how long it runs, what it prints and
 #: where; everything else would make the resumed run differ from an uninterrupted one.
@@ -61,14 +81,16 @@ class TrainConfig:
         epochs (int): Passes over the training triples. (default: :obj:`100`)
         batch_size (int): Positives (or 1-N queries) per batch. (default: :obj:`1024`)
         lr (float): Learning rate. (default: :obj:`1e-3`)
-        optimizer (str): :obj:`"adam"`, :obj:`"adamw"`, :obj:`"adagrad"` or :obj:`"sgd"`.
-            (default: :obj:`"adam"`)
+        optimizer (str): :obj:`"adam"`, :obj:`"adamw"`, :obj:`"adagrad"` or :obj:`"sgd"`
+            (:data:`OPTIMIZERS`). (default: :obj:`"adam"`)
         weight_decay (float): (default: :obj:`0.0`)
-        regime (str, optional): :obj:`"negative_sampling"` or :obj:`"1-n"`; :obj:`None`
-            takes the model's default (:attr:`KGEModel.one_to_n`). (default: :obj:`None`)
+        regime (str, optional): :obj:`"negative_sampling"` (alias :obj:`"ns"`,
+            :obj:`"negatives"`) or :obj:`"1-n"` (alias :obj:`"one_to_n"`, :obj:`"1n"`), see
+            :data:`REGIMES`; :obj:`None` takes the model's default
+            (:attr:`KGEModel.one_to_n`). (default: :obj:`None`)
         num_negatives (int): Negatives per positive :math:`K`. (default: :obj:`128`)
-        sampling (str): :obj:`"uniform"` or :obj:`"bernoulli"` head/tail choice.
-            (default: :obj:`"uniform"`)
+        sampling (str): :obj:`"uniform"` or :obj:`"bernoulli"` head/tail choice
+            (:data:`SAMPLING_STRATEGIES`). (default: :obj:`"uniform"`)
         filter_negatives (bool): Never draw a known training triple as a negative.
             (default: :obj:`False`)
         twins (bool): Twins negative sampling (VBKGC) for models with separate structural
@@ -116,6 +138,10 @@ class TrainConfig:
             modality augmentation, with these keyword arguments (:obj:`{}` for its
             defaults; the generator's learning rate defaults to :obj:`lr`); :obj:`None`
             trains without it. (default: :obj:`None`)
+
+    The names of :obj:`optimizer`, :obj:`regime` and :obj:`sampling` may be given in any
+    case, with :obj:`'-'`, :obj:`'_'` or spaces anywhere, or as an alias; the config stores
+    the canonical name (:obj:`TrainConfig(regime='One-To-N').regime == '1-n'`).
     """
     epochs: int = 100
     batch_size: int = 1024
@@ -149,17 +175,20 @@ class TrainConfig:
             msg = _check_type(f.name, getattr(self, f.name), hints[f.name])
             if msg:
                 raise ValueError(f"TrainConfig: {msg}")
+        # Names in any case or an alias; the canonical one is stored, so that saved configs
+        # and checkpoints compare equal whatever spelling a run was started with.
+        try:
+            self.optimizer = OPTIMIZERS.canonical(self.optimizer)
+            if self.regime is not None:
+                self.regime = REGIMES.canonical(self.regime)
+            self.sampling = SAMPLING_STRATEGIES.canonical(self.sampling)
+        except UnknownComponentError as e:
+            raise ValueError(f"TrainConfig: {e}") from None
         checks = [
             (self.epochs >= 1, 'epochs must be >= 1'),
             (self.batch_size >= 1, 'batch_size must be >= 1'),
             (self.lr > 0, 'lr must be > 0'),
-            (self.optimizer in ('adam', 'adamw', 'adagrad', 'sgd'),
-             "optimizer must be 'adam', 'adamw', 'adagrad' or 'sgd'"),
-            (self.regime in (None, 'negative_sampling', '1-n'),
-             "regime must be None, 'negative_sampling' or '1-n'"),
             (self.num_negatives >= 1, 'num_negatives must be >= 1'),
-            (self.sampling in ('uniform', 'bernoulli'), "sampling must be 'uniform' or "
-             "'bernoulli'"),
             (self.eval_every >= 1, 'eval_every must be >= 1'),
             (self.val_split in ('val', 'val_clean'), "val_split must be 'val' or 'val_clean'"),
             (self.checkpoint_every >= 0, 'checkpoint_every must be >= 0'),

@@ -1,10 +1,12 @@
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from .base import Fusion, FusionBasis
 
-class AdaptiveFusion(torch.nn.Module):
+
+class AdaptiveFusion(Fusion):
     r"""Adaptive modality fusion with an optional relation-wise temperature, the fusion of
     ReDAF from the `"NATIVE: Multi-modal Knowledge Graph Completion in the Wild"
     <https://arxiv.org/abs/2406.17605>`_ paper (Eqs. 2–3)
@@ -45,6 +47,15 @@ class AdaptiveFusion(torch.nn.Module):
         self.zeta = (torch.nn.Parameter(torch.empty(num_relations))
                      if num_relations is not None else None)
         self.reset_parameters()
+
+    @classmethod
+    def build(cls, channels: int, num_slots: int, num_relations: Optional[int] = None,
+              mask_missing: bool = True, relation_temperature: bool = True,
+              **kwargs) -> Fusion:
+        r"""With the relation-wise temperature :math:`\zeta_r` when
+        :obj:`relation_temperature` and :obj:`num_relations` is given."""
+        return cls(channels, num_relations if relation_temperature else None, mask_missing,
+                   **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.normal_(self.v, std=self.channels**-0.5)
@@ -97,8 +108,24 @@ class AdaptiveFusion(torch.nn.Module):
     def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
                 rel: Optional[Tensor] = None,
                 logits: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        if rel is not None and self.zeta is not None:
+            rel = rel.expand(stack.shape[:-2])
         w = self.weights(stack, mask, rel, logits)
         return (w[..., None] * stack).sum(dim=-2), w
+
+    @property
+    def decomposable(self) -> bool:
+        return True
+
+    def decompose(self, stack: Tensor, mask: Optional[Tensor] = None) -> FusionBasis:
+        r"""The stack itself is the basis; the logits and mask are the state."""
+        if not self.relation_dependent:
+            return super().decompose(stack, mask)
+        return FusionBasis(stack, (self.logits(stack), mask))
+
+    def mix(self, state: Any, rel: Tensor) -> Tensor:
+        logits, mask = state
+        return self.weights(None, mask, rel.expand(logits.shape[:-1]), logits)
 
     def extra_repr(self) -> str:
         return (f'{self.channels}, num_relations={self.num_relations}, '

@@ -3,8 +3,10 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .base import Fusion
 
-class AttentionFusion(torch.nn.Module):
+
+class AttentionFusion(Fusion):
     r"""Multi-head attention fusion of a stack of modality embeddings into a joint one: the
     MuJoD fusion of the `"Multiple Heads are Better than One: Mixture of Modality Knowledge
     Experts for Entity Representation Learning" <https://arxiv.org/abs/2405.16869>`_ paper
@@ -36,8 +38,6 @@ class AttentionFusion(torch.nn.Module):
         - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (optional)
         - **output:** joint embedding :math:`[*, D_{out}]`, weights :math:`[*, H, M]`
     """
-    relation_dependent = False
-
     def __init__(self, in_channels: int, out_channels: int, num_slots: int,
                  num_heads: int = 2, dropout: float = 0.2, adaptive: bool = True,
                  mask_missing: bool = True):
@@ -54,6 +54,16 @@ class AttentionFusion(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.empty(num_heads, num_slots, out_channels))
         self.attention = torch.nn.Parameter(torch.empty(out_channels))
         self.reset_parameters()
+
+    @classmethod
+    def build(cls, channels: int, num_slots: int, num_relations: Optional[int] = None,
+              mask_missing: bool = True, out_channels: Optional[int] = None,
+              **kwargs) -> Fusion:
+        return cls(channels, out_channels or channels, num_slots, mask_missing=mask_missing,
+                   **kwargs)
+
+    def output_width(self, channels: int) -> int:
+        return self.out_channels
 
     def reset_parameters(self):
         bound = 1.0 / self.in_channels**0.5  # torch.nn.Linear's initialisation
@@ -86,7 +96,8 @@ class AttentionFusion(torch.nn.Module):
             return torch.softmax(logits, dim=-1).nan_to_num(0.0)  # nothing available: 0
         return torch.softmax(logits, dim=-1)
 
-    def forward(self, stack: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
+                rel: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         projected = self.project(stack)
         alpha = self.weights(projected, mask)
         return (alpha.unsqueeze(-1) * projected).sum(dim=(-3, -2)), alpha

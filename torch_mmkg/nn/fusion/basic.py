@@ -3,22 +3,10 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-
-def _check(stack: Tensor, mask: Optional[Tensor], channels: int,
-           num_slots: Optional[int] = None) -> None:
-    if stack.size(-1) != channels:
-        raise ValueError(f"expected representations of width {channels}, got {stack.size(-1)}")
-    if num_slots is not None and stack.size(-2) != num_slots:
-        raise ValueError(f"expected a stack of {num_slots} representations, got "
-                         f"{stack.size(-2)}")
-    if mask is not None and mask.shape != stack.shape[:-1]:
-        raise ValueError(f"mask of shape {tuple(mask.shape)} does not match the stack "
-                         f"{tuple(stack.shape[:-1])}")
+from .base import Fusion, check_stack as _check
 
 
-class _FreeFusion(torch.nn.Module):
-    relation_dependent = False
-
+class _FreeFusion(Fusion):
     def __init__(self, channels: int, mask_missing: bool = True):
         super().__init__()
         self.channels = int(channels)
@@ -64,7 +52,7 @@ class MeanFusion(_FreeFusion):
         return (w[..., None] * stack).sum(dim=-2), w
 
 
-class ConcatFusion(torch.nn.Module):
+class ConcatFusion(Fusion):
     r"""Concatenation of an entity's representations followed by a linear map back to
     :math:`D` (the concat fusion of TBKGC-style models; NATIVE's ablation "w/ concat"),
 
@@ -84,14 +72,17 @@ class ConcatFusion(torch.nn.Module):
         - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (optional)
         - **output:** joint embedding :math:`[*, D]`, :obj:`None`
     """
-    relation_dependent = False
-
     def __init__(self, channels: int, num_slots: int, mask_missing: bool = True):
         super().__init__()
         self.channels, self.num_slots = int(channels), int(num_slots)
         self.mask_missing = bool(mask_missing)
         self.lin = torch.nn.Linear(self.num_slots * self.channels, self.channels)
         self.reset_parameters()
+
+    @classmethod
+    def build(cls, channels: int, num_slots: int, num_relations: Optional[int] = None,
+              mask_missing: bool = True, **kwargs) -> Fusion:
+        return cls(channels, num_slots, mask_missing=mask_missing, **kwargs)
 
     def reset_parameters(self):
         self.lin.reset_parameters()
@@ -133,3 +124,32 @@ class ProductFusion(_FreeFusion):
         m = mask[..., None]
         out = torch.where(m, stack, torch.ones_like(stack)).prod(dim=-2)
         return out * mask.any(dim=-1, keepdim=True).to(out.dtype), None
+
+
+class SumFusion(_FreeFusion):
+    r"""The sum of an entity's available representations (TBKGC's multi-modal embedding
+    :math:`\sum_{m \,:\, k_m(e)} \mathbf{W}_m \mathbf{x}_m` of projected features, a
+    linear map of their concatenation in which a missing one contributes nothing),
+
+    .. math::
+        \mathbf{e}^{\mathrm{joint}} = \sum_{m \in A_e} \mathbf{e}_m,
+
+    where :math:`A_e` is the set of available representations (all of them with
+    :obj:`mask_missing=False`); an entity with nothing available gets a zero vector.
+
+    Args:
+        channels (int): Width :math:`D` of each representation.
+        mask_missing (bool, optional): Leave missing representations out. (default:
+            :obj:`True`)
+
+    Shapes:
+        - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (optional)
+        - **output:** joint embedding :math:`[*, D]`, :obj:`None`
+    """
+    def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
+                rel: Optional[Tensor] = None) -> Tuple[Tensor, None]:
+        _check(stack, mask, self.channels)
+        if mask is not None and self.mask_missing:
+            # where, not a product: a masked row never reaches the sum (not even a NaN)
+            stack = torch.where(mask[..., None], stack, stack.new_zeros(()))
+        return stack.sum(dim=-2), None

@@ -21,13 +21,16 @@ class ModalityProjection(torch.nn.Module):
         out_channels (int): Width of the entity space.
         hidden_channels (int, optional): Hidden width (default: :obj:`out_channels`).
         num_layers (int, optional): :obj:`2` (MLP) or :obj:`1` (linear). (default: :obj:`2`)
+        bias (bool, optional): Whether the single linear map of :obj:`num_layers=1` has a
+            bias (TBKGC's :math:`\mathbf{W}_m \mathbf{x}_m` has none). (default: :obj:`True`)
 
     Shapes:
         - **input:** a dict of :math:`[*, F_m]` features
         - **output:** a dict of :math:`[*, D]` projections (same keys)
     """
     def __init__(self, in_channels: Mapping[str, int], out_channels: int,
-                 hidden_channels: Optional[int] = None, num_layers: int = 2):
+                 hidden_channels: Optional[int] = None, num_layers: int = 2,
+                 bias: bool = True):
         super().__init__()
         if num_layers not in (1, 2):
             raise ValueError(f"num_layers must be 1 or 2, got {num_layers}")
@@ -37,7 +40,7 @@ class ModalityProjection(torch.nn.Module):
 
         def mlp(f: int) -> torch.nn.Module:
             if num_layers == 1:
-                return torch.nn.Sequential(torch.nn.Linear(f, out_channels))
+                return torch.nn.Sequential(torch.nn.Linear(f, out_channels, bias=bias))
             return torch.nn.Sequential(torch.nn.Linear(f, hidden), torch.nn.ReLU(),
                                        torch.nn.Linear(hidden, out_channels))
 

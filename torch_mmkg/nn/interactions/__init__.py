@@ -6,6 +6,7 @@ from .complex import ComplExInteraction
 from .rotate import RotatEInteraction
 from .pairre import PairREInteraction
 from .tucker import TuckERInteraction
+from .multiview import MultiViewInteraction, TBKGC_TERMS
 
 __all__ = [
     'Interaction',
@@ -15,4 +16,6 @@ __all__ = [
     'RotatEInteraction',
     'PairREInteraction',
     'TuckERInteraction',
+    'MultiViewInteraction',
+    'TBKGC_TERMS',
 ]

@@ -1,4 +1,4 @@
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 from torch import Tensor
@@ -69,8 +69,60 @@ class Interaction(torch.nn.Module):
         return self._chunked(t.size(0), h_all.size(0), t.size(-1), lambda a, b: self(
             h_all[None, a:b], r[:, None], t[:, None]), t)
 
+    def score_gathered(self, anchor: Tensor, r: Tensor, candidates: Tensor,
+                       corrupt_head: Union[bool, Tensor] = False) -> Tensor:
+        r"""Scores of :math:`(a_b, r_b, c_{bk})` for the gathered candidate tails
+        :math:`c_{bk}` (of :math:`(c_{bk}, r_b, a_b)` for candidate heads where
+        :obj:`corrupt_head`, a bool or a :obj:`[B]` bool tensor).
+
+        Shapes:
+            - **input:** :obj:`anchor` :math:`[B, *E]`, :obj:`r` :math:`[B, D_r]`,
+              :obj:`candidates` :math:`[B, K, *E]` (:math:`E` the entity shape, e.g.
+              :math:`[D]`, or :math:`[V, D]` for multi-view interactions)
+            - **output:** :math:`[B, K]`
+        """
+        from torch_mmkg.nn.kernels import compiled_forward
+        a = anchor.unsqueeze(1)
+        score = compiled_forward(self, candidates, candidates.numel())
+        if isinstance(corrupt_head, Tensor):
+            flag = corrupt_head.view(-1, *([1] * (candidates.dim() - 1)))
+            return score(torch.where(flag, candidates, a), r[:, None],
+                         torch.where(flag, a, candidates))
+        if corrupt_head:
+            return score(candidates, r[:, None], a)
+        return score(a, r[:, None], candidates)
+
+    def score_candidates(self, anchor: Tensor, r: Tensor, table: Tensor, index: Tensor,
+                         corrupt_head: Union[bool, Tensor] = False) -> Tensor:
+        r"""Like :meth:`score_gathered` for the candidates :obj:`index` :math:`[B, K]` of
+        the entity :obj:`table` :math:`[n, *E]`. Interactions with a fused
+        gather-and-score kernel override it (no :math:`[B, K, *E]` copy)."""
+        return self.score_gathered(anchor, r, gather(table, index), corrupt_head)
+
+    def score_weighted_candidates(self, anchor: Tensor, r: Tensor, basis: Tensor,
+                                  weights: Tensor, index: Tensor,
+                                  corrupt_head: Union[bool, Tensor] = False) -> Tensor:
+        r"""Like :meth:`score_candidates`, each candidate being the weighted sum
+        :math:`\sum_p w_{bkp}\, \mathbf{B}_{e, p}` of its basis rows (a relation-dependent
+        fusion split by :meth:`~torch_mmkg.nn.fusion.Fusion.decompose`).
+
+        Shapes:
+            - **input:** :obj:`basis` :math:`[n, P, D]`, :obj:`weights` :math:`[B, K, P]`,
+              :obj:`index` :math:`[B, K]`
+            - **output:** :math:`[B, K]`
+        """
+        cand = (weights[..., None] * gather(basis, index)).sum(dim=-2)
+        return self.score_gathered(anchor, r, cand, corrupt_head)
+
     def extra_repr(self) -> str:
         return ''
+
+
+def gather(table: Tensor, index: Tensor) -> Tensor:
+    r"""Rows :obj:`table[index]` by :func:`torch.index_select` (whose backward is a
+    deterministic, faster scatter than advanced indexing's accumulating
+    :obj:`index_put_`)."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
 
 
 def split_complex(x: Tensor):

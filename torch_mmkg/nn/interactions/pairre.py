@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_mmkg.nn.kernels import lp_distance
+from torch_mmkg.ops import lp_distance
 from .base import Interaction
 
 

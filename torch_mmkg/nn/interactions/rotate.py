@@ -3,8 +3,8 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from torch_mmkg.nn.kernels import (complex_modulus_sum, gather_modulus_sum,
-                                   weighted_gather_modulus_sum)
+from torch_mmkg.ops import (complex_modulus_sum, gather_modulus_sum,
+                             weighted_gather_modulus_sum)
 from .base import Interaction, split_complex
 
 
@@ -22,7 +22,7 @@ class RotatEInteraction(Interaction):
     Euclidean norm of the whole complex difference instead). Relations are phases; entities
     have real width :math:`2d`. Since :math:`|e^{i\theta}| = 1`, the head side uses
     :math:`|h_k e^{i\theta_k} - t_k| = |h_k - t_k e^{-i\theta_k}|`, so both sides are one
-    fused pairwise kernel (:func:`torch_mmkg.nn.kernels.complex_modulus_sum`).
+    fused pairwise kernel (:func:`torch_mmkg.ops.complex_modulus_sum`).
 
     Args:
         margin (float, optional): The margin :math:`\gamma`. (default: :obj:`9.0`)
@@ -71,7 +71,7 @@ class RotatEInteraction(Interaction):
         where :obj:`corrupt_head`, a bool or a :obj:`[B]` bool tensor, using
         :math:`|e\, e^{i\theta} - a| = |e - a\, e^{-i\theta}|`), read from the entity
         :obj:`table` by the fused
-        :func:`~torch_mmkg.nn.kernels.gather_modulus_sum`; equal to :meth:`forward` on the
+        :func:`~torch_mmkg.ops.gather_modulus_sum`; equal to :meth:`forward` on the
         gathered candidates.
 
         Shapes:
@@ -88,7 +88,7 @@ class RotatEInteraction(Interaction):
                                   corrupt_head: Union[bool, Tensor] = False) -> Tensor:
         r"""Like :meth:`score_candidates`, each candidate being the weighted sum
         :math:`\sum_s w_{bks}\, \mathbf{S}_{e, s}` of its stacked representations, by the
-        fused :func:`~torch_mmkg.nn.kernels.weighted_gather_modulus_sum`.
+        fused :func:`~torch_mmkg.ops.weighted_gather_modulus_sum`.
 
         Shapes:
             - **input:** :obj:`anchor` :math:`[B, 2d]`, :obj:`r` :math:`[B, d]`,

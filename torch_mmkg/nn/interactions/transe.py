@@ -1,7 +1,7 @@
 import torch
 from torch import Tensor
 
-from torch_mmkg.nn.kernels import lp_distance
+from torch_mmkg.ops import lp_distance
 from .base import Interaction
 
 

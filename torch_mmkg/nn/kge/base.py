@@ -1,17 +1,22 @@
 import contextlib
 import hashlib
+import re
 import warnings
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch_geometric.nn.kge import KGEModel as PyGKGEModel
 
 from torch_mmkg.data.known_triples import KnownTriples
 from torch_mmkg.loader import (Negatives, NegativeSampler, OneToNLoader, TripleLoader,
                                relation_head_probability)
+from torch_mmkg.nn.fusion import Fusion, SingleSlot
 from torch_mmkg.nn.interactions import Interaction
-from torch_mmkg.nn.kernels import compiled_forward
-from torch_mmkg.nn.loss import BCELoss, KGELoss, l2_regularization, n3_regularization
+from torch_mmkg.nn.interactions.base import gather
+from torch_mmkg.nn.loss import l2_regularization, n3_regularization
+from torch_mmkg.nn.regimes import QueryScores, ScoredBatch
+from torch_mmkg.nn.representation import EntityRepresentation
 from torch_mmkg.nn.validation import IndexSpec, check_indices, check_sizes, choice, real
 
 
@@ -42,84 +47,113 @@ def feature_mismatch(saved: Dict[str, str], now: Dict[str, str]) -> str:
     return '; '.join(parts)
 
 
-def compact_batch_index(head_index: Tensor, tail_index: Tensor, candidates: Tensor,
-                        num_nodes: int) -> Tuple[Optional[Tensor], Tensor, Tensor, Tensor]:
-    r"""The entities a negative-sampling batch touches, for models whose entity
-    representations are costly (projections of features): :obj:`(index, h, t, c)` where
-    :obj:`index` holds the distinct entities (:obj:`None` when the batch touches about as
-    many entities as there are, so that all are computed) and :obj:`h`, :obj:`t`,
-    :obj:`c` address rows of the representations of :obj:`index`."""
-    B, K = candidates.shape
-    flat = torch.cat([head_index, tail_index, candidates.reshape(-1)])
-    if flat.numel() >= num_nodes:  # nearly every entity occurs: take them all
-        return None, head_index, tail_index, candidates
-    uniq, inv = torch.unique(flat, return_inverse=True)
-    return uniq, inv[:B], inv[B:2 * B], inv[2 * B:].view(B, K)
+def _take_state(state: Any, index: Tensor) -> Any:
+    r"""Rows :obj:`index` of every tensor in a fusion state (a tensor, tuple or None)."""
+    if isinstance(state, Tensor):
+        return state[index]
+    if isinstance(state, (tuple, list)):
+        return type(state)(_take_state(x, index) for x in state)
+    return state
 
 
-class KGEModel(torch.nn.Module):
-    r"""The base class of all :mod:`torch_mmkg` models: PyG's
-    :class:`torch_geometric.nn.kge.KGEModel` surface (:meth:`forward`, :meth:`loss`,
-    :meth:`loader`, :meth:`random_sample`, :meth:`test`) over a composition of an entity and
-    relation *representation* and an :class:`~torch_mmkg.nn.interactions.Interaction`, plus
-    what PyG lacks:
+class ScoringCache(NamedTuple):
+    r"""What 1-vs-all scoring needs for all entities, computed once per evaluation pass by
+    :meth:`KGEModel.prepare_scoring`: the joint table of a relation-free fusion
+    (:obj:`table`), the basis and state of a decomposable relation-dependent one, or the
+    stack and mask (any other relation-dependent fusion)."""
+    table: Optional[Tensor] = None
+    basis: Optional[Tensor] = None
+    state: Any = None
+    stack: Optional[Tensor] = None
+    mask: Optional[Tensor] = None
+
+
+class KGEModel(PyGKGEModel):
+    r"""The base class of all :mod:`torch_mmkg` models, and their one scoring pipeline: a
+    composition
+
+    .. math::
+        f(h, r, t) = \mathrm{interaction}\big(\mathrm{fusion}(\mathrm{representation}(h),
+        r),\ \mathrm{relation}(r),\ \mathrm{fusion}(\mathrm{representation}(t), r)\big)
+
+    of an :class:`~torch_mmkg.nn.EntityRepresentation` (a stack :math:`[*, S, D]` of an
+    entity's structural embedding and encoded modalities, with its mask), a
+    :class:`~torch_mmkg.nn.fusion.Fusion` (the joint representation, or views for a
+    multi-view interaction, possibly in the context of the relation), a relation embedding
+    and an :class:`~torch_mmkg.nn.interactions.Interaction`. Methods are presets of it
+    (a constructor choosing parts and defaults): structural models have one slot and
+    :class:`~torch_mmkg.nn.fusion.SingleSlot`.
+
+    It is a :class:`torch_geometric.nn.kge.KGEModel` and keeps PyG's surface
+    (:meth:`forward`, :meth:`loss`, :meth:`loader`, :meth:`random_sample`, :meth:`test`),
+    plus what PyG lacks:
 
     * :meth:`score_tails` and :meth:`score_heads` score a batch of queries against all
-      entities as :obj:`[B, N]` matrices, with the all-entity representation computed once
-      per evaluation pass (:meth:`prepare_scoring`);
-    * :meth:`loss` takes :math:`K` negatives per positive (from :meth:`loader`), uniform or
-      Bernoulli, optionally filtered, and any :mod:`~torch_mmkg.nn.loss`; 1-N training with
-      inverse relations goes through :meth:`loss_1n` and :meth:`loader_1n`;
+      entities as :obj:`[B, N]` matrices, from :meth:`prepare_scoring`'s tables computed once
+      per evaluation pass; a relation-dependent fusion is computed once per relation of the
+      batch, from its relation-free basis where it has one;
+    * :meth:`score_negatives` scores :math:`K` sampled candidates per positive, computing
+      the representations once per distinct entity of the batch and, where the interaction
+      has one, with a fused gather-and-score kernel;
+    * :meth:`score_queries` gives the 1-N logits (with gradient);
+    * the training regimes (:mod:`torch_mmkg.nn.regimes`) are outside the model:
+      :meth:`loss` is negative sampling with the model's default loss, :meth:`loss_1n` 1-N
+      scoring, and every model trains under either;
     * :meth:`test` is the filtered, both-sided protocol of the papers.
-
-    Subclasses implement :meth:`entity` and :meth:`relation` (multi-modal models fuse their
-    modalities there, and may override the scoring implementations :meth:`_forward`,
-    :meth:`_score_tails`, :meth:`_score_heads` and :meth:`_loss_1n` when fusion depends on
-    the query).
 
     Bad input fails early with a :class:`ValueError` that names the argument (see
     :mod:`torch_mmkg.nn.validation`): the constructor checks :obj:`num_nodes`,
-    :obj:`num_relations` and :obj:`hidden_channels` (subclasses that compute anything
-    before calling it check them first, with their own hyper-parameters), and the public
-    entry points (:meth:`forward`, :meth:`score_tails`, :meth:`score_heads`, :meth:`loss`,
-    :meth:`loss_1n`, :meth:`loader`, :meth:`loader_1n`, :meth:`random_sample`,
-    :meth:`test`) check their index tensors, once, before dispatching to the unchecked
-    implementations: integer dtypes only, entity ids in :math:`[0, N)`, relation ids in
-    :math:`[0, R)`, or :math:`[0, 2R)` where inverse relations may be addressed directly
-    (:meth:`forward`, :meth:`score_tails`, :meth:`loss_1n` of a model with inverse
-    relations).
+    :obj:`num_relations` and :obj:`hidden_channels`, and the public entry points check
+    their index tensors, once, before dispatching to the unchecked implementations: integer
+    dtypes only, entity ids in :math:`[0, N)`, relation ids in :math:`[0, R)`, or
+    :math:`[0, 2R)` where inverse relations may be addressed directly (:meth:`forward`,
+    :meth:`score_tails`, :meth:`loss_1n` of a model with inverse relations).
 
     Args:
         num_nodes (int): The number of entities :math:`N`.
         num_relations (int): The number of relations :math:`R`.
         hidden_channels (int): The embedding size :math:`d`.
         interaction (Interaction): The score function.
-        loss (torch.nn.Module): The training loss (a
-            :class:`~torch_mmkg.nn.loss.KGELoss` for negative sampling or a
-            :class:`~torch_mmkg.nn.loss.BCELoss` for 1-N training).
+        loss (torch.nn.Module): The default training loss (a
+            :class:`~torch_mmkg.nn.loss.KGELoss` for negative sampling or a 1-N loss such
+            as :class:`~torch_mmkg.nn.loss.BCELoss`); it also sets the default regime.
         inverse_relations (bool, optional): Learn :math:`2R` relations, the second half
             being inverses, and predict heads as tails of the inverse relation.
             (default: :obj:`False`)
         regularization (str, optional): :obj:`None`, :obj:`"l2"` or :obj:`"n3"` penalty on
             the representations of each batch. (default: :obj:`None`)
         regularization_weight (float, optional): Its weight. (default: :obj:`0.0`)
+        representation (EntityRepresentation, optional): The entity representation
+            (default: a structural embedding of width
+            :obj:`interaction.entity_width(hidden_channels)`).
+        fusion (Fusion, optional): (default: :class:`~torch_mmkg.nn.fusion.SingleSlot`)
+        relation_scale (float, optional): Relation embeddings are multiplied by it (RotatE's
+            phases). (default: :obj:`1.0`)
+        regularize (str, optional): What the penalty sees: :obj:`"scored"` (the
+            representations scored, candidates included) or :obj:`"raw"` (the raw
+            structural and relation embeddings of the positives, as NATIVE and LBMKGC
+            do). (default: :obj:`"scored"`)
+        sparse (bool, optional): Sparse embedding gradients. (default: :obj:`False`)
     """
     #: Whether the default training regime is 1-N scoring (else negative sampling).
     one_to_n: bool = False
-    #: Whether the model scores twins negatives (:class:`~torch_mmkg.loader.Negatives`):
-    #: only models with separate structural and multi-modal embeddings whose score has
-    #: unimodal and cross-modal terms (TBKGC, VBKGC) can.
-    supports_twins: bool = False
+    #: Old state-dict keys (regular expressions) and their new names (checkpoints of
+    #: torch_mmkg 0.1, where the model held its parameters itself).
+    legacy_keys: Tuple[Tuple[str, str], ...] = ((r'node_emb\.', 'representation.node_emb.'), )
 
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
-                 interaction: Interaction, loss: torch.nn.Module,
+                 interaction: Optional[Interaction], loss: torch.nn.Module,
                  inverse_relations: bool = False, regularization: Optional[str] = None,
-                 regularization_weight: float = 0.0):
+                 regularization_weight: float = 0.0,
+                 representation: Optional[EntityRepresentation] = None,
+                 fusion: Optional[Fusion] = None, relation_scale: float = 1.0,
+                 regularize: str = 'scored', sparse: bool = False):
         num_nodes, num_relations, hidden_channels = check_sizes(self, num_nodes, num_relations,
                                                                 hidden_channels)
         choice(self, 'regularization', regularization, (None, 'l2', 'n3'))
+        choice(self, 'regularize', regularize, ('scored', 'raw'))
         regularization_weight = real(self, 'regularization_weight', regularization_weight, 0.0)
-        super().__init__()
+        torch.nn.Module.__init__(self)  # PyG's constructor would allocate its own tables
         self.num_nodes = num_nodes
         self.num_relations = num_relations
         self.hidden_channels = hidden_channels
@@ -128,6 +162,40 @@ class KGEModel(torch.nn.Module):
         self.loss_fn = loss
         self.regularization = regularization
         self.regularization_weight = regularization_weight
+        self.regularize = regularize
+        self.relation_scale = float(relation_scale)
+        if interaction is None:  # a preset that scores by itself builds its own parts
+            return
+        if representation is None:
+            representation = EntityRepresentation(
+                num_nodes, interaction.entity_width(hidden_channels), sparse=sparse)
+        self.representation = representation
+        self.fusion = fusion if fusion is not None else SingleSlot(representation.channels)
+        self.rel_emb = torch.nn.Embedding(self.num_relation_embeddings,
+                                          interaction.relation_width(hidden_channels),
+                                          sparse=sparse)
+
+    @property
+    def node_emb(self) -> torch.nn.Embedding:
+        r"""The structural entity embedding (PyG's :obj:`node_emb`)."""
+        return self.representation.node_emb
+
+    @property
+    def modalities(self) -> List[str]:
+        r"""The modality names, in slot order."""
+        return list(self.representation.modalities)
+
+    @property
+    def supports_twins(self) -> bool:
+        r"""Whether the model scores twins negatives (:class:`~torch_mmkg.loader.Negatives`):
+        a multi-view interaction with unimodal and cross-modal terms over a structural and a
+        multi-modal view (TBKGC, VBKGC)."""
+        return bool(getattr(self.interaction, 'supports_twins', False))
+
+    @property
+    def default_regime(self) -> str:
+        r""":obj:`"1-n"` or :obj:`"negative_sampling"`, the regime of the paper."""
+        return '1-n' if self.one_to_n else 'negative_sampling'
 
     @property
     def num_relation_embeddings(self) -> int:
@@ -135,24 +203,81 @@ class KGEModel(torch.nn.Module):
         return 2 * self.num_relations if self.inverse_relations else self.num_relations
 
     def reset_parameters(self):
-        r"""Resets all learnable parameters of the module."""
-        raise NotImplementedError
+        r"""Resets all learnable parameters of the module: the structural table, the
+        relations, the encoders, the fusion and the interaction, in this order."""
+        self.representation.reset_structure()
+        self.representation.init(self.rel_emb.weight)
+        self.representation.reset_encoders()
+        self.fusion.reset_parameters()
+        if hasattr(self.interaction, 'reset_parameters'):
+            self.interaction.reset_parameters()
 
     # Representations ##########################################################################
 
-    def entity(self, index: Optional[Tensor] = None) -> Tensor:
-        r"""Entity representations :math:`[*, D_e]` of :obj:`index` (all entities if
-        :obj:`None`)."""
-        raise NotImplementedError
+    def modality_stack(self, index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        r"""The entity representations :math:`[*, S, D]` of :obj:`index` (all entities if
+        :obj:`None`; slot 0 the structural one) and their availability :math:`[*, S]`: the
+        interface of :class:`~torch_mmkg.training.CoMAT`."""
+        return self.representation(index)
+
+    def fuse(self, stack: Tensor, mask: Tensor, rel_type: Optional[Tensor] = None) -> Tensor:
+        r"""The fusion of stacks (in the context of :obj:`rel_type`, broadcast against the
+        stack's leading dimensions, for a relation-dependent fusion)."""
+        if not self.fusion.relation_dependent:
+            return self.fusion(stack, mask)[0]
+        if rel_type is None:
+            raise RuntimeError(f"{type(self).__name__}'s entity representation depends on "
+                               f"the relation: pass rel_type")
+        return self.fusion(stack, mask, rel_type.expand(stack.shape[:-2]))[0]
+
+    def entity(self, index: Optional[Tensor] = None,
+               rel_type: Optional[Tensor] = None) -> Tensor:
+        r"""The representations the interaction scores of :obj:`index` (all entities if
+        :obj:`None`), in the context of :obj:`rel_type` where the fusion needs one."""
+        if index is not None and (self.representation.costly or rel_type is not None):
+            stack, mask, (inv, ) = self.representation.unique(index)
+            stack, mask = gather(stack, inv), gather(mask, inv)
+        else:
+            stack, mask = self.representation(index)
+        return self.fuse(stack, mask, rel_type)
+
+    def joint(self, index: Tensor, rel_type: Tensor) -> Tensor:
+        r"""The representations of :obj:`index` in the context of :obj:`rel_type`
+        (broadcast)."""
+        index, rel_type = torch.broadcast_tensors(index, rel_type)
+        return self.entity(index, rel_type)
 
     def relation(self, rel_type: Tensor) -> Tensor:
         r"""Relation representations :math:`[*, D_r]`."""
-        raise NotImplementedError
+        r = self.rel_emb(rel_type)
+        return r if self.relation_scale == 1.0 else r * self.relation_scale
+
+    def score_stacks(self, head_stack: Tensor, head_mask: Tensor, rel_type: Tensor,
+                     tail_stack: Tensor, tail_mask: Tensor) -> Tensor:
+        r"""Scores of triples given the heads' and tails' stacks (see
+        :meth:`modality_stack`), broadcast over their leading dimensions: the interface
+        :class:`~torch_mmkg.training.CoMAT` scores synthetic entities through."""
+        return self.interaction(self.fuse(head_stack, head_mask, rel_type),
+                                self.relation(rel_type),
+                                self.fuse(tail_stack, tail_mask, rel_type))
 
     def prepare_scoring(self) -> Any:
-        r"""What :meth:`score_tails`/:meth:`score_heads` need for all entities, computed
-        once per evaluation pass (by default the :obj:`[N, D_e]` entity representations)."""
-        return self.entity(None)
+        r"""What :meth:`score_tails`/:meth:`score_heads` need for all entities, once per
+        evaluation pass (a :class:`ScoringCache`)."""
+        stack, mask = self.representation(None)
+        if not self.fusion.relation_dependent:
+            return ScoringCache(table=self.fusion(stack, mask)[0])
+        if self.fusion.decomposable:
+            basis, state = self.fusion.decompose(stack, mask)
+            return ScoringCache(basis=basis, state=state)
+        return ScoringCache(stack=stack, mask=mask)
+
+    def _relation_table(self, cache: ScoringCache, rel: Tensor) -> Tensor:
+        r"""The all-entity table in the context of relation :obj:`rel` (a 0-dim id)."""
+        if cache.basis is not None:
+            return torch.einsum('np,npd->nd', self.fusion.mix(cache.state, rel), cache.basis)
+        return self.fusion(cache.stack, cache.mask,
+                           rel.expand(cache.stack.shape[:-2]))[0]
 
     # Input checks #############################################################################
 
@@ -192,6 +317,23 @@ class KGEModel(torch.nn.Module):
                            self._relation_ids('rel_type', rel_type),
                            self._entity_ids('tail_index', tail_index))
 
+    def _check_negatives(self, where: str, head_index: Tensor, rel_type: Tensor,
+                         tail_index: Tensor, negatives: Optional[Negatives]):
+        specs = [self._entity_ids('head_index', head_index),
+                 self._relation_ids('rel_type', rel_type),
+                 self._entity_ids('tail_index', tail_index)]
+        if negatives is not None:
+            specs.append(self._entity_ids('negatives.index', negatives.index))
+        checked = self._check(where, *specs)
+        if negatives is not None and checked[3] is not negatives.index:
+            negatives = negatives._replace(index=checked[3])
+        if negatives is not None and negatives.twins and not self.supports_twins:
+            raise ValueError(f"twins negative sampling needs a model with separate structural "
+                             f"and multi-modal views scored by unimodal and cross-modal "
+                             f"terms (e.g. TBKGC, VBKGC); {self.__class__.__name__} has one "
+                             f"entity representation")
+        return checked[0], checked[1], checked[2], negatives
+
     @contextlib.contextmanager
     def trusted_indices(self) -> Iterator[None]:
         r"""Within the block the entry points do not check their indices: for a caller that
@@ -226,6 +368,11 @@ class KGEModel(torch.nn.Module):
 
     def _forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         r"""The scores of :meth:`forward` for checked indices."""
+        if self.fusion.relation_dependent:
+            head_index, rel_type, tail_index = torch.broadcast_tensors(head_index, rel_type,
+                                                                       tail_index)
+            return self.interaction(self.entity(head_index, rel_type), self.relation(rel_type),
+                                    self.entity(tail_index, rel_type))
         return self.interaction(self.entity(head_index), self.relation(rel_type),
                                 self.entity(tail_index))
 
@@ -250,9 +397,7 @@ class KGEModel(torch.nn.Module):
 
     def _score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
         r"""The scores of :meth:`score_tails` for checked indices."""
-        cache = self.prepare_scoring() if cache is None else cache
-        return self.interaction.score_tails(self.entity(head_index), self.relation(rel_type),
-                                            cache)
+        return self._score_all(head_index, rel_type, cache, tails=True)
 
     def score_heads(self, rel_type: Tensor, tail_index: Tensor, cache: Any = None) -> Tensor:
         r"""Scores :math:`(e, r_b, t_b)` for every entity :math:`e`, as a :obj:`[B, N]`
@@ -275,70 +420,166 @@ class KGEModel(torch.nn.Module):
         r"""The scores of :meth:`score_heads` for checked indices."""
         if self.inverse_relations:
             return self._score_tails(tail_index, rel_type + self.num_relations, cache)
+        return self._score_all(tail_index, rel_type, cache, tails=False)
+
+    def _score_all(self, index: Tensor, rel_type: Tensor, cache: Any, tails: bool) -> Tensor:
+        r"""Queries :obj:`index` (heads if :obj:`tails`, else tails) against all entities;
+        a relation-dependent fusion once per relation of the batch."""
         cache = self.prepare_scoring() if cache is None else cache
-        return self.interaction.score_heads(cache, self.relation(rel_type),
-                                            self.entity(tail_index))
+        score = self.interaction.score_tails if tails else (
+            lambda q, r, E: self.interaction.score_heads(E, r, q))
+        if cache.table is not None:  # one table for every relation
+            return score(gather(cache.table, index), self.relation(rel_type), cache.table)
+        parts, rows_all = [], []
+        for r in torch.unique(rel_type).tolist():
+            rows = (rel_type == r).nonzero().view(-1)
+            E_r = self._relation_table(cache, rel_type.new_tensor(r))
+            parts.append(score(gather(E_r, index[rows]), self.relation(rel_type[rows]), E_r))
+            rows_all.append(rows)
+        out = torch.cat(parts)
+        return out.index_select(0, torch.argsort(torch.cat(rows_all)))
 
     def score_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
-                        negatives: Negatives) -> Tuple[Tensor, Tensor]:
-        r"""Scores of the positives :obj:`[B]` and their negatives :obj:`[B, K]`; each
-        positive's query representation is computed once and broadcast against its
-        :math:`K` candidates. With inverse relations, head corruptions are scored as
+                        negatives: Negatives) -> ScoredBatch:
+        r"""Scores of the positives :obj:`[B]` and their negatives :obj:`[B, K]`, with the
+        batch's penalty and extra loss terms (a :class:`~torch_mmkg.nn.regimes.ScoredBatch`).
+
+        The representations are computed once per distinct entity of the batch
+        (:meth:`EntityRepresentation.unique`); a relation-free fusion once per entity, a
+        decomposable relation-dependent one as a basis per entity and weights per
+        candidate; candidates are scored by the interaction's
+        :meth:`~torch_mmkg.nn.interactions.Interaction.score_candidates` (a fused gather
+        kernel where it has one). With inverse relations, head corruptions are scored as
         :meth:`score_heads` scores them, as tails of the inverse relation: the positive as
-        :math:`(t, r + R, h)` and its negatives as :math:`(t, r + R, e)`."""
-        h, r, t = self.entity(head_index), self.relation(rel_type), self.entity(tail_index)
-        pos = self.interaction(h, r, t)
-        index, ch = negatives.index, negatives.corrupt_head
-        ts, hs = (~ch).nonzero().view(-1), ch.nonzero().view(-1)
-        parts, reg = [], [h, r, t]
-        if ts.numel():  # (h, r, e) for the K candidate tails e of each positive
-            parts.append(self.candidate_scores(h[ts], r[ts], index[ts], False, reg))
-        if hs.numel() and self.inverse_relations:  # (t, r + R, e) for the K candidate heads
-            r_inv = self.relation(rel_type[hs] + self.num_relations)
-            reg.append(r_inv)
-            pos = pos.index_put((hs, ), self.interaction(t[hs], r_inv, h[hs]))
-            parts.append(self.candidate_scores(t[hs], r_inv, index[hs], False, reg))
-        elif hs.numel():  # (e, r, t) for the K candidate heads
-            parts.append(self.candidate_scores(t[hs], r[hs], index[hs], True, reg))
-        neg = torch.empty_like(index, dtype=pos.dtype)
-        neg[torch.cat([ts, hs])] = torch.cat(parts)
-        self._reg_inputs = tuple(reg)
-        return pos, neg
-
-    def candidate_scores(self, anchor: Tensor, r: Tensor, index: Tensor, corrupt_head: bool,
-                         reg: Optional[list] = None) -> Tensor:
-        r"""Scores of :math:`(a_b, r_b, e)` (or :math:`(e, r_b, a_b)` if
-        :obj:`corrupt_head`) for the :math:`K` candidates :obj:`index[b]` of each anchor
-        :math:`a_b`; the candidates' representations are appended to :obj:`reg` for the
-        penalty.
-
-        Shapes:
-            - **input:** :obj:`anchor` :math:`[b, D_e]`, :obj:`r` :math:`[b, D_r]`,
-              :obj:`index` :math:`[b, K]`
-            - **output:** :math:`[b, K]`
+        :math:`(t, r + R, h)` and its negatives as :math:`(t, r + R, e)`. With twins
+        negatives the interaction's unimodal terms score the corrupted entity and its
+        cross-modal terms the corrupted entity with the replaced entity's structural view.
         """
-        cand = self.entity(index)
-        if reg is not None:
-            reg.append(cand)
-        score = compiled_forward(self.interaction, cand, cand.numel())
-        if corrupt_head:
-            return score(cand, r[:, None], anchor[:, None])
-        return score(anchor[:, None], r[:, None], cand)
+        cand, ch = negatives.index, negatives.corrupt_head
+        B, K = cand.shape
+        stack, mask, (hi, ti, ci) = self.representation.unique(head_index, tail_index, cand)
+        rel_q = rel_type
+        if self.inverse_relations:  # head corruptions as tails of the inverse relation
+            hi, ti = torch.where(ch, ti, hi), torch.where(ch, hi, ti)
+            rel_q = torch.where(ch, rel_type + self.num_relations, rel_type)
+            ch = torch.zeros_like(ch)
+        r = self.relation(rel_q)
+        fusion = self.fusion
+        needs_cand = (negatives.twins or (self.regularize == 'scored' and self._penalized))
+        cand_repr = None
+        if not fusion.relation_dependent:
+            table = fusion(stack, mask)[0]
+            h, t = gather(table, hi), gather(table, ti)
+            anchor = torch.where(ch.view(-1, *[1] * (h.dim() - 1)), t, h)
+            if needs_cand:
+                cand_repr = gather(table, ci)
+                neg = None
+            else:
+                neg = self.interaction.score_candidates(anchor, r, table, ci, ch)
+        elif fusion.decomposable:
+            basis, state = fusion.decompose(stack, mask)
+            h = fusion.combine(gather(basis, hi), fusion.mix(_take_state(state, hi), rel_q))
+            t = fusion.combine(gather(basis, ti), fusion.mix(_take_state(state, ti), rel_q))
+            w = fusion.mix(_take_state(state, ci), rel_q[:, None].expand(B, K))
+            anchor = torch.where(ch[:, None], t, h)
+            if needs_cand:
+                cand_repr = fusion.combine(gather(basis, ci), w)
+                neg = None
+            else:
+                neg = self.interaction.score_weighted_candidates(anchor, r, basis, w, ci, ch)
+        else:
+            h = fusion(gather(stack, hi), gather(mask, hi), rel_q)[0]
+            t = fusion(gather(stack, ti), gather(mask, ti), rel_q)[0]
+            cand_repr = fusion(gather(stack, ci), gather(mask, ci),
+                               rel_q[:, None].expand(B, K))[0]
+            anchor = torch.where(ch.view(-1, *[1] * (h.dim() - 1)), t, h)
+            neg = None
+        pos = self.interaction(h, r, t)
+        if neg is None and negatives.twins:
+            neg = self._twins_scores(h, r, t, cand_repr, ch)
+        elif neg is None:
+            neg = self.interaction.score_gathered(anchor, r, cand_repr, ch)
+        terms = {}
+        if self._penalized:
+            if self.regularize == 'raw':
+                reps = (self.representation.structural(head_index), self.rel_emb(rel_type),
+                        self.representation.structural(tail_index))
+            else:
+                reps = self._split_views(h, t, cand_repr, r)
+            terms['regularization'] = self.penalty(*reps)
+        terms.update(self.batch_terms(stack, mask, torch.cat([hi, ti])))
+        return ScoredBatch([(None, pos, neg)], terms, {'entity_index': head_index})
+
+    def _twins_scores(self, h: Tensor, r: Tensor, t: Tensor, cand: Tensor,
+                      ch: Tensor) -> Tensor:
+        r"""Twins negatives: the unimodal terms of the corrupted triple, plus its cross-modal
+        terms with the structural views of the positive's own head and tail."""
+        flag = ch.view(-1, 1, 1, 1)
+        nh = torch.where(flag, cand, h[:, None])
+        nt = torch.where(flag, t[:, None], cand)
+        r_ = r[:, None]
+        own_h = torch.cat([h[:, None, :1].expand(-1, nh.size(1), -1, -1), nh[..., 1:, :]], -2)
+        own_t = torch.cat([t[:, None, :1].expand(-1, nt.size(1), -1, -1), nt[..., 1:, :]], -2)
+        return (self.interaction(nh, r_, nt, terms='unimodal') +
+                self.interaction(own_h, r_, own_t, terms='crossmodal'))
+
+    def _split_views(self, *reps: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        r"""The tensors the penalty sees, :obj:`(entities..., relation)`: a multi-view
+        entity representation view by view."""
+        *entities, relation = reps
+        multiview = hasattr(self.interaction, 'num_views')
+        out = []
+        for x in entities:
+            if x is not None:
+                out.extend(x.unbind(-2) if multiview else (x, ))
+        return tuple(out) + (relation, )
+
+    def batch_terms(self, stack: Tensor, mask: Tensor, positive_rows: Tensor
+                    ) -> Dict[str, Tensor]:
+        r"""Extra loss terms of a negative-sampling batch (weighted), from the stack and
+        mask of its distinct entities and the rows of its positives' entities in them. None
+        by default (LBMKGC's joint CMoA alignment is one)."""
+        return {}
+
+    @property
+    def _penalized(self) -> bool:
+        return bool(self.regularization) and bool(self.regularization_weight)
 
     def penalty(self, *representations: Tensor) -> Tensor:
         r"""The configured regularisation of the given representations."""
-        if not self.regularization or not self.regularization_weight:
+        if not self._penalized:
             return representations[0].new_zeros(())
         if self.regularization == 'l2':
             return l2_regularization(*representations, weight=self.regularization_weight)
         return n3_regularization(*representations, weight=self.regularization_weight,
                                  complex_=self.interaction.complex_entities)
 
+    def score_queries(self, entity_index: Tensor, rel_type: Tensor) -> QueryScores:
+        r"""The 1-N logits :obj:`[B, N]` of queries :math:`(e, r, ?)` (relation ids in
+        :math:`[0, 2R)` with inverse relations), with gradient, and the batch's penalty (a
+        :class:`~torch_mmkg.nn.regimes.QueryScores`)."""
+        cache = self.prepare_scoring()
+        if cache.table is not None:
+            e, r = gather(cache.table, entity_index), self.relation(rel_type)
+            logits = self.interaction.score_tails(e, r, cache.table)
+        else:
+            logits = self._score_tails(entity_index, rel_type, cache)
+            e, r = None, self.relation(rel_type)
+        terms = {}
+        if self._penalized:
+            if self.regularize == 'raw' or e is None:
+                reps = (self.representation.structural(entity_index), self.rel_emb(rel_type))
+            else:
+                reps = self._split_views(e, r)
+            terms['regularization'] = self.penalty(*reps)
+        return QueryScores([(None, logits, None)], terms, {'entity_index': entity_index})
+
     # Training #################################################################################
 
     def loss(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
              negatives: Optional[Negatives] = None) -> Tensor:
-        r"""Returns the loss of a batch of positives and their negatives.
+        r"""The negative-sampling loss of a batch of positives and their negatives, with the
+        model's default loss (:class:`~torch_mmkg.nn.regimes.NegativeSampling`).
 
         Without :obj:`negatives` one uniform negative per positive is drawn, as PyG does.
 
@@ -353,33 +594,12 @@ class KGEModel(torch.nn.Module):
             ValueError: If an index tensor (:obj:`negatives.index` included) has a
                 non-integer dtype or an id out of range (relation ids in :math:`[0, R)`).
         """
-        if not isinstance(self.loss_fn, KGELoss):
-            raise RuntimeError(f"{self.__class__.__name__} is trained 1-N with "
-                               f"{self.loss_fn.__class__.__name__}; use loss_1n()/loader_1n()")
-        specs = [self._entity_ids('head_index', head_index),
-                 self._relation_ids('rel_type', rel_type),
-                 self._entity_ids('tail_index', tail_index)]
-        if negatives is not None:
-            specs.append(self._entity_ids('negatives.index', negatives.index))
-        checked = self._check('loss', *specs)
-        head_index, rel_type, tail_index = checked[:3]
-        if negatives is not None and checked[3] is not negatives.index:
-            negatives = negatives._replace(index=checked[3])
-        if negatives is None:
-            negatives = NegativeSampler(self.num_nodes)(head_index, rel_type, tail_index)
-        if negatives.twins and not self.supports_twins:
-            raise ValueError(f"twins negative sampling needs a model with separate structural "
-                             f"and multi-modal embeddings scored by unimodal and cross-modal "
-                             f"terms (e.g. TBKGC, VBKGC); {self.__class__.__name__} has one "
-                             f"entity representation")
-        pos, neg = self.score_negatives(head_index, rel_type, tail_index, negatives)
-        loss = self.loss_fn(pos, neg)
-        reg = self.penalty(*self._reg_inputs)
-        self._reg_inputs = None
-        return loss + reg
+        from torch_mmkg.nn.regimes import NegativeSampling
+        return NegativeSampling().loss(self, (head_index, rel_type, tail_index, negatives)).loss
 
     def loss_1n(self, entity_index: Tensor, rel_type: Tensor, target: Tensor) -> Tensor:
-        r"""The 1-N loss of queries :math:`(e, r, ?)` against their :obj:`[B, N]` targets.
+        r"""The 1-N loss of queries :math:`(e, r, ?)` against their :obj:`[B, N]` targets,
+        with the model's default 1-N loss (:class:`~torch_mmkg.nn.regimes.OneToN`).
 
         Args:
             entity_index (torch.Tensor): The query entities :math:`[B]`, in :math:`[0, N)`.
@@ -390,17 +610,8 @@ class KGEModel(torch.nn.Module):
         Raises:
             ValueError: If an index tensor has a non-integer dtype or an id out of range.
         """
-        entity_index, rel_type = self._check(
-            'loss_1n', self._entity_ids('entity_index', entity_index),
-            self._relation_ids('rel_type', rel_type, inverse=True))
-        return self._loss_1n(entity_index, rel_type, target)
-
-    def _loss_1n(self, entity_index: Tensor, rel_type: Tensor, target: Tensor) -> Tensor:
-        r"""The loss of :meth:`loss_1n` for checked indices."""
-        loss_fn = self.loss_fn if isinstance(self.loss_fn, BCELoss) else BCELoss(0.0)
-        e, r = self.entity(entity_index), self.relation(rel_type)
-        logits = self.interaction.score_tails(e, r, self.prepare_scoring())
-        return loss_fn(logits, target) + self.penalty(e, r)
+        from torch_mmkg.nn.regimes import OneToN
+        return OneToN().loss(self, (entity_index, rel_type, target)).loss
 
     def auxiliary_parameters(self) -> list:
         r"""Parameters trained by their own objective, :meth:`auxiliary_loss`, with their own
@@ -408,9 +619,10 @@ class KGEModel(torch.nn.Module):
         default."""
         return []
 
-    def auxiliary_loss(self) -> Optional[Tensor]:
-        r"""The objective of :meth:`auxiliary_parameters` for the last training batch, to be
-        minimised after each main step (:obj:`None`: nothing to do)."""
+    def auxiliary_loss(self, entity_index: Optional[Tensor] = None) -> Optional[Tensor]:
+        r"""The objective of :meth:`auxiliary_parameters` on the entities
+        :obj:`entity_index` of a training batch (a regime's :obj:`context`), to be minimised
+        after each main step (:obj:`None`: nothing to do)."""
         return None
 
     def loader(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
@@ -563,7 +775,10 @@ class KGEModel(torch.nn.Module):
             for name in sorted(module._non_persistent_buffers_set):
                 buf = module._buffers.get(name)
                 if buf is not None:
-                    buffers.append((f'{prefix}.{name}' if prefix else name, buf))
+                    full = f'{prefix}.{name}' if prefix else name
+                    # named as in torch_mmkg 0.1, where the model held the features
+                    buffers.append((full[len('representation.'):]
+                                    if full.startswith('representation.') else full, buf))
         key = tuple((n, b.data_ptr(), b._version, str(b.device), tuple(b.shape), b.dtype)
                     for n, b in buffers)
         cached = getattr(self, '_fingerprint_cache', None)
@@ -593,7 +808,14 @@ class KGEModel(torch.nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
-        # A state dict of torch_mmkg 0.1 has no '_extra_state': load it without the check.
+        # A state dict of torch_mmkg 0.1 has other names for some parameters (the model held
+        # them before it was a composition) and no '_extra_state': load it without the check.
+        for old, new in self.legacy_keys:
+            pattern = re.compile(re.escape(prefix) + old)
+            for k in [k for k in state_dict if pattern.match(k)]:
+                renamed = pattern.sub(prefix + new, k, count=1)
+                if renamed not in state_dict:
+                    state_dict[renamed] = state_dict.pop(k)
         key = prefix + '_extra_state'
         had = key in state_dict
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,

@@ -2,7 +2,6 @@ import math
 from typing import Tuple
 
 import torch
-from torch import Tensor
 
 from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.loss import SelfAdversarialLoss
@@ -61,13 +60,11 @@ class RotatE(EmbeddingKGEModel):
                                        adversarial_temperature, 0.0)
         self.embedding_range = (margin + epsilon) / hidden_channels
         super().__init__(num_nodes, num_relations, hidden_channels, RotatEInteraction(margin),
-                         loss or SelfAdversarialLoss(adversarial_temperature), **kwargs)
+                         loss or SelfAdversarialLoss(adversarial_temperature),
+                         relation_scale=math.pi / self.embedding_range, **kwargs)
 
     def reset_parameters(self):
         torch.nn.init.uniform_(self.node_emb.weight, -self.embedding_range,
                                self.embedding_range)
         torch.nn.init.uniform_(self.rel_emb.weight, -self.embedding_range,
                                self.embedding_range)
-
-    def relation(self, rel_type: Tensor) -> Tensor:
-        return self.rel_emb(rel_type) * (math.pi / self.embedding_range)

@@ -1,19 +1,17 @@
-from typing import Any, Mapping, Optional, Tuple
+import math
+from typing import Mapping, Optional
 
-import torch
 from torch import Tensor
 
-from torch_mmkg.loader import Negatives
-from torch_mmkg.nn.fusion import FUSIONS, AdaptiveFusion, ConcatFusion
 from torch_mmkg.nn.interactions import RotatEInteraction
-from torch_mmkg.nn.kge.base import KGEModel, compact_batch_index
+from torch_mmkg.nn.kge.base import KGEModel
 from torch_mmkg.nn.loss import SelfAdversarialLoss
-from torch_mmkg.nn.validation import choice
-from ._modalities import (FromDataMixin, ProjectedStackMixin, check_projected_stack_args,
-                          register_modalities)
+from torch_mmkg.nn.representation import EntityRepresentation
+from ._modalities import (FromDataMixin, build_fusion, check_projected_stack_args,
+                          uniform_init)
 
 
-class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
+class NATIVE(FromDataMixin, KGEModel):
     r"""The ReDAF model of NATIVE from the `"NATIVE: Multi-modal Knowledge Graph Completion
     in the Wild" <https://arxiv.org/abs/2406.17605>`_ paper (relation-guided dual adaptive
     fusion; the CoMAT adversarial training regime wraps it separately).
@@ -54,10 +52,11 @@ class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
         mask_missing (bool, optional): (default: :obj:`True`)
         relation_temperature (bool, optional): Use :math:`\zeta_r` (ablation "w/o
             :math:`\zeta_r`" when False). (default: :obj:`True`)
-        fusion (str, optional): :obj:`"adaptive"` (ReDAF), or the paper's ablations
+        fusion (str or Fusion, optional): :obj:`"adaptive"` (ReDAF), the paper's ablations
             :obj:`"mean"` ("w/o :math:`\omega_m`": uniform weights over the available
-            representations), :obj:`"concat"` and :obj:`"product"` (see
-            :mod:`torch_mmkg.nn.fusion`). (default: :obj:`"adaptive"`)
+            representations), :obj:`"concat"` and :obj:`"product"`, or any other registered
+            fusion (:data:`~torch_mmkg.nn.fusion.FUSIONS`, any case) or
+            :class:`~torch_mmkg.nn.fusion.Fusion` module. (default: :obj:`"adaptive"`)
         projection_layers (int, optional): :obj:`2` for the MLP :math:`P_m`, :obj:`1` for
             a single linear map (ablation "w/o :math:`P_m`"). (default: :obj:`2`)
         loss (torch.nn.Module, optional): Replaces the default loss.
@@ -72,110 +71,36 @@ class NATIVE(ProjectedStackMixin, FromDataMixin, KGEModel):
           :math:`[B, N]`; :meth:`modality_stack` :math:`[*, M + 1, 2d]` and
           :math:`[*, M + 1]`
     """
+    legacy_keys = KGEModel.legacy_keys + ((r'projection\.', 'representation.projection.'), )
+
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
                  features: Mapping[str, Tensor], masks: Optional[Mapping[str, Tensor]] = None,
                  margin: float = 4.0, epsilon: float = 2.0,
                  adversarial_temperature: float = 2.0, regularization_weight: float = 1e-5,
                  mask_missing: bool = True, relation_temperature: bool = True,
-                 fusion: str = 'adaptive', projection_layers: int = 2, loss=None):
+                 fusion='adaptive', projection_layers: int = 2, loss=None):
         margin, epsilon, adversarial_temperature, projection_layers = (
             check_projected_stack_args(self, num_nodes, num_relations, hidden_channels,
                                        margin, epsilon, adversarial_temperature,
                                        projection_layers))
-        choice(self, 'fusion', fusion, sorted(FUSIONS))
-        super().__init__(num_nodes, num_relations, hidden_channels, RotatEInteraction(margin),
-                         loss or SelfAdversarialLoss(adversarial_temperature),
-                         regularization='l2', regularization_weight=regularization_weight)
         if not features:
             raise ValueError("NATIVE needs at least one modality (use RotatE without any)")
-        self.modalities = register_modalities(self, num_nodes, features, masks)
         width = 2 * hidden_channels
-        self._build_embeddings(num_nodes, num_relations, hidden_channels, features, margin,
-                               epsilon, projection_layers)
-        if fusion == 'adaptive':
-            self.fusion = AdaptiveFusion(width, num_relations if relation_temperature else None,
-                                         mask_missing)
-        elif fusion == 'concat':
-            self.fusion = ConcatFusion(width, len(self.modalities) + 1, mask_missing)
-        else:
-            self.fusion = FUSIONS[fusion](width, mask_missing)
+        self.embedding_range = (margin + epsilon) / hidden_channels
+        representation = EntityRepresentation(num_nodes, width, features, masks,
+                                              projection_layers=projection_layers,
+                                              init=uniform_init(self.embedding_range))
+        fusion = build_fusion(self, fusion, width, representation.num_slots, num_relations,
+                              mask_missing, relation_temperature=relation_temperature)
+        super().__init__(num_nodes, num_relations, hidden_channels, RotatEInteraction(margin),
+                         loss or SelfAdversarialLoss(adversarial_temperature),
+                         regularization='l2', regularization_weight=regularization_weight,
+                         representation=representation, fusion=fusion,
+                         relation_scale=math.pi / self.embedding_range, regularize='raw')
         self.reset_parameters()
 
-    def reset_parameters(self):
-        self._reset_embeddings()
-        self.fusion.reset_parameters()
-
-    # Representations ##########################################################################
-
-    def fuse(self, stack: Tensor, mask: Tensor, rel_type: Tensor,
-             logits: Optional[Tensor] = None) -> Tensor:
-        r"""Joint embeddings :math:`[*, 2d]` of stacks in the context of :obj:`rel_type`
-        (broadcast against the stack's leading dimensions)."""
-        if not self.fusion.relation_dependent:
-            return self.fusion(stack, mask)[0]
-        rel = rel_type.expand(stack.shape[:-2])
-        return self.fusion(stack, mask, rel, logits)[0]
-
-    def entity(self, index: Optional[Tensor] = None) -> Tensor:
-        if self.fusion.relation_dependent:
-            raise RuntimeError("NATIVE's entity representation depends on the relation; use "
-                               "joint(index, rel_type)")
-        return self.fusion(*self.modality_stack(index))[0]
-
-    # Scoring ##################################################################################
-
-    def prepare_scoring(self) -> Any:
-        r"""The all-entity stack and mask, and either the joint table (relation-free
-        fusions) or the relation-free fusion logits, once per evaluation pass."""
-        stack, mask = self.modality_stack(None)
-        if not self.fusion.relation_dependent:
-            return stack, mask, self.fusion(stack, mask)[0]
-        return stack, mask, self.fusion.logits(stack)
-
-    def _static_table(self, cache: Any) -> Optional[Tensor]:
-        return None if self.fusion.relation_dependent else cache[2]
-
-    def _relation_table(self, cache: Any, rel: Tensor) -> Tensor:
-        stack, mask, logits = cache
-        w = self.fusion.weights(None, mask, rel, logits)
-        return torch.einsum('nm,nmd->nd', w, stack)
-
-    def score_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
-                        negatives: Negatives) -> Tuple[Tensor, Tensor]:
-        r"""Positive and negative scores; the projections are computed once per distinct
-        entity of the batch, the fusion logits once per entity and only their temperature
-        per candidate."""
-        cand = negatives.index
-        B, K = cand.shape
-        index, hi, ti, ci = compact_batch_index(head_index, tail_index, cand, self.num_nodes)
-        stack, mask = self.modality_stack(index)
-        r = self.relation(rel_type)
-        ch = negatives.corrupt_head
-        if not self.fusion.relation_dependent:  # one joint table for the batch
-            table = self.fusion(stack, mask)[0]
-            h, t = table[hi], table[ti]
-        else:
-            logits = self.fusion.logits(stack)
-            h = self.fuse(stack[hi], mask[hi], rel_type, logits[hi])
-            t = self.fuse(stack[ti], mask[ti], rel_type, logits[ti])
-            w = self.fusion.weights(None, mask[ci], rel_type[:, None].expand(B, K),
-                                    logits[ci])  # [B, K, M + 1]
-        pos = self.interaction(h, r, t)
-        anchor = torch.where(ch[:, None], t, h)
-        if not self.fusion.relation_dependent and hasattr(self.interaction,
-                                                          'score_candidates'):
-            neg = self.interaction.score_candidates(anchor, r, table, ci, ch)
-        elif self.fusion.relation_dependent and hasattr(self.interaction,
-                                                        'score_weighted_candidates'):
-            neg = self.interaction.score_weighted_candidates(anchor, r, stack, w, ci, ch)
-        else:  # fused kernels unavailable: gather the candidates
-            c = (table[ci] if not self.fusion.relation_dependent else
-                 (w[..., None] * stack[ci]).sum(dim=-2))
-            neg = self.interaction(torch.where(ch[:, None, None], c, h[:, None]), r[:, None],
-                                   torch.where(ch[:, None, None], t[:, None], c))
-        self._reg_inputs = (self.node_emb(head_index), self.rel_emb(rel_type),
-                            self.node_emb(tail_index))
-        return pos, neg
-
-    def loss_1n(self, *args, **kwargs):
-        raise RuntimeError(f"{type(self).__name__} is trained with negative sampling")
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_nodes}, '
+                f'num_relations={self.num_relations}, '
+                f'hidden_channels={self.hidden_channels}, modalities={self.modalities}, '
+                f'fusion={type(self.fusion).__name__})')

@@ -72,6 +72,8 @@ class VBKGC(TBKGC):
             beyond the margin, which random negatives reach early: on WN9-IMG it stalls far
             below the pairwise loss (see the README). (default: :obj:`"mean"`)
         loss (torch.nn.Module, optional): Replaces the default loss.
+        fusion (str or Fusion, optional): The fusion of several feature modalities into
+            :math:`\mathbf{e}_m` (see :class:`~torch_mmkg.nn.TBKGC`). (default: :obj:`"sum"`)
 
     Shapes:
         - **input:** head, relation and tail indices :math:`[*]` (broadcast)
@@ -82,7 +84,8 @@ class VBKGC(TBKGC):
                  features: Mapping[str, Tensor], masks: Optional[Mapping[str, Tensor]] = None,
                  margin: float = 6.0, p_norm: float = 1.0, mask_missing: bool = True,
                  regularization: Optional[str] = None, regularization_weight: float = 0.0,
-                 loss_aggregate: str = 'mean', loss: Optional[torch.nn.Module] = None):
+                 loss_aggregate: str = 'mean', loss: Optional[torch.nn.Module] = None,
+                 fusion='sum'):
         check_sizes(self, num_nodes, num_relations, hidden_channels)
         margin = real(self, 'margin', margin, 0.0, low_open=True)
         choice(self, 'loss_aggregate', loss_aggregate, ('mean', 'pairwise'))
@@ -90,16 +93,15 @@ class VBKGC(TBKGC):
                          margin=margin, p_norm=p_norm, mask_missing=mask_missing,
                          regularization=regularization,
                          regularization_weight=regularization_weight,
-                         loss=loss or MarginRankingLoss(margin, aggregate=loss_aggregate))
+                         loss=loss or MarginRankingLoss(margin, aggregate=loss_aggregate),
+                         fusion=fusion)
 
     def score_parts(self, head_index: Tensor, rel_type: Tensor,
                     tail_index: Tensor) -> Mapping[str, Tensor]:
         r"""The five terms :math:`\mathcal{F}_{ss}, \mathcal{F}_{mm}, \mathcal{F}_{sm},
         \mathcal{F}_{ms}, \mathcal{F}_{all}` of the score (Eqs. 4–8) of the given triples,
         for inspection and ablations."""
-        h_s, h_m = self.embed(head_index)
-        t_s, t_m = self.embed(tail_index)
-        r = self.relation(rel_type)
-        return {'ss': -self._norm(h_s + r - t_s), 'mm': -self._norm(h_m + r - t_m),
-                'sm': -self._norm(h_s + r - t_m), 'ms': -self._norm(h_m + r - t_s),
-                'all': -self._norm(h_s + h_m + r - t_s - t_m)}
+        h, t = self.entity(head_index), self.entity(tail_index)
+        r, f = self.relation(rel_type), self.interaction
+        return {name: f(h, r, t, term=i) for i, name in enumerate(('ss', 'mm', 'sm', 'ms',
+                                                                   'all'))}

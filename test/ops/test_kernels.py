@@ -3,10 +3,13 @@ import warnings
 import pytest
 import torch
 
-import torch_mmkg.nn.kernels as kernels
+import torch_mmkg.ops.compile as compile_state
+import torch_mmkg.ops.gather as gather
+import torch_mmkg.ops.pairwise as pairwise
+import torch_mmkg.ops.rank as rank
 from torch_mmkg.nn import RotatEInteraction
-from torch_mmkg.nn.kernels import (compiled_forward, complex_modulus_sum, lp_distance,
-                                   rank_counts, set_compile)
+from torch_mmkg.ops import (CompileUnavailableWarning, compiled_forward, complex_modulus_sum,
+                            lp_distance, rank_counts, set_compile)
 from torch_mmkg.testing import onlyFullTest
 
 DTYPE = torch.float64
@@ -15,8 +18,8 @@ DTYPE = torch.float64
 @pytest.fixture
 def eager(monkeypatch):
     r"""Forces the eager kernels (whatever TORCH_MMKG_COMPILE says) and restores the mode."""
-    monkeypatch.setattr(kernels, '_mode', '0')
-    monkeypatch.setattr(kernels, '_failed', False)
+    monkeypatch.setattr(compile_state, '_mode', '0')
+    monkeypatch.setattr(compile_state, '_failed', False)
 
 
 def naive_complex_modulus_sum(q_re, q_im, e_re, e_im):
@@ -58,14 +61,14 @@ def test_complex_modulus_sum_tiling(eager, monkeypatch, max_elements, d, tiles):
     torch.manual_seed(1)
     B, N = 7, 13
     calls = []
-    base = kernels._EAGER['complex']
+    base = pairwise._EAGER['complex']
 
     def counting(*args):
         calls.append(tuple(args[0].shape) + tuple(args[2].shape))
         return base(*args)
 
-    monkeypatch.setattr(kernels, '_MAX_ELEMENTS', max_elements)
-    monkeypatch.setitem(kernels._EAGER, 'complex', counting)
+    monkeypatch.setattr(pairwise, '_MAX_ELEMENTS', max_elements)
+    monkeypatch.setitem(pairwise._EAGER, 'complex', counting)
     args = rand_complex(B, N, d)
     out = complex_modulus_sum(*args)
     assert len(calls) == tiles
@@ -94,8 +97,8 @@ def test_lp_distance_exact_for_near_duplicates(eager):
 def test_lp_distance_tiled_fused_path(monkeypatch):
     # The L1 path that a compiled kernel takes (one output tile per query block), with an
     # eager stand-in for the compiled function.
-    monkeypatch.setattr(kernels, '_kernel', lambda name, x, work: (
-        lambda *args: kernels._EAGER[name](*args)))
+    monkeypatch.setattr(pairwise, '_kernel', lambda name, x, work: (
+        lambda *args: pairwise._EAGER[name](*args)))
     torch.manual_seed(3)
     q, e = torch.randn(6, 5, dtype=DTYPE), torch.randn(11, 5, dtype=DTYPE)
     assert torch.allclose(lp_distance(q, e, 1.0), naive_lp(q, e, 1), atol=1e-12, rtol=0)
@@ -112,40 +115,40 @@ def test_empty_inputs(eager):
 
 @pytest.mark.parametrize('mode', ['yes', 'AUTO', '1', None, 2, 'compile'])
 def test_set_compile_rejects_bad_values(monkeypatch, mode):
-    monkeypatch.setattr(kernels, '_mode', kernels._mode)
+    monkeypatch.setattr(compile_state, '_mode', compile_state._mode)
     with pytest.raises(ValueError, match='compile mode'):
         set_compile(mode)
 
 
 def test_set_compile_modes(monkeypatch):
-    monkeypatch.setattr(kernels, '_mode', kernels._mode)
-    monkeypatch.setattr(kernels, '_failed', False)
+    monkeypatch.setattr(compile_state, '_mode', compile_state._mode)
+    monkeypatch.setattr(compile_state, '_failed', False)
     x = torch.zeros(1)
     set_compile(False)
-    assert not kernels._want_compile(x, 2**40)
+    assert not compile_state._want_compile(x, 2**40)
     set_compile(True)
-    assert kernels._want_compile(x, 1)
+    assert compile_state._want_compile(x, 1)
     set_compile('auto')
-    assert not kernels._want_compile(x, 1)
-    assert kernels._want_compile(x, kernels.AUTO_COMPILE_ELEMENTS)
+    assert not compile_state._want_compile(x, 1)
+    assert compile_state._want_compile(x, compile_state.AUTO_COMPILE_ELEMENTS)
     # Small training calls never compile in auto mode: compiled_forward is the module.
     module = RotatEInteraction()
     assert compiled_forward(module, x, 1) is module
 
 
 def test_set_compile_overrides_environment(monkeypatch):
-    monkeypatch.setattr(kernels, '_mode', None)
-    monkeypatch.setattr(kernels, '_failed', False)
+    monkeypatch.setattr(compile_state, '_mode', None)
+    monkeypatch.setattr(compile_state, '_failed', False)
     monkeypatch.setenv('TORCH_MMKG_COMPILE', '1')
-    assert kernels._want_compile(torch.zeros(1), 1)
+    assert compile_state._want_compile(torch.zeros(1), 1)
     set_compile(False)
-    assert not kernels._want_compile(torch.zeros(1), 1)
+    assert not compile_state._want_compile(torch.zeros(1), 1)
 
 
 @onlyFullTest
 def test_compiled_kernels_match_eager(monkeypatch):
-    monkeypatch.setattr(kernels, '_mode', kernels._mode)
-    monkeypatch.setattr(kernels, '_failed', False)
+    monkeypatch.setattr(compile_state, '_mode', compile_state._mode)
+    monkeypatch.setattr(compile_state, '_failed', False)
     torch.manual_seed(4)
     args = rand_complex(7, 13, 6, dtype=torch.float32)
     q, e = torch.randn(7, 6), torch.randn(13, 6)
@@ -154,8 +157,8 @@ def test_compiled_kernels_match_eager(monkeypatch):
     try:
         set_compile(True)
         with warnings.catch_warnings():
-            # A failed compilation falls back to eager with a RuntimeWarning; fail instead.
-            warnings.simplefilter('error', RuntimeWarning)
+            # A failed compilation falls back to eager with a warning; fail instead.
+            warnings.simplefilter('error', CompileUnavailableWarning)
             out_complex = complex_modulus_sum(*args)
             out_l1 = lp_distance(q, e, 1.0)
             out_module = compiled_forward(module, h, 10**9)(h, r, t)
@@ -165,19 +168,19 @@ def test_compiled_kernels_match_eager(monkeypatch):
             table = torch.randn(13, 12, requires_grad=True)
             qg = torch.randn(7, 6, requires_grad=True)
             index = torch.randint(0, 13, (7, 4))
-            gathered = kernels.gather_modulus_sum(qg, qg * 2, table, index)
+            gathered = gather.gather_modulus_sum(qg, qg * 2, table, index)
             gathered.sum().backward()
-        assert not kernels._failed
+        assert not compile_state._failed
     finally:
         set_compile('auto')
     assert torch.allclose(out_complex, naive_complex_modulus_sum(*args), atol=1e-4)
     assert torch.allclose(out_l1, naive_lp(q, e, 1), atol=1e-4)
     assert torch.allclose(out_module, module(h, r, t), atol=1e-4)
-    ref = kernels._rank_counts_eager(scores, scores[:, 0])
+    ref = rank._rank_counts_eager(scores, scores[:, 0])
     assert all(torch.equal(a, b) for a, b in zip(out_ranks, ref))
     assert int(out_ranks[2][2]) == 1
     t2, q2 = table.detach().requires_grad_(), qg.detach().requires_grad_()
-    eager = kernels._gather_modulus_sum(q2, q2 * 2, t2, index)
+    eager = gather._gather_modulus_sum(q2, q2 * 2, t2, index)
     eager.sum().backward()
     assert torch.allclose(gathered, eager, atol=1e-4)
     assert torch.allclose(table.grad, t2.grad, atol=1e-4)
@@ -187,7 +190,7 @@ def test_compiled_kernels_match_eager(monkeypatch):
 def test_gather_modulus_sum_manual_backward(monkeypatch):
     # The hand-written backward of the fused kernel (run here without compilation) gives the
     # gradients autograd derives from the plain formula, for queries and the table.
-    monkeypatch.setattr(kernels, '_fused', lambda name, eager: eager)
+    monkeypatch.setattr(gather, '_fused', lambda name, eager: eager)
     torch.manual_seed(5)
     B, K, d, N = 4, 6, 5, 9
     q_re, q_im = torch.randn(B, d, dtype=DTYPE), torch.randn(B, d, dtype=DTYPE)
@@ -196,7 +199,7 @@ def test_gather_modulus_sum_manual_backward(monkeypatch):
     index[0, :2] = 3  # repeated candidates accumulate
     g = torch.randn(B, K, dtype=DTYPE)
     grads = []
-    for fn in (kernels._GatherModulusSum.apply, kernels._gather_modulus_sum):
+    for fn in (gather._GatherModulusSum.apply, gather._gather_modulus_sum):
         a, b, c = (x.clone().requires_grad_() for x in (q_re, q_im, table))
         out = fn(a, b, c, index)
         (out * g).sum().backward()
@@ -211,7 +214,7 @@ def test_weighted_gather_modulus_sum_manual_backward(monkeypatch):
     # The fused relation-guided candidate kernel: its value is the plain formula (each
     # candidate the weighted sum of its stacked representations) and its hand-written
     # backward gives autograd's gradients for queries, stack and weights.
-    monkeypatch.setattr(kernels, '_fused', lambda name, eager: eager)
+    monkeypatch.setattr(gather, '_fused', lambda name, eager: eager)
     torch.manual_seed(6)
     B, K, S, d, N = 4, 5, 3, 4, 7
     q_re, q_im = torch.randn(B, d, dtype=DTYPE), torch.randn(B, d, dtype=DTYPE)
@@ -221,7 +224,7 @@ def test_weighted_gather_modulus_sum_manual_backward(monkeypatch):
     index[1, :3] = 2  # repeated candidates accumulate
     g = torch.randn(B, K, dtype=DTYPE)
     grads = []
-    for fn in (kernels._WeightedGatherModulusSum.apply, kernels._weighted_gather_modulus_sum):
+    for fn in (gather._WeightedGatherModulusSum.apply, gather._weighted_gather_modulus_sum):
         a, b, c, ww = (x.clone().requires_grad_() for x in (q_re, q_im, stack, w))
         out = fn(a, b, c, ww, index)
         (out * g).sum().backward()
@@ -238,7 +241,7 @@ def test_weighted_gather_modulus_sum_manual_backward(monkeypatch):
 
 @onlyFullTest
 def test_weighted_gather_compiled_matches_eager(monkeypatch):
-    monkeypatch.setattr(kernels, '_failed', False)
+    monkeypatch.setattr(compile_state, '_failed', False)
     torch.manual_seed(7)
     q_re, q_im = torch.randn(6, 5), torch.randn(6, 5)
     stack, w = torch.randn(11, 3, 10), torch.softmax(torch.randn(6, 4, 3), -1)
@@ -248,9 +251,9 @@ def test_weighted_gather_compiled_matches_eager(monkeypatch):
         set_compile(mode)
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter('error', RuntimeWarning)
+                warnings.simplefilter('error', CompileUnavailableWarning)
                 xs = [x.clone().requires_grad_() for x in (q_re, q_im, stack, w)]
-                out = kernels.weighted_gather_modulus_sum(*xs, index)
+                out = gather.weighted_gather_modulus_sum(*xs, index)
                 out.square().sum().backward()
         finally:
             set_compile('auto')

@@ -1,0 +1,216 @@
+r"""Training regimes, outside the model: how a batch becomes a loss.
+
+A regime owns the batches (:meth:`TrainingRegime.loader`) and the loss of a batch
+(:meth:`TrainingRegime.loss`); models only score (:meth:`~torch_mmkg.nn.KGEModel.score_negatives`
+for sampled candidates, :meth:`~torch_mmkg.nn.KGEModel.score_queries` for 1-N), so every model
+trains under every regime. Extra training signals (penalties, alignment, CLUB) travel in the
+explicit return values, :class:`ScoredBatch`/:class:`QueryScores` and :class:`RegimeOutput`.
+"""
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from torch_mmkg.loader import NegativeSampler
+from torch_mmkg.nn.loss import ONE_TO_N_LOSSES, BCELoss, KGELoss, SoftplusLoss
+from torch_mmkg.registry import Registry
+
+__all__ = ['ScoredBatch', 'QueryScores', 'RegimeOutput', 'TrainingRegime', 'NegativeSampling',
+           'OneToN', 'REGIMES']
+
+
+class ScoredBatch(NamedTuple):
+    r"""A negative-sampling batch scored by a model.
+
+    Attributes:
+        views: Per scorer (one for most models; one per view for an ensemble such as MoMoK),
+            :obj:`(rows, positive, negative)`: the rows of the batch it judges
+            (:obj:`None`: all), their positive scores :math:`[b]` and negative scores
+            :math:`[b, K]`.
+        terms: Extra loss terms, already weighted (e.g. :obj:`"regularization"`).
+        context: What auxiliary objectives need of the batch (e.g. :obj:`"entity_index"`).
+    """
+    views: List[Tuple[Optional[Tensor], Tensor, Tensor]]
+    terms: Dict[str, Tensor]
+    context: Dict[str, Any]
+
+
+class QueryScores(NamedTuple):
+    r"""1-N queries scored by a model.
+
+    Attributes:
+        views: Per scorer, :obj:`(rows, logits, weight)`: the queries it judges
+            (:obj:`None`: all), their logits :math:`[b, N]` and the candidate weights
+            :math:`[1, N]` (:obj:`None`: every candidate).
+        terms: Extra loss terms, already weighted.
+        context: What auxiliary objectives need of the batch.
+    """
+    views: List[Tuple[Optional[Tensor], Tensor, Optional[Tensor]]]
+    terms: Dict[str, Tensor]
+    context: Dict[str, Any]
+
+
+class RegimeOutput(NamedTuple):
+    r"""The loss of a batch (:obj:`loss`, the scorers' losses plus every term), its extra
+    :obj:`terms` and the :obj:`context` of the batch (for
+    :meth:`~torch_mmkg.nn.KGEModel.auxiliary_loss`)."""
+    loss: Tensor
+    terms: Dict[str, Tensor]
+    context: Dict[str, Any]
+
+
+def _total(losses: Sequence[Tensor], terms: Dict[str, Tensor], like: Tensor) -> Tensor:
+    out = None
+    for x in losses:
+        out = x if out is None else out + x
+    if out is None:  # no scorer judged any row of the batch
+        out = like.new_zeros(())
+    for x in terms.values():
+        out = out + x
+    return out
+
+
+class TrainingRegime:
+    r"""The abstract base of training regimes.
+
+    Args:
+        loss (torch.nn.Module, optional): The loss (default: the model's own loss where it
+            fits the regime, else the regime's default).
+    """
+    #: The canonical name (see :data:`REGIMES`).
+    name: str = ''
+
+    def __init__(self, loss: Optional[torch.nn.Module] = None):
+        if loss is not None and not self.accepts(loss):
+            raise ValueError(f"{type(self).__name__} cannot train with "
+                             f"{type(loss).__name__}")
+        self.loss_fn = loss
+
+    @staticmethod
+    def accepts(loss: torch.nn.Module) -> bool:
+        r"""Whether :obj:`loss` is a loss of this regime."""
+        raise NotImplementedError
+
+    def default_loss(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def loss_for(self, model) -> torch.nn.Module:
+        r"""The loss used for :obj:`model`: the regime's, the model's own if it fits, or
+        the regime's default."""
+        if self.loss_fn is not None:
+            return self.loss_fn
+        own = getattr(model, 'loss_fn', None)
+        return own if own is not None and self.accepts(own) else self.default_loss()
+
+    def loader(self, model, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+               **kwargs):
+        r"""A loader of training batches over the given triples."""
+        raise NotImplementedError
+
+    def loss(self, model, batch: Sequence) -> RegimeOutput:
+        r"""The loss of one batch from :meth:`loader`."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(loss={self.loss_fn!r})'
+
+
+class NegativeSampling(TrainingRegime):
+    r"""Negative sampling: :math:`K` corrupted triples per positive (uniform or Bernoulli,
+    optionally filtered, optionally twins) scored by
+    :meth:`~torch_mmkg.nn.KGEModel.score_negatives`, and a
+    :class:`~torch_mmkg.nn.loss.KGELoss` of the positive and negative scores (summed over
+    the scorers of an ensemble), plus the model's terms.
+
+    Args:
+        loss (KGELoss, optional): (default: the model's own, else
+            :class:`~torch_mmkg.nn.loss.SoftplusLoss`, the logistic loss, natural for
+            models whose scores are logits)
+        num_negatives (int, optional): :math:`K` per positive. (default: :obj:`1`)
+        strategy (str, optional): :obj:`"uniform"` or :obj:`"bernoulli"`.
+        twins (bool, optional): Twins negatives. (default: :obj:`False`)
+    """
+    name = 'negative_sampling'
+
+    def __init__(self, loss: Optional[torch.nn.Module] = None, num_negatives: int = 1,
+                 strategy: str = 'uniform', twins: bool = False):
+        super().__init__(loss)
+        self.num_negatives, self.strategy, self.twins = num_negatives, strategy, twins
+
+    @staticmethod
+    def accepts(loss: torch.nn.Module) -> bool:
+        return isinstance(loss, KGELoss)
+
+    def default_loss(self) -> torch.nn.Module:
+        return SoftplusLoss()
+
+    def loader(self, model, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+               known=None, generator: Optional[torch.Generator] = None, **kwargs):
+        r"""The model's :meth:`~torch_mmkg.nn.KGEModel.loader` with :math:`K` negatives
+        (filtered against :obj:`known` if given)."""
+        return model.loader(head_index, rel_type, tail_index,
+                            num_negatives=self.num_negatives, strategy=self.strategy,
+                            known=known, generator=generator, twins=self.twins, **kwargs)
+
+    def loss(self, model, batch: Sequence) -> RegimeOutput:
+        head_index, rel_type, tail_index = batch[:3]
+        negatives = batch[3] if len(batch) > 3 else None
+        head_index, rel_type, tail_index, negatives = model._check_negatives(
+            'loss', head_index, rel_type, tail_index, negatives)
+        if negatives is None:
+            negatives = NegativeSampler(model.num_nodes)(head_index, rel_type, tail_index)
+        scored = model.score_negatives(head_index, rel_type, tail_index, negatives)
+        loss_fn = self.loss_for(model)
+        losses = [loss_fn(pos, neg) for _, pos, neg in scored.views if pos.numel()]
+        return RegimeOutput(_total(losses, scored.terms, scored.views[0][1]), scored.terms,
+                            scored.context)
+
+
+class OneToN(TrainingRegime):
+    r"""1-N scoring ("KvsAll"): every query :math:`(e, r, ?)` of the training triples (with
+    inverse queries :math:`(t, r + R, ?)` when the model has inverse relations) against all
+    entities, by :meth:`~torch_mmkg.nn.KGEModel.score_queries`, with binary cross-entropy
+    (label smoothing) or softmax cross-entropy, summed over the scorers of an ensemble, plus
+    the model's terms.
+
+    Args:
+        loss (torch.nn.Module, optional): :class:`~torch_mmkg.nn.loss.BCELoss` or
+            :class:`~torch_mmkg.nn.loss.SoftmaxCrossEntropyLoss`. (default: the model's own,
+            else :obj:`BCELoss(0.0)`)
+    """
+    name = '1-n'
+
+    @staticmethod
+    def accepts(loss: torch.nn.Module) -> bool:
+        return isinstance(loss, ONE_TO_N_LOSSES) or getattr(loss, 'one_to_n', False)
+
+    def default_loss(self) -> torch.nn.Module:
+        return BCELoss(0.0)
+
+    def loader(self, model, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+               known=None, generator: Optional[torch.Generator] = None, **kwargs):
+        r"""The model's :meth:`~torch_mmkg.nn.KGEModel.loader_1n` (:obj:`known` unused: the
+        targets are the training triples)."""
+        return model.loader_1n(head_index, rel_type, tail_index, generator=generator,
+                               **kwargs)
+
+    def loss(self, model, batch: Sequence) -> RegimeOutput:
+        entity_index, rel_type, target = batch
+        entity_index, rel_type = model._check(
+            'loss_1n', model._entity_ids('entity_index', entity_index),
+            model._relation_ids('rel_type', rel_type, inverse=True))
+        if target.shape != (entity_index.numel(), model.num_nodes):
+            raise ValueError(f"targets must be [{entity_index.numel()}, {model.num_nodes}], "
+                             f"got {tuple(target.shape)}")
+        scored = model.score_queries(entity_index, rel_type)
+        loss_fn = self.loss_for(model)
+        losses = [loss_fn(logits, target if rows is None else target[rows], weight)
+                  for rows, logits, weight in scored.views if logits.size(0)]
+        return RegimeOutput(_total(losses, scored.terms, scored.views[0][1]), scored.terms,
+                            scored.context)
+
+
+#: The training regimes by name (case-insensitive).
+REGIMES = Registry('regime')
+REGIMES.register('negative_sampling', NegativeSampling, aliases=('ns', 'negatives'))
+REGIMES.register('1-n', OneToN, aliases=('one_to_n', 'kvsall'))
