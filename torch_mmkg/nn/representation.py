@@ -7,7 +7,7 @@ from torch import Tensor
 
 from torch_mmkg.nn.fusion.projection import ModalityProjection
 
-__all__ = ['EntityRepresentation', 'register_modalities', 'STRUCTURE']
+__all__ = ['EntityRepresentation', 'ExpertRepresentation', 'register_modalities', 'STRUCTURE']
 
 #: The name of the structural slot.
 STRUCTURE = 'structure'
@@ -108,6 +108,10 @@ class EntityRepresentation(torch.nn.Module):
         - **input:** entity indices :math:`[*]` (all entities if :obj:`None`)
         - **output:** stack :math:`[*, S, D]`, mask :math:`[*, S]`
     """
+    #: Whether query entities are represented in the context of the query relation
+    #: (:meth:`forward` with :obj:`rel_type`), candidates without.
+    relation_aware_queries: bool = False
+
     def __init__(self, num_nodes: int, channels: int,
                  features: Optional[Mapping[str, Tensor]] = None,
                  masks: Optional[Mapping[str, Tensor]] = None, structure: bool = True,
@@ -187,7 +191,19 @@ class EntityRepresentation(torch.nn.Module):
         feats = {m: self.features(m, index) for m in self.modalities}
         return self.projection(feats) if self.projection is not None else feats
 
-    def forward(self, index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward_with_extras(self, index: Optional[Tensor] = None,
+                            rel_type: Optional[Tensor] = None
+                            ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        r"""The stack, the mask and what else the encoders computed on the way, in one pass
+        (e.g. the expert outputs that MoMoK's ExID loss reads); none by default."""
+        stack, mask = self(index, rel_type)
+        return stack, mask, {}
+
+    def forward(self, index: Optional[Tensor] = None,
+                rel_type: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        r"""The stack :math:`[*, S, D]` and mask :math:`[*, S]` of :obj:`index` (all
+        entities if :obj:`None`); :obj:`rel_type` (the query relation) is used by
+        representations with :attr:`relation_aware_queries` only."""
         slots, masks = [], []
         if self.node_emb is not None:
             s = self.structural(index)
@@ -220,3 +236,154 @@ class EntityRepresentation(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f'{self.num_nodes}, {self.channels}, slots={self.slots}'
+
+
+class ExpertRepresentation(EntityRepresentation):
+    r"""Relation-guided modality knowledge experts (ReMoKE, Eq. 2 of the `"Multiple Heads
+    are Better than One: Mixture of Modality Knowledge Experts for Entity Representation
+    Learning" <https://arxiv.org/abs/2405.16869>`_ paper): every slot :math:`m` (the
+    structural embedding and each feature modality, features :math:`L_2`-normalised) goes
+    through :math:`K` experts mixed by a noisy gate
+    (:class:`~torch_mmkg.nn.fusion.ModalityExperts`), at the relation-aware temperature
+    :math:`\sigma(\varepsilon_r)` for the query entity of :math:`(e, r, ?)`
+    (:attr:`relation_aware_queries`) and at temperature 1 for candidates,
+
+    .. math::
+        \hat{\mathbf{e}}_{m,r} = \sum_{i=1}^{K} G_i(\mathcal{V}_{m,i}, r)\,
+        \mathcal{V}_{m,i}.
+
+    Entities lacking a modality (with :obj:`mask_missing`) skip its experts and get zeros in
+    its slot (which a masked scorer never reads).
+
+    Args:
+        num_nodes (int): The number of entities.
+        channels (int): The width :math:`d` of every slot.
+        features (Mapping[str, Tensor], optional): Per modality, :obj:`[N, F_m]` features.
+        masks (Mapping[str, Tensor], optional): Per modality, the :obj:`[N]` availability.
+        slots (Sequence[str], optional): The slots computed, among :obj:`"structure"` and
+            the modalities, in that order. (default: all)
+        num_relation_temperatures (int, optional): Relation ids (with inverses) that get a
+            temperature :math:`\varepsilon_r`; :obj:`None` for temperature 1 everywhere.
+        num_experts (int, optional): :math:`K`. (default: :obj:`3`)
+        noisy_gating (bool, optional): (default: :obj:`True`)
+        noise_epsilon (float, optional): (default: :obj:`0.01`)
+        mask_missing (bool, optional): (default: :obj:`True`)
+        normalize_features (bool, optional): (default: :obj:`True`)
+        reserved (Sequence[str], optional): Names no modality may take.
+
+    Shapes:
+        - **input:** entity indices :math:`[*]` (all if :obj:`None`), relation ids
+          :math:`[*]` for query entities
+        - **output:** stack :math:`[*, S, d]`, mask :math:`[*, S]`; :meth:`forward_with_extras`
+          also the expert outputs :math:`[*, S, K, d]` and gates :math:`[*, S, K]`
+    """
+    relation_aware_queries = True
+
+    def __init__(self, num_nodes: int, channels: int,
+                 features: Optional[Mapping[str, Tensor]] = None,
+                 masks: Optional[Mapping[str, Tensor]] = None,
+                 slots: Optional[Sequence[str]] = None,
+                 num_relation_temperatures: Optional[int] = None, num_experts: int = 3,
+                 noisy_gating: bool = True, noise_epsilon: float = 1e-2,
+                 mask_missing: bool = True, normalize_features: bool = True,
+                 reserved: Sequence[str] = ()):
+        from torch_mmkg.nn.fusion.experts import ModalityExperts
+        torch.nn.Module.__init__(self)
+        features = dict(features or {})
+        self.num_nodes, self.channels = int(num_nodes), int(channels)
+        self.modalities = register_modalities(self, num_nodes, features, masks,
+                                              tuple(reserved) + (STRUCTURE, ))
+        if normalize_features:
+            for m in self.modalities:
+                self._buffers[f'x_{m}'] = torch.nn.functional.normalize(
+                    getattr(self, f'x_{m}'), dim=-1)
+        self.init = torch.nn.init.xavier_normal_
+        self.mask_missing = bool(mask_missing)
+        self.node_emb = torch.nn.Embedding(num_nodes, channels)
+        names = [STRUCTURE] + self.modalities
+        self.expert_slots = [s for s in names if slots is None or s in slots]
+        self.num_experts = int(num_experts)
+        self.experts = torch.nn.ModuleDict({
+            m: ModalityExperts(channels if m == STRUCTURE else features[m].size(1), channels,
+                               num_experts, noisy_gating, noise_epsilon)
+            for m in self.expert_slots
+        })
+        self.projection = None
+        if num_relation_temperatures:
+            self.rel_temperature = torch.nn.Parameter(torch.empty(num_relation_temperatures))
+        else:
+            self.register_parameter('rel_temperature', None)
+
+    @property
+    def slots(self) -> List[str]:
+        return list(self.expert_slots)
+
+    @property
+    def costly(self) -> bool:
+        return True
+
+    def reset_encoders(self):
+        if self.rel_temperature is not None:
+            torch.nn.init.zeros_(self.rel_temperature)  # sigma(0) = 0.5
+        for module in self.experts.values():
+            module.reset_parameters()
+
+    def slot_input(self, slot: str, index: Optional[Tensor] = None) -> Tensor:
+        r"""The input :math:`[*, F]` of a slot's experts: the structural embedding or the
+        (normalised) features."""
+        if slot == STRUCTURE:
+            return self.structural(index)
+        return self.features(slot, index)
+
+    def slot_mask(self, index: Optional[Tensor] = None) -> Tensor:
+        r"""Which slots the entities have, :math:`[*, S]` (all True for the structure, and
+        everywhere with :obj:`mask_missing=False`)."""
+        shape = (self.num_nodes, ) if index is None else tuple(index.shape)
+        cols = []
+        for m in self.expert_slots:
+            if m == STRUCTURE or not self.mask_missing:
+                cols.append(torch.ones(shape, dtype=torch.bool,
+                                       device=self.node_emb.weight.device))
+            else:
+                cols.append(self.mask(m, index))
+        return torch.stack(cols, dim=-1)
+
+    def temperature(self, rel_type: Optional[Tensor]) -> Optional[Tensor]:
+        r""":math:`\sigma(\varepsilon_r)` of relation ids (:obj:`None` for candidates or
+        without relation temperatures)."""
+        if rel_type is None or self.rel_temperature is None:
+            return None
+        return torch.sigmoid(self.rel_temperature[rel_type])
+
+    def forward_with_extras(self, index: Optional[Tensor] = None,
+                            rel_type: Optional[Tensor] = None, noise: Optional[bool] = None
+                            ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        tau = self.temperature(rel_type)
+        mask = self.slot_mask(index)
+        outs = []
+        for s, m in enumerate(self.expert_slots):
+            x, present = self.slot_input(m, index), mask[..., s]
+            if m == STRUCTURE or not self.mask_missing or bool(present.all()):
+                outs.append(self.experts[m](x, tau, noise))
+                continue
+            # Only the entities that have the modality go through its experts (the others
+            # are masked everywhere): zero embeddings and gates stand in for them.
+            sub = self.experts[m](x[present], None if tau is None else tau[present], noise)
+            full = []
+            for part in sub:
+                out = part.new_zeros(present.shape + part.shape[1:])
+                out[present] = part
+                full.append(out)
+            outs.append(full)
+        return (torch.stack([o[0] for o in outs], dim=-2), mask,
+                {'experts': torch.stack([o[1] for o in outs], dim=-3),
+                 'gates': torch.stack([o[2] for o in outs], dim=-2)})
+
+    def forward(self, index: Optional[Tensor] = None,
+                rel_type: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        stack, mask, _ = self.forward_with_extras(index, rel_type)
+        return stack, mask
+
+    def extra_repr(self) -> str:
+        return (f'{self.num_nodes}, {self.channels}, slots={self.slots}, '
+                f'num_experts={self.num_experts}')

@@ -15,7 +15,7 @@ from .experts import ModalityExperts
 from .basic import ConcatFusion, MeanFusion, ProductFusion, SumFusion
 from .gated import ContextGatedFusion
 from .projection import ModalityProjection
-from .views import StructureAndFused
+from .views import AllSlots, StructureAndFused
 
 #: The fusions known by name (case-insensitive), built with :meth:`Fusion.build`.
 FUSIONS = Registry('fusion')
@@ -39,6 +39,7 @@ __all__ = [
     'ContextGatedFusion',
     'AttentionFusion',
     'StructureAndFused',
+    'AllSlots',
     'ModalityExperts',
     'ModalityProjection',
     'FUSIONS',

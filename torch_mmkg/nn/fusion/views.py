@@ -51,3 +51,21 @@ class StructureAndFused(Fusion):
             raise NotImplementedError("StructureAndFused of a relation-dependent fusion is "
                                       "computed per (entity, relation)")
         return super().decompose(stack, mask)
+
+
+class AllSlots(Fusion):
+    r"""Every slot of the stack is a view of its own: the stack :math:`[*, S, D]` unchanged,
+    for per-view scorer ensembles
+    (:class:`~torch_mmkg.nn.interactions.EnsembleInteraction`, e.g. MoMoK), which score each
+    view and fuse a joint one themselves.
+
+    Shapes:
+        - **input:** stack :math:`[*, S, D]`, mask :math:`[*, S]`
+        - **output:** the stack :math:`[*, S, D]`, :obj:`None`
+    """
+    def __init__(self, channels: int = 0, mask_missing: bool = True):
+        super().__init__()
+
+    def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
+                rel: Optional[Tensor] = None) -> Tuple[Tensor, None]:
+        return stack, None

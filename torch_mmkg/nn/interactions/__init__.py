@@ -7,6 +7,7 @@ from .rotate import RotatEInteraction
 from .pairre import PairREInteraction
 from .tucker import TuckERInteraction
 from .multiview import MultiViewInteraction, TBKGC_TERMS
+from .ensemble import EnsembleInteraction
 
 __all__ = [
     'Interaction',
@@ -18,4 +19,5 @@ __all__ = [
     'TuckERInteraction',
     'MultiViewInteraction',
     'TBKGC_TERMS',
+    'EnsembleInteraction',
 ]

@@ -1,4 +1,4 @@
-from typing import Callable, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -28,6 +28,9 @@ class Interaction(torch.nn.Module):
     relation_width: Callable[[int], int] = staticmethod(lambda dim: dim)
     #: Whether entity representations are complex (real parts, then imaginary parts).
     complex_entities: bool = False
+    #: Whether the interaction takes the entities' slot masks (:obj:`h_mask`,
+    #: :obj:`t_mask`), judging views by them (an ensemble).
+    uses_masks: bool = False
 
     def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         r"""Scores triples, broadcasting all leading dimensions.
@@ -68,6 +71,18 @@ class Interaction(torch.nn.Module):
         """
         return self._chunked(t.size(0), h_all.size(0), t.size(-1), lambda a, b: self(
             h_all[None, a:b], r[:, None], t[:, None]), t)
+
+    def prepare_candidates(self, table: Tensor, mask: Optional[Tensor] = None) -> Any:
+        r"""The candidate side of :meth:`score_tails` for the all-entity :obj:`table`, once
+        per evaluation pass (the table itself by default; an ensemble adds its joint
+        view)."""
+        return table
+
+    def view_logits(self, h: Tensor, r: Tensor, t_all: Any, **masks
+                    ) -> List[Tuple[Optional[Tensor], Tensor, Optional[Tensor]]]:
+        r"""The 1-N training logits per scorer, :obj:`(rows, logits [B, N], candidate
+        weights)`: one scorer judging every query and candidate by default."""
+        return [(None, self.score_tails(h, r, t_all), None)]
 
     def score_gathered(self, anchor: Tensor, r: Tensor, candidates: Tensor,
                        corrupt_head: Union[bool, Tensor] = False) -> Tensor:

@@ -66,6 +66,10 @@ class ScoringCache(NamedTuple):
     state: Any = None
     stack: Optional[Tensor] = None
     mask: Optional[Tensor] = None
+    #: The candidate side of the interaction (:meth:`Interaction.prepare_candidates` of the
+    #: table), and what the representation computed on the way.
+    candidates: Any = None
+    extras: Optional[Dict[str, Tensor]] = None
 
 
 class KGEModel(PyGKGEModel):
@@ -147,7 +151,8 @@ class KGEModel(PyGKGEModel):
                  regularization_weight: float = 0.0,
                  representation: Optional[EntityRepresentation] = None,
                  fusion: Optional[Fusion] = None, relation_scale: float = 1.0,
-                 regularize: str = 'scored', sparse: bool = False):
+                 regularize: str = 'scored', sparse: bool = False,
+                 relation_embedding: bool = True):
         num_nodes, num_relations, hidden_channels = check_sizes(self, num_nodes, num_relations,
                                                                 hidden_channels)
         choice(self, 'regularization', regularization, (None, 'l2', 'n3'))
@@ -171,9 +176,10 @@ class KGEModel(PyGKGEModel):
                 num_nodes, interaction.entity_width(hidden_channels), sparse=sparse)
         self.representation = representation
         self.fusion = fusion if fusion is not None else SingleSlot(representation.channels)
-        self.rel_emb = torch.nn.Embedding(self.num_relation_embeddings,
-                                          interaction.relation_width(hidden_channels),
-                                          sparse=sparse)
+        if relation_embedding:  # else the preset registers its own relation parameters
+            self.rel_emb = torch.nn.Embedding(self.num_relation_embeddings,
+                                              interaction.relation_width(hidden_channels),
+                                              sparse=sparse)
 
     @property
     def node_emb(self) -> torch.nn.Embedding:
@@ -234,12 +240,30 @@ class KGEModel(PyGKGEModel):
                rel_type: Optional[Tensor] = None) -> Tensor:
         r"""The representations the interaction scores of :obj:`index` (all entities if
         :obj:`None`), in the context of :obj:`rel_type` where the fusion needs one."""
-        if index is not None and (self.representation.costly or rel_type is not None):
+        return self._represent(index, rel_type)[0]
+
+    def _represent(self, index: Optional[Tensor], rel_type: Optional[Tensor] = None,
+                   query: bool = False) -> Tuple[Tensor, Tensor]:
+        r"""The fused representations of :obj:`index` and their slot mask: computed once
+        per distinct entity, except for the query entities of a representation with
+        :attr:`~torch_mmkg.nn.EntityRepresentation.relation_aware_queries` (in the context
+        of their relation)."""
+        if query and self.representation.relation_aware_queries:
+            stack, mask = self.representation(index, rel_type)
+        elif index is not None and (self.representation.costly or rel_type is not None):
             stack, mask, (inv, ) = self.representation.unique(index)
             stack, mask = gather(stack, inv), gather(mask, inv)
         else:
             stack, mask = self.representation(index)
-        return self.fuse(stack, mask, rel_type)
+        return self.fuse(stack, mask, rel_type), mask
+
+    def _interact(self, h: Tensor, r: Tensor, t: Tensor, h_mask: Optional[Tensor] = None,
+                  t_mask: Optional[Tensor] = None) -> Tensor:
+        r"""The interaction, with the slot masks where it judges views by them (an
+        ensemble)."""
+        if self.interaction.uses_masks:
+            return self.interaction(h, r, t, h_mask=h_mask, t_mask=t_mask)
+        return self.interaction(h, r, t)
 
     def joint(self, index: Tensor, rel_type: Tensor) -> Tensor:
         r"""The representations of :obj:`index` in the context of :obj:`rel_type`
@@ -264,13 +288,15 @@ class KGEModel(PyGKGEModel):
     def prepare_scoring(self) -> Any:
         r"""What :meth:`score_tails`/:meth:`score_heads` need for all entities, once per
         evaluation pass (a :class:`ScoringCache`)."""
-        stack, mask = self.representation(None)
+        stack, mask, extras = self.representation.forward_with_extras(None)
         if not self.fusion.relation_dependent:
-            return ScoringCache(table=self.fusion(stack, mask)[0])
+            table = self.fusion(stack, mask)[0]
+            return ScoringCache(table=table, mask=mask, extras=extras,
+                                candidates=self.interaction.prepare_candidates(table, mask))
         if self.fusion.decomposable:
             basis, state = self.fusion.decompose(stack, mask)
-            return ScoringCache(basis=basis, state=state)
-        return ScoringCache(stack=stack, mask=mask)
+            return ScoringCache(basis=basis, state=state, extras=extras)
+        return ScoringCache(stack=stack, mask=mask, extras=extras)
 
     def _relation_table(self, cache: ScoringCache, rel: Tensor) -> Tensor:
         r"""The all-entity table in the context of relation :obj:`rel` (a 0-dim id)."""
@@ -368,13 +394,14 @@ class KGEModel(PyGKGEModel):
 
     def _forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         r"""The scores of :meth:`forward` for checked indices."""
-        if self.fusion.relation_dependent:
+        rel = None
+        if self.fusion.relation_dependent or self.representation.relation_aware_queries:
             head_index, rel_type, tail_index = torch.broadcast_tensors(head_index, rel_type,
                                                                        tail_index)
-            return self.interaction(self.entity(head_index, rel_type), self.relation(rel_type),
-                                    self.entity(tail_index, rel_type))
-        return self.interaction(self.entity(head_index), self.relation(rel_type),
-                                self.entity(tail_index))
+            rel = rel_type
+        h, h_mask = self._represent(head_index, rel, query=True)
+        t, t_mask = self._represent(tail_index, rel if self.fusion.relation_dependent else None)
+        return self._interact(h, self.relation(rel_type), t, h_mask, t_mask)
 
     def score_tails(self, head_index: Tensor, rel_type: Tensor, cache: Any = None) -> Tensor:
         r"""Scores :math:`(h_b, r_b, e)` for every entity :math:`e`, as a :obj:`[B, N]`
@@ -422,6 +449,16 @@ class KGEModel(PyGKGEModel):
             return self._score_tails(tail_index, rel_type + self.num_relations, cache)
         return self._score_all(tail_index, rel_type, cache, tails=False)
 
+    def _query_rows(self, index: Tensor, rel_type: Tensor, cache: ScoringCache
+                    ) -> Tuple[Tensor, Optional[Tensor]]:
+        r"""The query representations of :obj:`index` and their slot mask: rows of the
+        prepared table, or computed in the context of :obj:`rel_type` for a representation
+        with relation-aware queries."""
+        if self.representation.relation_aware_queries:
+            return self._represent(index, rel_type, query=True)
+        mask = None if cache.mask is None else gather(cache.mask, index)
+        return gather(cache.table, index), mask
+
     def _score_all(self, index: Tensor, rel_type: Tensor, cache: Any, tails: bool) -> Tensor:
         r"""Queries :obj:`index` (heads if :obj:`tails`, else tails) against all entities;
         a relation-dependent fusion once per relation of the batch."""
@@ -429,7 +466,14 @@ class KGEModel(PyGKGEModel):
         score = self.interaction.score_tails if tails else (
             lambda q, r, E: self.interaction.score_heads(E, r, q))
         if cache.table is not None:  # one table for every relation
-            return score(gather(cache.table, index), self.relation(rel_type), cache.table)
+            q, q_mask = self._query_rows(index, rel_type, cache)
+            if self.interaction.uses_masks:
+                fn = self.interaction.score_tails if tails else self.interaction.score_heads
+                args = ((q, self.relation(rel_type), cache.candidates) if tails else
+                        (cache.candidates, self.relation(rel_type), q))
+                masks = (q_mask, cache.mask) if tails else (cache.mask, q_mask)
+                return fn(*args, h_mask=masks[0], t_mask=masks[1])
+            return score(q, self.relation(rel_type), cache.candidates)
         parts, rows_all = [], []
         for r in torch.unique(rel_type).tolist():
             rows = (rel_type == r).nonzero().view(-1)
@@ -455,6 +499,8 @@ class KGEModel(PyGKGEModel):
         negatives the interaction's unimodal terms score the corrupted entity and its
         cross-modal terms the corrupted entity with the replaced entity's structural view.
         """
+        if self.interaction.uses_masks or self.representation.relation_aware_queries:
+            return self._grid_negatives(head_index, rel_type, tail_index, negatives)
         cand, ch = negatives.index, negatives.corrupt_head
         B, K = cand.shape
         stack, mask, (hi, ti, ci) = self.representation.unique(head_index, tail_index, cand)
@@ -510,6 +556,35 @@ class KGEModel(PyGKGEModel):
         terms.update(self.batch_terms(stack, mask, torch.cat([hi, ti])))
         return ScoredBatch([(None, pos, neg)], terms, {'entity_index': head_index})
 
+    def _grid_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                        negatives: Negatives) -> ScoredBatch:
+        r"""Negatives of a model whose queries depend on the relation or whose interaction
+        judges views by their masks (an ensemble): the positive and its candidates as one
+        :obj:`[B, 1 + K]` grid of triples through :meth:`forward` (head corruptions as tails
+        of the inverse relation where the model has inverse relations)."""
+        if negatives.twins:
+            raise ValueError(f"{type(self).__name__} cannot score twins negatives")
+        cand, ch = negatives.index, negatives.corrupt_head
+        if self.inverse_relations:
+            anchor = torch.where(ch, tail_index, head_index)
+            other = torch.where(ch, head_index, tail_index)
+            rel = torch.where(ch, rel_type + self.num_relations, rel_type)
+            H = anchor[:, None].expand(-1, cand.size(1) + 1)
+            T = torch.cat([other[:, None], cand], dim=1)
+        else:
+            H = torch.cat([head_index[:, None], torch.where(ch[:, None], cand,
+                                                            head_index[:, None])], dim=1)
+            T = torch.cat([tail_index[:, None], torch.where(ch[:, None], tail_index[:, None],
+                                                            cand)], dim=1)
+            rel = rel_type
+        scores = self._forward(H, rel[:, None], T)
+        terms = {}
+        if self._penalized:
+            terms['regularization'] = self.penalty(
+                self.representation.structural(H), self.representation.structural(T))
+        return ScoredBatch([(None, scores[:, 0], scores[:, 1:])], terms,
+                           {'entity_index': H[:, 0]})
+
     def _twins_scores(self, h: Tensor, r: Tensor, t: Tensor, cand: Tensor,
                       ch: Tensor) -> Tensor:
         r"""Twins negatives: the unimodal terms of the corrupted triple, plus its cross-modal
@@ -556,15 +631,21 @@ class KGEModel(PyGKGEModel):
 
     def score_queries(self, entity_index: Tensor, rel_type: Tensor) -> QueryScores:
         r"""The 1-N logits :obj:`[B, N]` of queries :math:`(e, r, ?)` (relation ids in
-        :math:`[0, 2R)` with inverse relations), with gradient, and the batch's penalty (a
+        :math:`[0, 2R)` with inverse relations), with gradient, per scorer (one for most
+        models, one per view for an ensemble), with the batch's penalty and terms (a
         :class:`~torch_mmkg.nn.regimes.QueryScores`)."""
         cache = self.prepare_scoring()
         if cache.table is not None:
-            e, r = gather(cache.table, entity_index), self.relation(rel_type)
-            logits = self.interaction.score_tails(e, r, cache.table)
+            e, e_mask = self._query_rows(entity_index, rel_type, cache)
+            r = self.relation(rel_type)
+            if self.interaction.uses_masks:
+                views = self.interaction.view_logits(e, r, cache.candidates, h_mask=e_mask,
+                                                     t_mask=cache.mask)
+            else:
+                views = self.interaction.view_logits(e, r, cache.candidates)
         else:
-            logits = self._score_tails(entity_index, rel_type, cache)
             e, r = None, self.relation(rel_type)
+            views = [(None, self._score_tails(entity_index, rel_type, cache), None)]
         terms = {}
         if self._penalized:
             if self.regularize == 'raw' or e is None:
@@ -572,7 +653,14 @@ class KGEModel(PyGKGEModel):
             else:
                 reps = self._split_views(e, r)
             terms['regularization'] = self.penalty(*reps)
-        return QueryScores([(None, logits, None)], terms, {'entity_index': entity_index})
+        terms.update(self.query_terms(cache, entity_index))
+        return QueryScores(views, terms, {'entity_index': entity_index})
+
+    def query_terms(self, cache: ScoringCache, entity_index: Tensor) -> Dict[str, Tensor]:
+        r"""Extra loss terms of a 1-N batch (weighted), from the prepared all-entity
+        :obj:`cache` (with the representation's :obj:`extras`) and the query entities.
+        None by default (MoMoK's ExID is one)."""
+        return {}
 
     # Training #################################################################################
 
