@@ -71,7 +71,7 @@ def step(model, opt, est, batch):
     opt.step()
     if est is not None:
         est.zero_grad(set_to_none=True)
-        model.auxiliary_loss().backward()
+        model.auxiliary_loss(batch[0]).backward()
         est.step()
 
 

@@ -66,7 +66,7 @@ known = KnownTriples.from_data(data, 'all')  # the filter: train + valid + test
 
 model = MoMoK.from_data(data, args.dim, num_experts=args.num_experts,
                         club_weight=args.club_weight, scorers=args.scorers).to(device)
-print(f"{model}; text present for {float(model.mask_text.float().mean()):.1%} of entities")
+print(f"{model}; text present for {float(model.representation.mask('text').float().mean()):.1%} of entities")
 generator = torch.Generator(device=device).manual_seed(args.seed)
 loader = model.loader_1n(*train, batch_size=args.batch_size, shuffle=True,
                          generator=generator)  # queries (e, r, ?) and (t, r^-1, ?)
@@ -88,7 +88,7 @@ def train_epoch() -> str:
         optimizer.step()
         if estimator_optimizer is not None:  # then fit q(V_j | V_i) to the current experts
             estimator_optimizer.zero_grad()
-            est_loss = model.auxiliary_loss()
+            est_loss = model.auxiliary_loss(batch.entity)  # this batch's queries
             est_loss.backward()
             estimator_optimizer.step()
             total_est += float(est_loss.detach()) / len(loader)

@@ -61,7 +61,7 @@ known = KnownTriples.from_data(data, 'all')  # the filter: train + valid + test
 model = NATIVE.from_data(data, args.dim, modalities=args.modalities, margin=args.margin,
                          adversarial_temperature=2.0).to(device)
 print(f"Modalities: {model.modalities}; present for "
-      + ', '.join(f"{m} {float(getattr(model, f'mask_{m}').float().mean()):.1%}"
+      + ', '.join(f"{m} {float(model.representation.mask(m).float().mean()):.1%}"
                   for m in model.modalities))
 generator = torch.Generator(device=device).manual_seed(args.seed)
 loader = model.loader(*train, num_negatives=args.num_negatives, batch_size=args.batch_size,

@@ -113,17 +113,17 @@ def test_planted_relation_raises_text():
     x = feats['text'].clone()
     x[:, 0] = -5.0
     x[group, 0] = 5.0
-    model.x_text.copy_(x)
+    model.representation.x_text.copy_(x)
     with torch.no_grad():
-        first, last = model.projection.mlps['text'][0], model.projection.mlps['text'][-1]
+        first, last = model.representation.projection.mlps['text'][0], model.representation.projection.mlps['text'][-1]
         first.weight.zero_()
         first.bias.zero_()
         first.weight[0, 0] = 1.0  # hidden_0 = relu(x_0)
         last.weight.zero_()
         last.weight[:, 0] = 1.0  # e_text = hidden_0 - 1: 4 in the group, -1 outside
         last.bias.fill_(-1.0)
-        model.projection.mlps['numeric'][-1].weight.mul_(0.05)
-        model.projection.mlps['numeric'][-1].bias.zero_()
+        model.representation.projection.mlps['numeric'][-1].weight.mul_(0.05)
+        model.representation.projection.mlps['numeric'][-1].bias.zero_()
         model.node_emb.weight.mul_(0.1)
         model.fusion.v.fill_(0.25)  # text logit 2 in the group, about -1.5 outside
         model.fusion.zeta.copy_(torch.tensor([-6.0, 8.0, 0.0, -6.0, 0.0]))
@@ -238,14 +238,14 @@ def test_batching_modes_and_model_untouched():
         model.fusion.zeta.normal_(0, 2)
     zeta = model.fusion.zeta.detach().clone()
     model.train()
-    model.projection.eval()  # mixed modes are restored module by module
+    model.representation.projection.eval()  # mixed modes are restored module by module
     triples = random_triples(50, list(range(R)))
     a = relation_modality_weights(model, triples=triples, batch_size=1)
     b = relation_modality_weights(model, triples=triples)
     assert torch.allclose(a.weights, b.weights, atol=1e-6, equal_nan=True)
     assert torch.allclose(a.neutral, b.neutral, atol=1e-6, equal_nan=True)
     assert torch.equal(model.fusion.zeta.detach(), zeta)
-    assert model.training and model.fusion.training and not model.projection.training
+    assert model.training and model.fusion.training and not model.representation.projection.training
     assert not b.weights.requires_grad and not b.lift.requires_grad
     assert model.fusion.zeta.grad is None
 

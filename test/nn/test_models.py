@@ -180,11 +180,16 @@ def test_loss_with_loader_batch():
     assert torch.isfinite(loss)
 
 
-def test_tucker_loss_needs_1n():
-    model = make('tucker')
+def test_tucker_loss_under_negative_sampling_is_the_logistic_loss():
+    # The regime is outside the model: TuckER (default 1-N) trains by negative sampling
+    # with the logistic (softplus) loss, its scores being logits.
+    model = make('tucker').eval()
     h, r, t = triples(6)
-    with pytest.raises(RuntimeError, match='loss_1n'):
-        model.loss(h, r, t)
+    neg = NegativeSampler(N, 3, generator=torch.Generator().manual_seed(0))(h, r, t)
+    pos, scores = model.score_negatives(h, r, t, neg)
+    expected = 0.5 * (torch.nn.functional.softplus(-pos).mean() +
+                      torch.nn.functional.softplus(scores).mean())
+    assert torch.allclose(model.loss(h, r, t, neg), expected, atol=ATOL)
 
 
 def test_tucker_loss_1n(single_thread):
@@ -317,7 +322,7 @@ def test_state_dict_records_the_features(name):
     del state['_extra_state']
     _with_features(name, other).load_state_dict(state)
     # Changing a buffer in place changes the fingerprint (the cache follows it).
-    model.x_image[0, 0] += 1.0
+    model.representation.x_image[0, 0] += 1.0
     assert model.feature_fingerprint()['x_image'] != fingerprint['x_image']
 
 

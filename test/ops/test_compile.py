@@ -111,9 +111,10 @@ def test_complex_modulus_sum_eager_is_differentiable(monkeypatch):
         assert torch.allclose(a, b.grad, atol=1e-10)
 
 
-@pytest.mark.parametrize('dtype,tile', [(torch.float32, (16, 64)), (torch.float64, (8, 64))])
+@pytest.mark.parametrize('dtype,tile', [(torch.float32, (65, 64)), (torch.float64, (32, 64))])
 def test_complex_modulus_sum_tiles_stay_in_cache(monkeypatch, dtype, tile):
-    # Entities in blocks of 64, reused by as many queries as the 1 MiB per intermediate allows.
+    # Entities in blocks of 64, reused by as many queries as 4 MiB per intermediate allow,
+    # all tiles written into one scratch allocation.
     monkeypatch.setattr(compile_state, '_mode', '0')
     shapes = []
     base = pairwise._EAGER['complex']
@@ -123,10 +124,15 @@ def test_complex_modulus_sum_tiles_stay_in_cache(monkeypatch, dtype, tile):
         return base(*args)
 
     monkeypatch.setitem(pairwise._EAGER, 'complex', recording)
-    args = rand_complex(40, 150, 250, dtype=dtype)
+    allocations = []
+    new_empty = torch.Tensor.new_empty
+    monkeypatch.setattr(torch.Tensor, 'new_empty', lambda self, *size, **kwargs: (
+        allocations.append(size) or new_empty(self, *size, **kwargs)))
+    args = rand_complex(100, 150, 250, dtype=dtype)
     out = complex_modulus_sum(*args)
-    assert shapes[0] == tile
-    assert max(b * n for b, n in shapes) * 250 * out.element_size() <= 2**20
+    assert shapes[0] == tile and len(shapes) == -(-100 // tile[0]) * 3
+    assert max(b * n for b, n in shapes) * 250 * out.element_size() <= 2**22
+    assert allocations == [(100, 150), (2 * tile[0] * tile[1] * 250, )]  # output, scratch
     assert torch.allclose(out, naive(*args).to(dtype), atol=1e-3 if dtype == torch.float32
                           else 1e-12)
 

@@ -39,6 +39,9 @@ def _batch(n=8, K=4, seed=1):
 
 def test_rejects_models_without_modality_representations():
     with pytest.raises(TypeError, match='modality_stack'):
+        CoMAT(torch.nn.Linear(2, 2))
+    # a structural model has a one-slot stack: nothing to synthesise
+    with pytest.raises(ValueError, match='at least one modality besides the structure'):
         CoMAT(RotatE(N, R, 4))
     with pytest.raises(ValueError, match='gan_loss'):
         CoMAT(_native(), gan_loss='hinge')
@@ -251,7 +254,7 @@ def test_trainer_comat_with_tbkgc_and_errors():
     assert res['epochs_trained'] == 2
     with pytest.raises(ValueError, match='negative sampling'):
         Trainer(model, data, TrainConfig(regime='1-n', comat={}, progress=False))
-    with pytest.raises(TypeError, match='modality_stack'):
+    with pytest.raises(ValueError, match='at least one modality besides the structure'):
         Trainer(RotatE(data[ENTITY].num_nodes, data.num_relations, 4), data,
                 TrainConfig(comat={}, progress=False))
     with pytest.raises(ValueError, match='comat must be'):

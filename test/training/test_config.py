@@ -23,8 +23,8 @@ def test_optimizer_and_sampling_names():
 def test_registries():
     assert isinstance(REGIMES, Registry) and REGIMES.names() == ['negative_sampling', '1-n']
     assert REGIMES.aliases('ns') == ('ns', 'negatives')
-    assert REGIMES.aliases('1-n') == ('one_to_n',)  # '1n' is '1-n' normalised
-    assert 'kvsall' not in REGIMES
+    assert REGIMES.aliases('1-n') == ('one_to_n', 'kvsall')  # '1n' is '1-n' normalised
+    assert 'KvsAll' in REGIMES and 'kvsone' not in REGIMES
     assert OPTIMIZERS.names() == ['adam', 'adamw', 'adagrad', 'sgd']
     assert SAMPLING_STRATEGIES.names() == ['uniform', 'bernoulli']
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torch_mmkg.nn.validation import probability, real
+from torch_mmkg.registry import Registry
 
 __all__ = [
     'KGELoss',
@@ -278,13 +279,14 @@ def n3_regularization(*tensors: Tensor, weight: float = 1.0,
     return weight * total
 
 
-LOSSES = {
-    'self_adversarial': SelfAdversarialLoss,
-    'margin': MarginRankingLoss,
-    'softplus': SoftplusLoss,
-    'bce': BCELoss,
-    'softmax': SoftmaxCrossEntropyLoss,
-}
+#: The losses by name (case-insensitive, with aliases).
+LOSSES = Registry('loss')
+LOSSES.register('self_adversarial', SelfAdversarialLoss, aliases=('nssa', ))
+LOSSES.register('margin', MarginRankingLoss, aliases=('margin_ranking', ))
+LOSSES.register('softplus', SoftplusLoss, aliases=('logistic', ))
+LOSSES.register('bce', BCELoss, aliases=('binary_cross_entropy', ))
+LOSSES.register('softmax', SoftmaxCrossEntropyLoss, aliases=('softmax_cross_entropy',
+                                                            'cross_entropy'))
 
 #: Losses of the 1-N regime (called as :obj:`loss(logits, target, weight)`).
 ONE_TO_N_LOSSES = (BCELoss, SoftmaxCrossEntropyLoss)

@@ -1,7 +1,7 @@
 r"""Training regimes, outside the model: how a batch becomes a loss.
 
 A regime owns the batches (:meth:`TrainingRegime.loader`) and the loss of a batch
-(:meth:`TrainingRegime.loss`); models only score (:meth:`~torch_mmkg.nn.KGEModel.score_negatives`
+(:meth:`TrainingRegime.loss`); models only score (:meth:`~torch_mmkg.nn.KGEModel.score_batch`
 for sampled candidates, :meth:`~torch_mmkg.nn.KGEModel.score_queries` for 1-N), so every model
 trains under every regime. Extra training signals (penalties, alignment, CLUB) travel in the
 explicit return values, :class:`ScoredBatch`/:class:`QueryScores` and :class:`RegimeOutput`.
@@ -118,7 +118,7 @@ class TrainingRegime:
 class NegativeSampling(TrainingRegime):
     r"""Negative sampling: :math:`K` corrupted triples per positive (uniform or Bernoulli,
     optionally filtered, optionally twins) scored by
-    :meth:`~torch_mmkg.nn.KGEModel.score_negatives`, and a
+    :meth:`~torch_mmkg.nn.KGEModel.score_batch`, and a
     :class:`~torch_mmkg.nn.loss.KGELoss` of the positive and negative scores (summed over
     the scorers of an ensemble), plus the model's terms.
 
@@ -159,7 +159,7 @@ class NegativeSampling(TrainingRegime):
             'loss', head_index, rel_type, tail_index, negatives)
         if negatives is None:
             negatives = NegativeSampler(model.num_nodes)(head_index, rel_type, tail_index)
-        scored = model.score_negatives(head_index, rel_type, tail_index, negatives)
+        scored = model.score_batch(head_index, rel_type, tail_index, negatives)
         loss_fn = self.loss_for(model)
         losses = [loss_fn(pos, neg) for _, pos, neg in scored.views if pos.numel()]
         return RegimeOutput(_total(losses, scored.terms, scored.views[0][1]), scored.terms,

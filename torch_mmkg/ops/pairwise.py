@@ -9,7 +9,9 @@ caches and are updated in place; on CPU for large problems they hand it to
 :func:`torch.compile` instead, which fuses the whole reduction into one vectorised loop (see
 :mod:`torch_mmkg.ops.compile`).
 """
-from typing import Callable, Sequence
+import contextlib
+import threading
+from typing import Callable, Iterator, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -19,23 +21,52 @@ from .compile import AUTO_COMPILE_ELEMENTS, kernel
 __all__ = ['complex_modulus_sum', 'lp_distance']
 
 #: Element budget of one eager tile (each :math:`[b, n, d]` intermediate) ...
-_MAX_ELEMENTS = 2**18
-#: ... and its byte budget, so that a tile's intermediates stay in the L2 cache (and their
-#: allocations below the sizes that the allocator returns to the system on every free).
-_MAX_TILE_BYTES = 2**20
+_MAX_ELEMENTS = 2**20
+#: ... and its byte budget (4 MiB: the two intermediates of a tile stay in the last-level
+#: cache; fewer, larger tiles pay less per-operation overhead).
+_MAX_TILE_BYTES = 2**22
 #: Entities per eager tile at most: the rest of the element budget goes to queries, so that
 #: each block of entities is reused by many queries while it is in the cache.
 _ENTITY_BLOCK = 64
 
+# The scratch memory of the eager tiles of the current call (per thread): written in place
+# tile after tile, never allocated and freed per tile (which, at a few MiB, can make the
+# allocator hand memory back to the system and fault it in again on every tile).
+_scratch = threading.local()
+
+
+@contextlib.contextmanager
+def _tile_scratch(like: Tensor, numel: int) -> Iterator[None]:
+    previous = getattr(_scratch, 'buffer', None)
+    _scratch.buffer = like.new_empty(numel)
+    try:
+        yield
+    finally:
+        _scratch.buffer = previous
+
+
+def _scratch_views(like: Tensor, shape: Tuple[int, int, int]):
+    buffer = getattr(_scratch, 'buffer', None)
+    numel = shape[0] * shape[1] * shape[2]
+    if (buffer is None or buffer.numel() < 2 * numel or buffer.dtype != like.dtype
+            or buffer.device != like.device):
+        return None, None
+    return buffer[:numel].view(shape), buffer[numel:2 * numel].view(shape)
+
 
 def _complex_modulus_sum_eager(q_re: Tensor, q_im: Tensor, e_re: Tensor,
                                e_im: Tensor) -> Tensor:
-    # One tile: two [b, n, d] buffers, updated in place (no further intermediates); the
-    # same operations as the plain formula, so the same values to the last bit.
-    dr = torch.sub(q_re[:, None], e_re[None])
-    di = torch.sub(q_im[:, None], e_im[None])
-    if dr.requires_grad:  # autograd keeps the intermediates: out of place
-        return torch.sqrt(dr * dr + di * di).sum(-1)
+    # One tile: two [b, n, d] intermediates, updated in place (in the call's scratch memory
+    # where there is one); the same operations as the plain formula, so the same values to
+    # the last bit.
+    if q_re.requires_grad or e_re.requires_grad or q_im.requires_grad or e_im.requires_grad:
+        if torch.is_grad_enabled():  # autograd keeps the intermediates: out of place
+            return torch.sqrt((q_re[:, None] - e_re[None])**2 +
+                              (q_im[:, None] - e_im[None])**2).sum(-1)
+    shape = (q_re.size(0), e_re.size(0), q_re.size(1))
+    dr, di = _scratch_views(q_re, shape)
+    dr = torch.sub(q_re[:, None], e_re[None], out=dr)
+    di = torch.sub(q_im[:, None], e_im[None], out=di)
     return dr.mul_(dr).add_(di.mul_(di)).sqrt_().sum(-1)
 
 
@@ -55,11 +86,14 @@ def _tiled(fn: Callable, queries: Sequence[Tensor], entities: Sequence[Tensor], 
         budget = max(1, min(_MAX_ELEMENTS, _MAX_TILE_BYTES // out.element_size()))
         n_step = max(1, min(N, _ENTITY_BLOCK, budget // max(d, 1)))
         b_step = max(1, budget // max(n_step * d, 1))
-    for b0 in range(0, B, b_step):
-        q = [x[b0:b0 + b_step] for x in queries]
-        for n0 in range(0, N, n_step):
-            e = [x[n0:n0 + n_step] for x in entities]
-            out[b0:b0 + b_step, n0:n0 + n_step] = fn(*q, *e)
+    scratch = (contextlib.nullcontext() if fused or B * N == 0 else
+               _tile_scratch(out, 2 * min(B, b_step) * min(N, n_step) * d))
+    with scratch:
+        for b0 in range(0, B, b_step):
+            q = [x[b0:b0 + b_step] for x in queries]
+            for n0 in range(0, N, n_step):
+                e = [x[n0:n0 + n_step] for x in entities]
+                out[b0:b0 + b_step, n0:n0 + n_step] = fn(*q, *e)
     return out
 
 

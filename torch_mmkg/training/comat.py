@@ -1,5 +1,5 @@
 from contextlib import nullcontext
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -220,15 +220,20 @@ class CoMAT(torch.nn.Module):
 
     def train_step(self, batch: Sequence, critic_optimizer: torch.optim.Optimizer,
                    generator_optimizer: torch.optim.Optimizer,
-                   grad_clip: Optional[float] = None) -> Dict[str, Tensor]:
+                   grad_clip: Optional[float] = None,
+                   kgc_loss: Optional[Callable[[Sequence], Tensor]] = None
+                   ) -> Dict[str, Tensor]:
         r"""One critic step, then one generator step, on a batch :obj:`(head, rel, tail,
         negatives)` from the model's :meth:`loader`; returns the (detached) loss terms,
-        :obj:`"loss"` being the critic's total."""
+        :obj:`"loss"` being the critic's total. :obj:`kgc_loss` maps the batch to the
+        completion loss :math:`\mathcal{L}_{kgc}` (default: the model's
+        :meth:`~torch_mmkg.nn.KGEModel.loss`; the trainer passes its regime's)."""
         model = self.wrapped
         h, r, t, negatives = batch
         # critic (discriminator) step: the model, plus the MLP if any
         critic_optimizer.zero_grad(set_to_none=True)
-        loss_kgc = model.loss(h, r, t, negatives)
+        loss_kgc = (kgc_loss(batch) if kgc_loss is not None else
+                    model.loss(h, r, t, negatives))
         hs, hm = model.modality_stack(h)
         ts, tm = model.modality_stack(t)
         fake = (*self.generate(hs, hm, detach=True), *self.generate(ts, tm, detach=True))

@@ -9,11 +9,8 @@ from torch_mmkg.registry import Registry, UnknownComponentError
 METRICS: Dict[str, bool] = {'mrr': True, 'mr': False, 'hits@1': True, 'hits@3': True,
                             'hits@10': True}
 
-#: The training regimes, by name: negative sampling (:math:`K` negatives per positive) or 1-N
-#: scoring against every entity. A :class:`TrainConfig` stores the canonical name.
-REGIMES = Registry('regime')
-REGIMES.register('negative_sampling', 'negative_sampling', aliases=('ns', 'negatives'))
-REGIMES.register('1-n', '1-n', aliases=('one_to_n', '1n'))
+from torch_mmkg.nn.loss import LOSSES
+from torch_mmkg.nn.regimes import REGIMES  # noqa: F401 (the names a config accepts)
 
 #: The optimizers of :class:`~torch_mmkg.training.Trainer`, by name (the trainer maps each to
 #: its :mod:`torch.optim` class).
@@ -87,7 +84,15 @@ class TrainConfig:
         regime (str, optional): :obj:`"negative_sampling"` (alias :obj:`"ns"`,
             :obj:`"negatives"`) or :obj:`"1-n"` (alias :obj:`"one_to_n"`, :obj:`"1n"`), see
             :data:`REGIMES`; :obj:`None` takes the model's default
-            (:attr:`KGEModel.one_to_n`). (default: :obj:`None`)
+            (:attr:`KGEModel.default_regime`). Every model trains under either.
+            (default: :obj:`None`)
+        loss (str, optional): The regime's loss by name (:data:`~torch_mmkg.nn.loss.LOSSES`):
+            :obj:`"self_adversarial"`, :obj:`"margin"`, :obj:`"softplus"` for negative
+            sampling, :obj:`"bce"`, :obj:`"softmax"` for 1-N; :obj:`None` takes the model's
+            own where it fits the regime, else :obj:`"softplus"` / :obj:`"bce"`.
+            (default: :obj:`None`)
+        label_smoothing (float, optional): :math:`\epsilon \in [0, 1)` of a 1-N loss
+            (:obj:`None`: the loss's default). (default: :obj:`None`)
         num_negatives (int): Negatives per positive :math:`K`. (default: :obj:`128`)
         sampling (str): :obj:`"uniform"` or :obj:`"bernoulli"` head/tail choice
             (:data:`SAMPLING_STRATEGIES`). (default: :obj:`"uniform"`)
@@ -149,6 +154,8 @@ class TrainConfig:
     optimizer: str = 'adam'
     weight_decay: float = 0.0
     regime: Optional[str] = None
+    loss: Optional[str] = None
+    label_smoothing: Optional[float] = None
     num_negatives: int = 128
     sampling: str = 'uniform'
     filter_negatives: bool = False
@@ -181,6 +188,8 @@ class TrainConfig:
             self.optimizer = OPTIMIZERS.canonical(self.optimizer)
             if self.regime is not None:
                 self.regime = REGIMES.canonical(self.regime)
+            if self.loss is not None:
+                self.loss = LOSSES.canonical(self.loss)
             self.sampling = SAMPLING_STRATEGIES.canonical(self.sampling)
         except UnknownComponentError as e:
             raise ValueError(f"TrainConfig: {e}") from None
@@ -206,6 +215,8 @@ class TrainConfig:
             (self.eval_batch_size is None or self.eval_batch_size >= 1,
              f'eval_batch_size must be None or >= 1, got {self.eval_batch_size}'),
             (self.weight_decay >= 0, f'weight_decay must be >= 0, got {self.weight_decay}'),
+            (self.label_smoothing is None or 0 <= self.label_smoothing < 1,
+             f'label_smoothing must be None or in [0, 1), got {self.label_smoothing}'),
             (self.seed >= 0, f'seed must be >= 0, got {self.seed}'),
             (self.comat is None or isinstance(self.comat, dict),
              'comat must be None or a mapping of CoMAT options'),

@@ -23,6 +23,8 @@ from torch_mmkg.data.split import clean_val_mask
 from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
                                    relation_categories)
 from torch_mmkg.nn.kge.base import FeatureMismatchWarning, feature_mismatch
+from torch_mmkg.nn.loss import LOSSES, BCELoss
+from torch_mmkg.nn.regimes import NegativeSampling, OneToN
 from .config import RESUMABLE_CHANGES, TrainConfig
 
 #: Marks a checkpoint written by :meth:`Trainer.save_checkpoint`.
@@ -84,8 +86,10 @@ class Trainer:
     r"""Trains a :class:`~torch_mmkg.nn.KGEModel` on a :mod:`torch_mmkg` graph and
     evaluates it under the filtered, both-sided protocol.
 
-    * negative sampling (:math:`K` negatives per positive, uniform or Bernoulli, optionally
-      filtered) or 1-N training with inverse relations, per the model or :obj:`regime`;
+    * a training regime outside the model (:mod:`torch_mmkg.nn.regimes`): negative sampling
+      (:math:`K` negatives per positive, uniform or Bernoulli, optionally filtered, optionally
+      twins) or 1-N scoring, with the model's loss or :obj:`loss`, for every model; the
+      default :obj:`regime` is the model's (:attr:`~torch_mmkg.nn.KGEModel.default_regime`);
     * validation every :obj:`eval_every` epochs on the cleaned validation split; the best
       model by validation MRR is kept (the test split never selects anything), with optional
       early stopping (:obj:`patience`) and a wall-clock budget (:obj:`max_minutes`);
@@ -138,7 +142,8 @@ class Trainer:
         self.known = KnownTriples.from_data(data, 'all').to(self.device)
         self.categories = relation_categories(*get_triples(data, 'all'), R)
         self.entity_complete = entity_completeness(data)
-        self.one_to_n = (cfg.regime == '1-n') if cfg.regime else model.one_to_n
+        self.regime = self._make_regime()
+        self.one_to_n = self.regime.name == '1-n'
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
         self.comat, self.generator_optimizer = None, None
@@ -200,20 +205,36 @@ class Trainer:
             params += list(self.comat.critic_parameters())
         return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    def _make_regime(self):
+        cfg, model = self.config, self.model
+        name = cfg.regime or model.default_regime
+        loss = None
+        if cfg.loss is not None:
+            kwargs = {} if cfg.label_smoothing is None else {'label_smoothing': cfg.label_smoothing}
+            try:
+                loss = LOSSES.build(cfg.loss, **kwargs)
+            except TypeError:
+                raise ValueError(f"label_smoothing applies to the 1-N losses, not to "
+                                 f"{cfg.loss!r}") from None
+        elif cfg.label_smoothing is not None:
+            if name != '1-n':
+                raise ValueError("label_smoothing applies to the 1-N losses; set regime='1-n' "
+                                 "or drop label_smoothing")
+            loss = BCELoss(cfg.label_smoothing)
+        if name == '1-n':
+            if cfg.twins:
+                raise ValueError("twins negative sampling needs negative-sampling training, "
+                                 "not the 1-N regime")
+            return OneToN(loss)
+        return NegativeSampling(loss, cfg.num_negatives, cfg.sampling, cfg.twins)
+
     def _make_loader(self):
         cfg, model = self.config, self.model
         h, r, t = self.train_triples
-        if self.one_to_n:
-            if cfg.twins:
-                raise ValueError("twins negative sampling needs negative-sampling training; "
-                                 f"{model.__class__.__name__} is trained 1-N")
-            return model.loader_1n(h, r, t, batch_size=cfg.batch_size, shuffle=True,
-                                   generator=self.generator)
         known = (KnownTriples(h, r, t, model.num_nodes, model.num_relations)
-                 if cfg.filter_negatives else None)
-        return model.loader(h, r, t, num_negatives=cfg.num_negatives, strategy=cfg.sampling,
-                            known=known, generator=self.generator, batch_size=cfg.batch_size,
-                            shuffle=True, twins=cfg.twins)
+                 if cfg.filter_negatives and not self.one_to_n else None)
+        return self.regime.loader(model, h, r, t, known=known, generator=self.generator,
+                                  batch_size=cfg.batch_size, shuffle=True)
 
     # Checkpoints ##############################################################################
 
@@ -360,28 +381,32 @@ class Trainer:
                    disable=not cfg.progress)
         for i, batch in enumerate(bar):
             if self.comat is not None:  # one critic step, one generator step
-                loss = self.comat.train_step(batch, self.optimizer, self.generator_optimizer,
-                                             cfg.grad_clip)['loss']
+                out = []
+                loss = self.comat.train_step(
+                    batch, self.optimizer, self.generator_optimizer, cfg.grad_clip,
+                    kgc_loss=lambda b: out.append(self.regime.loss(model, b)) or out[0].loss
+                )['loss']
                 self._check_finite(loss, epoch, i)
-                self._auxiliary_step()
+                self._auxiliary_step(out[0].context)
             else:
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = model.loss_1n(*batch) if self.one_to_n else model.loss(*batch)
+                out = self.regime.loss(model, batch)
+                loss = out.loss
                 self._check_finite(loss, epoch, i)
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 self.optimizer.step()
-                self._auxiliary_step()
+                self._auxiliary_step(out.context)
             total += float(loss.detach())
             count += 1
         return total / max(count, 1)
 
-    def _auxiliary_step(self):
+    def _auxiliary_step(self, context: Dict[str, Any]):
         if self.auxiliary_optimizer is None:
             return
         self.auxiliary_optimizer.zero_grad(set_to_none=True)
-        aux = self.model.auxiliary_loss()
+        aux = self.model.auxiliary_loss(context.get('entity_index'))
         if aux is not None:
             aux.backward()
             self.auxiliary_optimizer.step()

@@ -21,8 +21,8 @@ def make(dtype=torch.float64, **kwargs):
     masks = {'image': (torch.arange(N) % 3 != 0), 'text': (torch.arange(N) % 2 == 1)}
     model = LBMKGC(N, R, D, feats, masks, margin=6.0, **kwargs).to(dtype)
     with torch.no_grad():  # a non-trivial relation context
-        if model.gate is not None:
-            model.gate.copy_(torch.tensor([-1.5, 0.3, 2.0]))
+        if getattr(model.fusion, 'gate', None) is not None:
+            model.fusion.gate.copy_(torch.tensor([-1.5, 0.3, 2.0]))
     return model, feats, masks
 
 
@@ -36,17 +36,17 @@ def naive_joint(model, e, r, feats, masks):
     r"""Eqs. 9–11 for one entity, written out."""
     s = model.node_emb.weight[e]
     present = [m for m in model.modalities if not model.mask_missing or masks[m][e]]
-    if model.fusion == 'mean':
-        reps = [s] + [model.projection.mlps[m](feats[m][e].to(s.dtype)) for m in present]
+    if type(model.fusion).__name__ == 'MeanFusion':
+        reps = [s] + [model.representation.projection.mlps[m](feats[m][e].to(s.dtype)) for m in present]
         return sum(reps) / len(reps)
     if not present:
         return s
-    reps = {m: model.projection.mlps[m](feats[m][e].to(s.dtype)) for m in present}
-    v = model.modal_fusion.v
+    reps = {m: model.representation.projection.mlps[m](feats[m][e].to(s.dtype)) for m in present}
+    v = model.fusion.modal.v
     logits = {m: torch.dot(v, torch.tanh(x)) for m, x in reps.items()}
     z = sum(math.exp(float(logit)) for logit in logits.values())
     h_mm = sum(math.exp(float(logits[m])) / z * reps[m] for m in present)
-    zeta = 1.0 / (1.0 + math.exp(-float(model.gate[r])))
+    zeta = 1.0 / (1.0 + math.exp(-float(model.fusion.gate[r])))
     return zeta * s + (1.0 - zeta) * h_mm
 
 
@@ -89,7 +89,7 @@ def test_relation_context_and_missing_modalities():
         j2 = model.fuse(stack, mask, torch.tensor(2))
         assert not torch.allclose(j0[1:], j2[1:])
         pair, has = model.pair(stack, mask)
-        z = torch.sigmoid(model.gate[2])
+        z = torch.sigmoid(model.fusion.gate[2])
         assert torch.allclose(j2[has], z * pair[has, 0] + (1 - z) * pair[has, 1])
         # omega sums to one over the modalities the entity has, zero elsewhere
         w = model.modality_weights(stack, mask)
@@ -98,10 +98,10 @@ def test_relation_context_and_missing_modalities():
     # features of a missing modality never change a score ...
     h, r, t = triples()
     before = model(h, r, t).detach()
-    model.x_text[~model.mask_text] += 100.0
+    model.representation.x_text[~model.representation.mask_text] += 100.0
     assert torch.equal(model(h, r, t).detach(), before)
     # ... unless masking is switched off
-    model.mask_missing = model.modal_fusion.mask_missing = False
+    model.mask_missing = model.fusion.modal.mask_missing = False
     assert not torch.allclose(model(h, r, t).detach(), before)
 
 
@@ -111,8 +111,8 @@ def test_gate_is_learnt():
     neg = NegativeSampler(N, 4, generator=torch.Generator().manual_seed(0))(h, r, t)
     model.loss(h, r, t, neg).backward()
     used = torch.unique(r)
-    assert torch.all(model.gate.grad[used] != 0)
-    assert model.modal_fusion.v.grad.abs().sum() > 0
+    assert torch.all(model.fusion.gate.grad[used] != 0)
+    assert model.fusion.modal.v.grad.abs().sum() > 0
 
 
 def test_alignment_loss():
@@ -144,15 +144,17 @@ def test_errors():
     feats = {'text': torch.randn(N, 3)}
     with pytest.raises(ValueError, match='at least one modality'):
         LBMKGC(N, R, D, {})
-    with pytest.raises(ValueError, match='fusion'):
-        LBMKGC(N, R, D, feats, fusion='attention')
+    with pytest.raises(ValueError, match='fusion must be a registered fusion'):
+        LBMKGC(N, R, D, feats, fusion='nope')
+    # any registered fusion (any case) is a constructor argument
+    assert type(LBMKGC(N, R, D, feats, fusion='Attention').fusion).__name__ == 'AttentionFusion'
     with pytest.raises(ValueError, match='two modalities'):
         LBMKGC(N, R, D, feats, alignment_weight=0.1)
     model = LBMKGC(N, R, D, feats)
     with pytest.raises(RuntimeError, match='depends on the relation'):
         model.entity(torch.arange(3))
-    with pytest.raises(RuntimeError, match='negative sampling'):
-        model.loss_1n(torch.arange(3), torch.zeros(3, dtype=torch.long), None)
+    with pytest.raises(ValueError, match=r'targets must be \[3, 20\]'):
+        model.loss_1n(torch.arange(3), torch.zeros(3, dtype=torch.long), torch.zeros(3, 2))
 
 
 def test_learns_planted_signal():

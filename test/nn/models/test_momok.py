@@ -42,7 +42,7 @@ def queries(n=6, seed=1):
 
 def naive_modality(model, m, e, tau):
     ex = model.experts[m]
-    x = model.node_emb.weight[e] if m == 'structure' else getattr(model, f'x_{m}')[e]
+    x = model.node_emb.weight[e] if m == 'structure' else getattr(model.representation, f'x_{m}')[e]
     values = [(x - ex.bias[i]) @ ex.weight[i] for i in range(model.num_experts)]
     gates = torch.softmax((x @ ex.w_gate) / tau, dim=0)
     return sum(g * v for g, v in zip(gates, values)), gates
@@ -72,9 +72,9 @@ def naive_scores(model, e, r):
     candidates it judges (all False when the query lacks that modality)."""
     tau = torch.sigmoid(model.rel_temperature[r]) if model.rel_temperature is not None else 1
     has = {m: (True if m == 'structure' or not model.mask_missing
-               else bool(getattr(model, f'mask_{m}')[e])) for m in model.slots}
+               else bool(getattr(model.representation, f'mask_{m}')[e])) for m in model.slots}
     cand_has = {m: (torch.ones(N, dtype=torch.bool) if m == 'structure' or not model.mask_missing
-                    else getattr(model, f'mask_{m}')) for m in model.slots}
+                    else getattr(model.representation, f'mask_{m}')) for m in model.slots}
     q = {m: naive_modality(model, m, e, tau)[0] for m in model.slots}
     c = {m: torch.stack([naive_modality(model, m, n, 1.0)[0] for n in range(N)])
          for m in model.slots}
@@ -149,14 +149,14 @@ def test_missing_features_are_never_scored():
     e, r, target = queries()
     with torch.no_grad():
         before, loss = model.score_tails(e, r), model.loss_1n(e, r, target)
-        x = model.x_text
+        x = model.representation.x_text
         x[~masks['text']] = 1e3 * torch.randn(int((~masks['text']).sum()), 5).double()
         assert torch.allclose(model.score_tails(e, r), before)
         assert torch.allclose(model.loss_1n(e, r, target), loss)
     plain = make(mask_missing=False)[0].eval()
     with torch.no_grad():
         before = plain.score_tails(e, r)
-        plain.x_text[~masks['text']] += 5.0
+        plain.representation.x_text[~masks['text']] += 5.0
         assert not torch.allclose(plain.score_tails(e, r), before)
 
 
@@ -166,7 +166,7 @@ def test_a_candidate_no_scorer_can_judge_ranks_last():
     e = torch.tensor([1, 3])  # 1 has text, 3 does not
     with torch.no_grad():
         scores = model.score_tails(e, torch.tensor([0, 0]))
-    lacking = ~model.mask_text
+    lacking = ~model.representation.mask_text
     assert (scores[0, lacking] == -1).all() and (scores[0, ~lacking] > -1).all()
     assert (scores[1] == -1).all()  # the query itself lacks text: no scorer judges
 
@@ -174,8 +174,8 @@ def test_a_candidate_no_scorer_can_judge_ranks_last():
 def test_relation_temperature_changes_the_gate():
     model = make()[0].train()
     e = torch.arange(N)
-    x = model.x_text[e]
-    has = model.mask_text
+    x = model.representation.x_text[e]
+    has = model.representation.mask_text
     for rel in (0, 4):
         _, _, gates, _ = model.modality_embeddings(e, torch.full((N, ), rel), noise=False)
         tau = torch.sigmoid(model.rel_temperature[rel])
@@ -240,7 +240,7 @@ def test_exid_steps_touch_only_their_own_parameters():
     est_before = [p.detach().clone() for p in model.auxiliary_parameters()]
     opt = torch.optim.Adam(model.auxiliary_parameters(), lr=0.1)
     model.zero_grad()
-    model.auxiliary_loss().backward()
+    model.auxiliary_loss(queries()[0]).backward()
     assert all(p.grad is None for n, p in model.named_parameters() if n in main_before)
     opt.step()
     assert all(torch.equal(p, main_before[n]) for n, p in model.named_parameters()
@@ -298,8 +298,9 @@ def test_use_scorers_and_validation():
         MoMoK(N, R, D, club_weight=-1.0)
     with pytest.raises(ValueError, match=r'targets must be \[2, 20\]'):
         model.loss_1n(e[:2], r[:2], torch.zeros(2, N + 1))
-    with pytest.raises(RuntimeError, match='1-N'):
-        model.loss(e, r, e)
+    # negative sampling addresses the R relations (inverses are applied internally)
+    with pytest.raises(ValueError, match=r'relation id \d+ .* outside \[0, 3\)'):
+        model.loss(e, r + R, e)
 
 
 def test_structure_only_model():
@@ -394,7 +395,7 @@ def test_runs_on_every_device(device):
     loss = model.loss_1n(e.to(device), r.to(device), target.to(device))
     loss.backward()
     assert loss.device.type == device.type
-    assert model.auxiliary_loss().device.type == device.type
+    assert model.auxiliary_loss(e.to(device)).device.type == device.type
 
 
 def test_total_loss_adds_lambda_times_club():

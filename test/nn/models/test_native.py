@@ -35,13 +35,13 @@ def test_missing_features_never_enter_the_score():
     h, r, t = triples()
     before = model(h, r, t).detach()
     # overwrite the features of entities that lack 'text' with garbage
-    x = getattr(model, 'x_text')
+    x = getattr(model.representation, 'x_text')
     x[~masks['text']] = 1e3 * torch.randn(int((~masks['text']).sum()), 5)
     assert torch.allclose(model(h, r, t), before, atol=1e-5)
     # the paper's behaviour (no masking) does see them
     plain = make(mask_missing=False)[0].eval()
     before = plain(h, r, t).detach()
-    getattr(plain, 'x_text')[~masks['text']] += 5.0
+    getattr(plain.representation, 'x_text')[~masks['text']] += 5.0
     assert not torch.allclose(plain(h, r, t), before, atol=1e-3)
 
 
@@ -56,7 +56,7 @@ def test_relation_temperature_changes_weights_and_learns():
     h, r, t = triples()
     model.loss(h, r, t, NegativeSampler(N, 4)(h, r, t)).backward()
     assert model.fusion.zeta.grad.abs().sum() > 0
-    assert all(p.grad is not None for p in model.projection.parameters())
+    assert all(p.grad is not None for p in model.representation.projection.parameters())
 
 
 def test_bad_input():
@@ -121,7 +121,7 @@ def test_ablation_switches(kwargs):
         assert torch.allclose(pos, s, atol=1e-8)
         assert torch.allclose(scores, model(hh, r[:, None].expand_as(hh), tt), atol=1e-8)
     # the switches build what they name
-    layers = [type(m) for m in model.projection.mlps['text']]
+    layers = [type(m) for m in model.representation.projection.mlps['text']]
     assert layers == ([torch.nn.Linear] if kwargs.get('projection_layers') == 1 else
                       [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear])
     with_zeta = kwargs.get('fusion', 'adaptive') == 'adaptive' and kwargs.get(
@@ -134,12 +134,12 @@ def test_ablation_switches(kwargs):
                               model.joint(h, torch.full_like(r, 2)))
     loss = model.train().loss(h, r, t, neg)
     loss.backward()
-    assert all(p.grad is not None for p in model.projection.parameters())
+    assert all(p.grad is not None for p in model.representation.projection.parameters())
 
 
 def test_unknown_fusion_and_modalities():
-    with pytest.raises(ValueError, match='fusion must be one of'):
-        make(fusion='attention')
+    with pytest.raises(ValueError, match='fusion must be a registered fusion'):
+        make(fusion='nope')
     data = FakeMMKGDataset(num_entities=20, num_relations=2, num_triples=60,
                            modalities={'image': 4, 'text': 3}, seed=0)[0]
     assert NATIVE.from_data(data, 4, modalities=['text']).modalities == ['text']

@@ -38,9 +38,9 @@ def naive_score(model, h, r, t):
     def e_mm(e):
         out = torch.zeros(model.hidden_channels, dtype=torch.float64)
         for m in model.modalities:
-            if getattr(model, f'mask_{m}')[e]:
-                W = model.projection[m].weight.detach().double().cpu()
-                out = out + W @ getattr(model, f'x_{m}')[e].double().cpu()
+            if getattr(model.representation, f'mask_{m}')[e]:
+                W = model.representation.projection.mlps[m][0].weight.detach().double().cpu()
+                out = out + W @ getattr(model.representation, f'x_{m}')[e].double().cpu()
         return out
 
     def norm(v):
@@ -79,7 +79,7 @@ def test_one_vs_all_and_negatives_match_forward(device, p_norm):
     with torch.no_grad():
         s = model(h, r, t)
         cache = model.prepare_scoring()
-        assert len(cache) == 2 and cache[0].shape == cache[1].shape == (N, D)
+        assert cache.table.shape == (N, 2, D)  # the structural and multi-modal views
         tails = model.score_tails(h, r, cache=cache)
         heads = model.score_heads(r, t)
         assert tails.shape == heads.shape == (h.numel(), N)
@@ -101,15 +101,15 @@ def test_one_vs_all_and_negatives_match_forward(device, p_norm):
             assert torch.allclose(pos, s, atol=1e-10)
             assert scores.shape == (h.numel(), K)
             assert torch.allclose(scores, model(hh, r[:, None].expand_as(hh), tt), atol=1e-10)
-            assert len(model._reg_inputs) == 7
 
-        # the base class's candidate scoring through entity() agrees as well
+        # the interaction's candidate scoring from the all-entity views agrees as well
+        table = model.prepare_scoring().table
         anchor, rel = model.entity(h), model.relation(r)
         cand = neg.index
-        assert torch.allclose(model.candidate_scores(anchor, rel, cand, False),
+        assert torch.allclose(model.interaction.score_candidates(anchor, rel, table, cand),
                               model(h[:, None], r[:, None], cand), atol=1e-10)
         anchor = model.entity(t)
-        assert torch.allclose(model.candidate_scores(anchor, rel, cand, True),
+        assert torch.allclose(model.interaction.score_candidates(anchor, rel, table, cand, True),
                               model(cand, r[:, None], t[:, None]), atol=1e-10)
 
 
@@ -123,7 +123,7 @@ def test_score_stacks_protocol(device):
     assert torch.equal(hm[:, 1].cpu(), masks['text'][h.cpu()])
     assert torch.equal(hm[:, 2].cpu(), masks['numeric'][h.cpu()])
     assert torch.equal(hs[:, 0], model.node_emb(h))
-    assert torch.allclose(hs[:, 2], model.x_numeric[h] @ model.projection['numeric'].weight.T)
+    assert torch.allclose(hs[:, 2], model.representation.x_numeric[h] @ model.representation.projection.mlps['numeric'][0].weight.T)
     stack, mask = model.modality_stack()
     assert stack.shape == (N, 3, D) and mask.shape == (N, 3)
     assert torch.equal(stack[h], hs) and torch.equal(mask[h], hm)
@@ -155,7 +155,7 @@ def test_missing_features_never_enter_the_score(device):
     with torch.no_grad():
         before, tails, heads = model(h, r, t), model.score_tails(h, r), model.score_heads(r, t)
         for m in model.modalities:  # garbage into every missing row
-            x, k = getattr(model, f'x_{m}'), getattr(model, f'mask_{m}')
+            x, k = getattr(model.representation, f'x_{m}'), getattr(model.representation, f'mask_{m}')
             x[~k] = 1e3 * torch.randn(int((~k).sum()), x.size(1), device=device,
                                       dtype=x.dtype)
         assert torch.allclose(model(h, r, t), before, atol=1e-10)
@@ -168,12 +168,12 @@ def test_missing_features_never_enter_the_score(device):
         # unmasked, the stored rows are summed as they are: reproduces the naive formula
         # with every mask set
         for m in plain.modalities:
-            getattr(plain, f'mask_{m}').fill_(True)
+            getattr(plain.representation, f'mask_{m}').fill_(True)
         assert torch.allclose(plain(h, r, t).cpu(),
                               naive_score(plain, h.cpu(), r.cpu(), t.cpu()), atol=1e-10)
         for m in plain.modalities:
-            getattr(plain, f'mask_{m}').copy_(masks[m])
-        plain.x_text[~masks['text'].to(device)] += 5.0
+            getattr(plain.representation, f'mask_{m}').copy_(masks[m])
+        plain.representation.x_text[~masks['text'].to(device)] += 5.0
         assert not torch.allclose(plain(h, r, t), before, atol=1e-3)
 
 
@@ -199,7 +199,7 @@ def test_learns_planted_permutation(single_thread):
         loss.backward()
         if step == 0:
             for m in model.modalities:
-                assert model.projection[m].weight.grad.abs().sum() > 0
+                assert model.representation.projection.mlps[m][0].weight.grad.abs().sum() > 0
             assert model.node_emb.weight.grad.abs().sum() > 0
         opt.step()
     mr, mrr, hits = model.test(h, r, t, log=False)
@@ -213,18 +213,25 @@ def test_regularization_and_loss():
     neg = NegativeSampler(N, 3, generator=torch.Generator().manual_seed(0))(h, r, t)
     pos, scores = model.score_negatives(h, r, t, neg)
     plain = model.loss_fn(pos, scores)
-    reg = 0.5 * sum(x.pow(2).mean() for x in model._reg_inputs)
+    # the penalty: the mean square of each scored view (structural and multi-modal of heads,
+    # tails and candidates) and of the relations, written out
+    (h_s, h_mm), (t_s, t_mm) = model.embed(h), model.embed(t)
+    c_s, c_mm = model.embed(neg.index)
+    views = (h_s, h_mm, model.relation(r), t_s, t_mm, c_s, c_mm)
+    reg = 0.5 * sum(x.pow(2).mean() for x in views)
     assert torch.allclose(model.loss(h, r, t, neg), plain + reg)
-    assert model._reg_inputs is None
+    terms = model.score_batch(h, r, t, neg).terms
+    assert torch.allclose(terms['regularization'], reg)
     # the penalty reaches the structural, relation and projection parameters
-    model.score_negatives(h, r, t, neg)
-    model.penalty(*model._reg_inputs).backward()
+    terms['regularization'].backward()
     assert all(p.grad.abs().sum() > 0 for p in model.parameters())
     model.zero_grad()
     model.regularization_weight = 0.0
     assert torch.allclose(model.loss(h, r, t, neg), plain)
-    with pytest.raises(RuntimeError, match='negative sampling'):
-        model.loss_1n(h, r, torch.zeros(h.numel(), N))
+    # the regime is outside the model: TBKGC also trains 1-N
+    target = torch.zeros(h.numel(), N)
+    target[torch.arange(h.numel()), t] = 1.0
+    assert torch.isfinite(model.loss_1n(h, r, target))
 
 
 @pytest.mark.parametrize('num_modalities', [1, 5])

@@ -31,7 +31,7 @@ def f(h, r, t):  # TransE, L1, Eq. 10
 
 
 def embeddings(model, feats, masks, e):
-    W = model.projection['multimodal'].weight
+    W = model.representation.projection.mlps['multimodal'][0].weight
     x = feats['multimodal'][e].double()
     m = (W @ x) if masks['multimodal'][e] else torch.zeros(D, dtype=torch.float64)
     return model.node_emb.weight[e], m

@@ -474,6 +474,8 @@ class KGEModel(PyGKGEModel):
                 masks = (q_mask, cache.mask) if tails else (cache.mask, q_mask)
                 return fn(*args, h_mask=masks[0], t_mask=masks[1])
             return score(q, self.relation(rel_type), cache.candidates)
+        if index.numel() == 0:
+            return self.relation(rel_type).new_zeros(0, self.num_nodes)
         parts, rows_all = [], []
         for r in torch.unique(rel_type).tolist():
             rows = (rel_type == r).nonzero().view(-1)
@@ -484,7 +486,18 @@ class KGEModel(PyGKGEModel):
         return out.index_select(0, torch.argsort(torch.cat(rows_all)))
 
     def score_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
-                        negatives: Negatives) -> ScoredBatch:
+                        negatives: Negatives) -> Tuple[Tensor, Tensor]:
+        r"""Scores of the positives :obj:`[B]` and their negatives :obj:`[B, K]` (the
+        combined score of an ensemble); see :meth:`score_batch` for the indices (not
+        checked here) and what training needs besides."""
+        scored = self.score_batch(head_index, rel_type, tail_index, negatives)
+        if len(scored.views) != 1 or scored.views[0][0] is not None:
+            raise RuntimeError(f"{type(self).__name__} scores negatives per scorer: use "
+                               f"score_batch()")
+        return scored.views[0][1], scored.views[0][2]
+
+    def score_batch(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                    negatives: Negatives) -> ScoredBatch:
         r"""Scores of the positives :obj:`[B]` and their negatives :obj:`[B, K]`, with the
         batch's penalty and extra loss terms (a :class:`~torch_mmkg.nn.regimes.ScoredBatch`).
 

@@ -72,8 +72,8 @@ def build_fusion(owner, fusion, channels: int, num_slots: int, num_relations: in
     if isinstance(fusion, Fusion):
         return fusion
     if not isinstance(fusion, str) or fusion not in FUSIONS:
-        raise ValueError(f"{type(owner).__name__}: unknown fusion {fusion!r}; choose from "
-                         f"{sorted(FUSIONS)} or pass a Fusion module")
+        raise ValueError(f"{type(owner).__name__}: fusion must be a registered fusion "
+                         f"{sorted(FUSIONS)} (any case) or a Fusion module, got {fusion!r}")
     cls = FUSIONS[fusion]
     params = inspect.signature(cls.build).parameters
     taken = {k: v for k, v in kwargs.items() if k in params}

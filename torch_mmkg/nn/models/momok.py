@@ -170,6 +170,10 @@ class MoMoK(FromDataMixin, KGEModel):
                 ('hidden_dropout1', hidden_dropout1), ('hidden_dropout2', hidden_dropout2),
                 ('fusion_dropout', fusion_dropout)))
         features = dict(features or {})
+        for m in (STRUCTURE, JOINT):
+            if m in features:
+                raise ValueError(f"'{m}' is a reserved name here ({[STRUCTURE, JOINT]}); "
+                                 f"rename that modality")
         modalities = list(features)
         names = [STRUCTURE] + modalities + [JOINT]
         scorers = list(names if scorers is None else scorers)
