@@ -127,7 +127,7 @@ def test_twins_through_loader_and_trainer(tmp_path):
         TransE(40, 2, 8).loss(*train, NegativeSampler(40, 2, twins=True)(*train))
     with pytest.raises(ValueError, match='num_negatives'):
         model.loader(*get_triples(data, 'train'), twins=True)
-    with pytest.raises(ValueError, match='trained 1-N'):
+    with pytest.raises(ValueError, match='twins negative sampling needs negative-sampling'):
         Trainer(TuckER(40, 2, 8), data, TrainConfig(twins=True, progress=False),
                 out_dir=str(tmp_path / 'tucker'))
 
