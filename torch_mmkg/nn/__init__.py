@@ -1,17 +1,27 @@
-r"""Models, interactions and losses of :mod:`torch_mmkg`."""
-from . import fusion, interactions, kernels, loss  # noqa: F401
+r"""Models, interactions and losses of :mod:`torch_mmkg`.
+
+A model is a composition (:class:`KGEModel`): an entity representation
+(:class:`EntityRepresentation`), a fusion (:mod:`torch_mmkg.nn.fusion`), a relation embedding
+and an interaction (:mod:`torch_mmkg.nn.interactions`); the training regime is outside the
+model (:mod:`torch_mmkg.nn.regimes`). Each method is a preset of it.
+"""
+from . import fusion, interactions, loss, regimes  # noqa: F401
 from .alignment import CrossModalAlignment
 from .club import CLUBEstimator
-from .fusion import (AdaptiveFusion, AttentionFusion, ConcatFusion, MeanFusion,
-                     ModalityExperts, ModalityProjection, ProductFusion)
+from .fusion import (AdaptiveFusion, AttentionFusion, ConcatFusion, ContextGatedFusion,
+                     MeanFusion, ModalityExperts, ModalityProjection, ProductFusion, SumFusion)
 from .interactions import (Interaction, TransEInteraction, DistMultInteraction,
                            ComplExInteraction, RotatEInteraction, PairREInteraction,
-                           TuckERInteraction)
-from .kge import (KGEModel, EmbeddingKGEModel, FeatureMismatchWarning, TransE, DistMult, ComplEx, RotatE, PairRE,
-                  TuckER)
+                           TuckERInteraction, MultiViewInteraction, EnsembleInteraction)
+from .kge import (KGEModel, EmbeddingKGEModel, FeatureMismatchWarning, TransE, DistMult,
+                  ComplEx, RotatE, PairRE, TuckER)
 from .models import NATIVE, TBKGC, MoMoK, LBMKGC, VBKGC
-from .loss import (SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
-                   symmetric_contrastive_loss, l2_regularization, n3_regularization)
+from .models._modalities import FromDataMixin
+from .representation import EntityRepresentation, ExpertRepresentation
+from .regimes import REGIMES, NegativeSampling, OneToN
+from .loss import (LOSSES, SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
+                   SoftmaxCrossEntropyLoss, symmetric_contrastive_loss, l2_regularization,
+                   n3_regularization)
 
 from ..registry import Registry
 
@@ -31,6 +41,18 @@ MODELS.register('lbmkgc', LBMKGC)
 MODELS.register('vbkgc', VBKGC)
 
 __all__ = [
+    'EntityRepresentation',
+    'ExpertRepresentation',
+    'FromDataMixin',
+    'ContextGatedFusion',
+    'SumFusion',
+    'MultiViewInteraction',
+    'EnsembleInteraction',
+    'NegativeSampling',
+    'OneToN',
+    'REGIMES',
+    'LOSSES',
+    'SoftmaxCrossEntropyLoss',
     'AdaptiveFusion',
     'MeanFusion',
     'ConcatFusion',
