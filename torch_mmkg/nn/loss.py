@@ -126,7 +126,9 @@ class BCELoss(torch.nn.Module):
         (1 - \tilde{y}_{bn})\log(1 - \sigma(s_{bn}))\Big), \qquad
         \tilde{y} = (1 - \epsilon)\, y + \frac{1}{N},
 
-    the smoothing of TuckER's and MoMoK's code (:math:`\epsilon` = :obj:`label_smoothing`).
+    the smoothing of TuckER's and MoMoK's code (:math:`\epsilon` = :obj:`label_smoothing`),
+    applied, as there, only for :math:`\epsilon > 0`: with :math:`\epsilon = 0` the targets
+    are :math:`y` itself.
 
     Args:
         label_smoothing (float, optional): :math:`\epsilon \in [0, 1)`. (default: :obj:`0.1`)
@@ -202,7 +204,8 @@ class SoftmaxCrossEntropyLoss(torch.nn.Module):
 def smoothed_bce_with_logits(logits: Tensor, target: Tensor, label_smoothing: float = 0.0,
                              weight: Optional[Tensor] = None) -> Tensor:
     r"""The mean binary cross-entropy of :class:`BCELoss`, with the smoothed targets
-    :math:`\tilde{y} = (1 - \epsilon)\, y + 1/N` never materialised: per element
+    :math:`\tilde{y} = (1 - \epsilon)\, y + 1/N` (:math:`y` for :math:`\epsilon = 0`) never
+    materialised: per element
     :math:`\mathrm{softplus}(s) - \tilde{y} s`, so one elementwise pass over the
     :math:`[B, N]` logits (and :math:`\sigma(s)` in the backward) does the work. With
     :obj:`weight` :math:`[N]` (e.g. 0 for candidates a scorer cannot judge), the weighted
@@ -285,8 +288,8 @@ LOSSES.register('self_adversarial', SelfAdversarialLoss, aliases=('nssa', ))
 LOSSES.register('margin', MarginRankingLoss, aliases=('margin_ranking', ))
 LOSSES.register('softplus', SoftplusLoss, aliases=('logistic', ))
 LOSSES.register('bce', BCELoss, aliases=('binary_cross_entropy', ))
-LOSSES.register('softmax', SoftmaxCrossEntropyLoss, aliases=('softmax_cross_entropy',
-                                                            'cross_entropy'))
+LOSSES.register('softmax', SoftmaxCrossEntropyLoss,
+                aliases=('softmax_cross_entropy', 'cross_entropy'))
 
 #: Losses of the 1-N regime (called as :obj:`loss(logits, target, weight)`).
 ONE_TO_N_LOSSES = (BCELoss, SoftmaxCrossEntropyLoss)

@@ -3,14 +3,13 @@ import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Optional, Tuple
 
+from torch_mmkg.nn.loss import LOSSES
+from torch_mmkg.nn.regimes import REGIMES  # noqa: F401 (the names a config accepts)
 from torch_mmkg.registry import Registry, UnknownComponentError
 
 #: The validation metrics a run can be selected on, and whether higher is better.
 METRICS: Dict[str, bool] = {'mrr': True, 'mr': False, 'hits@1': True, 'hits@3': True,
                             'hits@10': True}
-
-from torch_mmkg.nn.loss import LOSSES
-from torch_mmkg.nn.regimes import REGIMES  # noqa: F401 (the names a config accepts)
 
 #: The optimizers of :class:`~torch_mmkg.training.Trainer`, by name (the trainer maps each to
 #: its :mod:`torch.optim` class).

@@ -37,7 +37,8 @@ def naive_joint(model, e, r, feats, masks):
     s = model.node_emb.weight[e]
     present = [m for m in model.modalities if not model.mask_missing or masks[m][e]]
     if type(model.fusion).__name__ == 'MeanFusion':
-        reps = [s] + [model.representation.projection.mlps[m](feats[m][e].to(s.dtype)) for m in present]
+        mlps = model.representation.projection.mlps
+        reps = [s] + [mlps[m](feats[m][e].to(s.dtype)) for m in present]
         return sum(reps) / len(reps)
     if not present:
         return s

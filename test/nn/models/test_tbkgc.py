@@ -123,7 +123,8 @@ def test_score_stacks_protocol(device):
     assert torch.equal(hm[:, 1].cpu(), masks['text'][h.cpu()])
     assert torch.equal(hm[:, 2].cpu(), masks['numeric'][h.cpu()])
     assert torch.equal(hs[:, 0], model.node_emb(h))
-    assert torch.allclose(hs[:, 2], model.representation.x_numeric[h] @ model.representation.projection.mlps['numeric'][0].weight.T)
+    rep = model.representation
+    assert torch.allclose(hs[:, 2], rep.x_numeric[h] @ rep.projection.mlps['numeric'][0].weight.T)
     stack, mask = model.modality_stack()
     assert stack.shape == (N, 3, D) and mask.shape == (N, 3)
     assert torch.equal(stack[h], hs) and torch.equal(mask[h], hm)
@@ -155,7 +156,7 @@ def test_missing_features_never_enter_the_score(device):
     with torch.no_grad():
         before, tails, heads = model(h, r, t), model.score_tails(h, r), model.score_heads(r, t)
         for m in model.modalities:  # garbage into every missing row
-            x, k = getattr(model.representation, f'x_{m}'), getattr(model.representation, f'mask_{m}')
+            x, k = model.representation.features(m), model.representation.mask(m)
             x[~k] = 1e3 * torch.randn(int((~k).sum()), x.size(1), device=device,
                                       dtype=x.dtype)
         assert torch.allclose(model(h, r, t), before, atol=1e-10)

@@ -1,6 +1,5 @@
 from typing import Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor
 
 from .base import Interaction

@@ -18,7 +18,9 @@ class PairREInteraction(Interaction):
     with a relation of width :math:`2d` holding :math:`[\mathbf{r}^H, \mathbf{r}^T]`.
     1-vs-all scoring groups the batch by relation and computes one pairwise distance matrix
     per relation present (the candidates :math:`\hat{\mathbf{E}} \odot \mathbf{r}^T` depend on
-    the relation only).
+    the relation only). When a gradient must reach the relations (1-N training), it scores
+    like the base class instead (:meth:`forward` on entity chunks): the grouping by
+    :func:`torch.unique` has no derivative.
 
     Args:
         margin (float, optional): The margin :math:`\gamma`. (default: :obj:`9.0`)
@@ -46,11 +48,19 @@ class PairREInteraction(Interaction):
             out[idx] = lp_distance(q[idx], e_all * uniq[j], self.p_norm)
         return self.margin - out
 
+    @staticmethod
+    def _differentiated(r: Tensor) -> bool:
+        return torch.is_grad_enabled() and r.requires_grad
+
     def score_tails(self, h: Tensor, r: Tensor, t_all: Tensor) -> Tensor:
+        if self._differentiated(r):
+            return super().score_tails(h, r, t_all)
         r_h, r_t = r.chunk(2, dim=-1)
         return self._grouped(F.normalize(h, dim=-1) * r_h, r_t, t_all)
 
     def score_heads(self, h_all: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        if self._differentiated(r):
+            return super().score_heads(h_all, r, t)
         r_h, r_t = r.chunk(2, dim=-1)
         return self._grouped(F.normalize(t, dim=-1) * r_t, r_h, h_all)
 
