@@ -147,9 +147,10 @@ def test_valid_arguments_still_accepted(name):
 
 def relation_high(m, entry):
     r"""The valid relation ids of an entry point: :math:`[0, 2R)` where inverse relations
-    are addressed directly, else :math:`[0, R)`."""
+    are addressed directly, or 1-N queries (:math:`r + R`: the head query of a model without
+    inverse relations), else :math:`[0, R)`."""
     both = entry in ('forward', 'score_tails', 'loss_1n') and m.inverse_relations
-    return 2 * m.num_relations if both else m.num_relations
+    return 2 * m.num_relations if both or entry == 'loss_1n' else m.num_relations
 
 
 #: entry point -> its index arguments (in call order), and how to call it.

@@ -162,7 +162,8 @@ class SoftmaxCrossEntropyLoss(torch.nn.Module):
         \frac{y_b}{\sum_n y_{bn}} + \frac{\epsilon}{N}.
 
     With :obj:`weight` :math:`[N]` (0 for candidates a scorer cannot judge) the softmax runs
-    over the weighted candidates only.
+    over the weighted candidates only. A query none of whose
+    answers the scorer judges adds nothing (an ensemble's view the query's answers lack).
 
     Args:
         label_smoothing (float, optional): :math:`\epsilon \in [0, 1)`. (default: :obj:`0.0`)
@@ -186,15 +187,21 @@ class SoftmaxCrossEntropyLoss(torch.nn.Module):
             logits = logits.masked_fill(~keep, float('-inf'))
             target = target * keep
         count = target.sum(dim=-1, keepdim=True)
-        if bool((count == 0).any()):
-            raise ValueError("every 1-N query needs at least one positive target among its "
-                             "judged candidates")
+        if weight is None and bool((count == 0).any()):
+            raise ValueError("every 1-N query needs at least one positive target")
+        if weight is not None:  # a query none of whose answers this scorer judges: no term
+            judged = count.view(-1) > 0
+            if not bool(judged.all()):
+                if not bool(judged.any()):
+                    return logits.masked_fill(~keep, 0.0).sum() * 0.0
+                return self(logits[judged].masked_fill(~keep, 0.0),
+                            target[judged], weight)
         y = target / count
         log_p = torch.log_softmax(logits, dim=-1)
         eps = self.label_smoothing
         if eps:
-            n = logits.size(-1) if weight is None else keep.sum()
-            y = (1.0 - eps) * y + eps / n * (keep if weight is not None else 1.0)
+            n = logits.size(-1) if weight is None else int(keep.sum())
+            y = (1.0 - eps) * y + eps / n * (keep.to(y.dtype) if weight is not None else 1.0)
         return -(y * log_p.masked_fill(y == 0, 0.0)).sum(dim=-1).mean()
 
     def extra_repr(self) -> str:

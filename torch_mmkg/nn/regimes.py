@@ -167,9 +167,10 @@ class NegativeSampling(TrainingRegime):
 
 
 class OneToN(TrainingRegime):
-    r"""1-N scoring ("KvsAll"): every query :math:`(e, r, ?)` of the training triples (with
-    inverse queries :math:`(t, r + R, ?)` when the model has inverse relations) against all
-    entities, by :meth:`~torch_mmkg.nn.KGEModel.score_queries`, with binary cross-entropy
+    r"""1-N scoring ("KvsAll"): every query of the training triples, both sides (tails
+    :math:`(h, r, ?)`, and heads as :math:`(t, r + R, ?)`: the inverse relation of a model
+    with inverse relations, else :math:`(?, r, t)` scored by
+    :meth:`~torch_mmkg.nn.KGEModel.score_heads`) against all entities, by :meth:`~torch_mmkg.nn.KGEModel.score_queries`, with binary cross-entropy
     (label smoothing) or softmax cross-entropy, summed over the scorers of an ensemble, plus
     the model's terms.
 
@@ -198,7 +199,7 @@ class OneToN(TrainingRegime):
         entity_index, rel_type, target = batch
         entity_index, rel_type = model._check(
             'loss_1n', model._entity_ids('entity_index', entity_index),
-            model._relation_ids('rel_type', rel_type, inverse=True))
+            model._query_relation_ids('rel_type', rel_type))
         if target.shape != (entity_index.numel(), model.num_nodes):
             raise ValueError(f"targets must be [{entity_index.numel()}, {model.num_nodes}], "
                              f"got {tuple(target.shape)}")

@@ -10,7 +10,8 @@ import torch
 
 __all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
            'mirror_dir', 'withMirror', 'assert_scoring_consistent', 'planted_mrr_gain',
-           'PlantedPayload']
+           'PlantedPayload', 'InteractionCase', 'InteractionInputs', 'FusionCase', 'ModelCase',
+           'RegimeCase', 'missing_cases']
 
 
 def is_full_test() -> bool:
@@ -130,3 +131,8 @@ class PlantedPayload:
 
     def __reduce__(self):
         return (os.system, (f'touch {self.marker}', ))
+
+
+# The test templates (imported last: they use the decorators above).
+from .cases import (FusionCase, InteractionCase, InteractionInputs, ModelCase,  # noqa: E402
+                    RegimeCase, missing_cases)

@@ -595,6 +595,7 @@ class KGEModel(PyGKGEModel):
         if self._penalized:
             terms['regularization'] = self.penalty(
                 self.representation.structural(H), self.representation.structural(T))
+        terms.update(self.query_terms(None, H[:, 0]))
         return ScoredBatch([(None, scores[:, 0], scores[:, 1:])], terms,
                            {'entity_index': H[:, 0]})
 
@@ -642,12 +643,37 @@ class KGEModel(PyGKGEModel):
         return n3_regularization(*representations, weight=self.regularization_weight,
                                  complex_=self.interaction.complex_entities)
 
+    def _query_relation_ids(self, name: str, index: Tensor) -> IndexSpec:
+        r"""The check of 1-N query relations: :math:`[0, 2R)`, :math:`r + R` being the
+        inverse relation, or, for a model without inverse relations, the head query
+        :math:`(?, r, e)`."""
+        if self.inverse_relations:
+            return self._relation_ids(name, index, inverse=True)
+        R = self.num_relations
+        return IndexSpec(name, index, 2 * R, 'relation',
+                         f'{R} relations, then r + {R} for the head queries (?, r, e)')
+
     def score_queries(self, entity_index: Tensor, rel_type: Tensor) -> QueryScores:
-        r"""The 1-N logits :obj:`[B, N]` of queries :math:`(e, r, ?)` (relation ids in
-        :math:`[0, 2R)` with inverse relations), with gradient, per scorer (one for most
-        models, one per view for an ensemble), with the batch's penalty and terms (a
-        :class:`~torch_mmkg.nn.regimes.QueryScores`)."""
+        r"""The 1-N logits :obj:`[B, N]` of queries :math:`(e, r, ?)`, with gradient, per
+        scorer (one for most models, one per view for an ensemble), with the batch's penalty
+        and terms (a :class:`~torch_mmkg.nn.regimes.QueryScores`). Relation ids are in
+        :math:`[0, 2R)`: :math:`r + R` is the inverse relation of a model with inverse
+        relations, and the head query :math:`(?, r, e)` of any other model."""
         cache = self.prepare_scoring()
+        R = self.num_relations
+        heads = None if self.inverse_relations else rel_type >= R
+        if heads is not None and bool(heads.any()):
+            rel = torch.where(heads, rel_type - R, rel_type)
+            rows_t, rows_h = (~heads).nonzero().view(-1), heads.nonzero().view(-1)
+            logits = torch.cat([self._score_tails(entity_index[rows_t], rel[rows_t], cache),
+                                self._score_heads(rel[rows_h], entity_index[rows_h], cache)])
+            logits = logits.index_select(0, torch.argsort(torch.cat([rows_t, rows_h])))
+            terms = {}
+            if self._penalized:
+                terms['regularization'] = self.penalty(
+                    self.representation.structural(entity_index), self.rel_emb(rel))
+            terms.update(self.query_terms(cache, entity_index))
+            return QueryScores([(None, logits, None)], terms, {'entity_index': entity_index})
         if cache.table is not None:
             e, e_mask = self._query_rows(entity_index, rel_type, cache)
             r = self.relation(rel_type)
@@ -669,10 +695,12 @@ class KGEModel(PyGKGEModel):
         terms.update(self.query_terms(cache, entity_index))
         return QueryScores(views, terms, {'entity_index': entity_index})
 
-    def query_terms(self, cache: ScoringCache, entity_index: Tensor) -> Dict[str, Tensor]:
-        r"""Extra loss terms of a 1-N batch (weighted), from the prepared all-entity
-        :obj:`cache` (with the representation's :obj:`extras`) and the query entities.
-        None by default (MoMoK's ExID is one)."""
+    def query_terms(self, cache: Optional[ScoringCache], entity_index: Tensor
+                    ) -> Dict[str, Tensor]:
+        r"""Extra loss terms (weighted) over the query entities of a batch: of a 1-N batch,
+        with the prepared all-entity :obj:`cache` (and the representation's
+        :obj:`extras`) it computed; of a negative-sampling batch scored as a grid, without
+        (:obj:`None`). None by default (MoMoK's ExID and LBMKGC's CMoA are such terms)."""
         return {}
 
     # Training #################################################################################
@@ -771,8 +799,10 @@ class KGEModel(PyGKGEModel):
 
     def loader_1n(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                   **kwargs) -> OneToNLoader:
-        r"""Returns a 1-N loader of :math:`(e, r, ?)` queries (with inverse queries when the
-        model has inverse relations).
+        r"""Returns a 1-N loader of both sides' queries: :math:`(h, r, ?)` and
+        :math:`(t, r + R, ?)`, the latter being the inverse query of a model with inverse
+        relations, and for any other model the head query :math:`(?, r, t)`, which
+        :meth:`score_queries` scores by :meth:`score_heads`.
 
         Args:
             head_index (torch.Tensor): The head indices, in :math:`[0, N)`.
@@ -785,8 +815,9 @@ class KGEModel(PyGKGEModel):
         """
         head_index, rel_type, tail_index = self._check_triples('loader_1n', head_index,
                                                                rel_type, tail_index)
+        kwargs.setdefault('inverse_relations', True)
         return OneToNLoader(head_index, rel_type, tail_index, self.num_nodes,
-                            self.num_relations, self.inverse_relations, **kwargs)
+                            self.num_relations, **kwargs)
 
     @torch.no_grad()
     def random_sample(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,

@@ -193,6 +193,14 @@ class LBMKGC(FromDataMixin, KGEModel):
         return {'alignment': self.alignment_weight * self.alignment_loss(stack[rows],
                                                                          mask[rows])}
 
+    def query_terms(self, cache, entity_index: Tensor) -> Dict[str, Tensor]:
+        r"""Under the 1-N regime: :math:`\lambda \mathcal{L}_{\mathrm{CMoA}}` over the
+        distinct query entities of the batch."""
+        if not self.alignment_weight:
+            return {}
+        stack, mask = self.representation(torch.unique(entity_index))
+        return {'alignment': self.alignment_weight * self.alignment_loss(stack, mask)}
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_nodes}, '
                 f'num_relations={self.num_relations}, '

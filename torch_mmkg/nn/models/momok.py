@@ -336,10 +336,14 @@ class MoMoK(FromDataMixin, KGEModel):
 
     def query_terms(self, cache: ScoringCache, entity_index: Tensor) -> Dict[str, Tensor]:
         r""":math:`\lambda \mathcal{L}_{club}` over the distinct query entities of the
-        batch, from the expert outputs of the same forward pass."""
+        batch, from the expert outputs of the same forward pass (1-N) or of the query
+        entities (negative sampling)."""
         if not (self.club_weight > 0 and self.pairs):
             return {}
         idx = torch.unique(entity_index)
+        if cache is None:  # a negative-sampling batch: the experts of its query entities
+            _, mask, extras = self.representation.forward_with_extras(idx)
+            return {'club': self.club_weight * self.club_loss(extras['experts'], mask)}
         return {'club': self.club_weight * self.club_loss(cache.extras['experts'][idx],
                                                           cache.mask[idx])}
 

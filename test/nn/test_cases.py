@@ -1,0 +1,548 @@
+r"""The test templates of :mod:`torch_mmkg.testing.cases`, instantiated for every registered
+component: every interaction exported by :mod:`torch_mmkg.nn.interactions`, every fusion of
+``FUSIONS``, every model of ``MODELS`` and every regime of ``REGIMES`` (some in several
+configurations). The naive transcriptions below are per triple / per row, in float64.
+:func:`test_every_registered_component_has_a_case` fails when a component is registered
+without a case here."""
+import math
+
+import pytest
+import torch
+
+from torch_mmkg.nn import MODELS, interactions
+from torch_mmkg.nn.fusion import MeanFusion
+from torch_mmkg.nn.interactions import (ComplExInteraction, DistMultInteraction,
+                                        EnsembleInteraction, Interaction,
+                                        MultiViewInteraction, PairREInteraction,
+                                        RotatEInteraction, TransEInteraction,
+                                        TuckERInteraction)
+from torch_mmkg.nn.loss import BCELoss, MarginRankingLoss, SoftmaxCrossEntropyLoss
+from torch_mmkg.testing import (FusionCase, InteractionCase, ModelCase, RegimeCase,
+                                missing_cases)
+
+D = 4
+
+
+def _f(x):
+    return [float(v) for v in x]
+
+
+def _complex(x):
+    r"""The complex coordinates of a real vector [re..., im...]."""
+    v = _f(x)
+    d = len(v) // 2
+    return [complex(v[k], v[d + k]) for k in range(d)]
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _softmax(logits, present):
+    r"""Softmax over the present entries (0 elsewhere; all 0 if none is present)."""
+    if not any(present):
+        return [0.0] * len(logits)
+    top = max(x for x, p in zip(logits, present) if p)
+    e = [math.exp(x - top) if p else 0.0 for x, p in zip(logits, present)]
+    return [x / sum(e) for x in e]
+
+
+def _transe(h, r, t, p, margin):
+    h, r, t = _f(h), _f(r), _f(t)
+    return margin - sum(abs(a + b - c)**p for a, b, c in zip(h, r, t))**(1.0 / p)
+
+
+def _distmult(h, r, t):
+    return sum(a * b * c for a, b, c in zip(_f(h), _f(r), _f(t)))
+
+
+# Interactions #################################################################################
+
+
+class TestTransEL1(InteractionCase):
+    cls = TransEInteraction
+    kwargs = dict(p_norm=1.0, margin=2.5)
+
+    def naive(self, h, r, t):
+        return _transe(h, r, t, 1, 2.5)
+
+
+class TestTransEL2(InteractionCase):
+    cls = TransEInteraction
+    kwargs = dict(p_norm=2.0)
+
+    def naive(self, h, r, t):
+        return _transe(h, r, t, 2, 0.0)
+
+
+class TestDistMult(InteractionCase):
+    cls = DistMultInteraction
+
+    def naive(self, h, r, t):
+        return _distmult(h, r, t)
+
+
+class TestComplEx(InteractionCase):
+    cls = ComplExInteraction
+
+    def naive(self, h, r, t):
+        return sum(a * b * c.conjugate()
+                   for a, b, c in zip(_complex(h), _complex(r), _complex(t))).real
+
+
+class TestRotatE(InteractionCase):
+    cls = RotatEInteraction
+    kwargs = dict(margin=6.0)
+
+    def naive(self, h, theta, t):
+        return 6.0 - sum(abs(a * complex(math.cos(th), math.sin(th)) - c)
+                         for a, th, c in zip(_complex(h), _f(theta), _complex(t)))
+
+
+class _PairRE(InteractionCase):
+    cls = PairREInteraction
+    p = 1
+
+    def naive(self, h, r, t):
+        h, r, t = _f(h), _f(r), _f(t)
+        d = len(h)
+        nh, nt = math.sqrt(sum(x * x for x in h)), math.sqrt(sum(x * x for x in t))
+        diff = [h[k] / nh * r[k] - t[k] / nt * r[d + k] for k in range(d)]
+        return 4.0 - sum(abs(x)**self.p for x in diff)**(1.0 / self.p)
+
+
+class TestPairREL1(_PairRE):
+    kwargs = dict(margin=4.0)
+
+
+class TestPairREL2(_PairRE):
+    kwargs = dict(margin=4.0, p_norm=2.0)
+    p = 2
+
+
+class TestTuckER(InteractionCase):
+    cls = TuckERInteraction
+    kwargs = dict(entity_dim=D, relation_dim=3)
+
+    def query(self, h, r):
+        W = self.interaction.core.tolist()
+        h, r = _f(h), _f(r)
+        return [sum(W[i][j][k] * h[i] * r[j] for i in range(len(h)) for j in range(len(r)))
+                for k in range(len(h))]
+
+    def naive(self, h, r, t):
+        return sum(q * c for q, c in zip(self.query(h, r), _f(t)))
+
+
+class TestTuckERBatchNorm(TestTuckER):
+    r"""In eval mode: the dropouts off, the batch norms with their running statistics."""
+    kwargs = dict(entity_dim=D, relation_dim=3, input_dropout=0.3, hidden_dropout1=0.4,
+                  hidden_dropout2=0.5, batch_norm=True)
+    skips = {'score_heads': "with batch norms score_heads normalises the tail, the query "
+                            "entity there (as documented), so it is not forward(e, r, t): "
+                            "such a TuckER predicts heads as tails of inverse relations"}
+
+    def make(self):
+        inter = super().make()
+        gen = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            for bn in (inter.bn0, inter.bn1):
+                bn.running_mean.copy_(torch.rand(D, generator=gen) - 0.5)
+                bn.running_var.copy_(torch.rand(D, generator=gen) + 0.5)
+                bn.weight.copy_(torch.rand(D, generator=gen) + 0.5)
+                bn.bias.copy_(torch.rand(D, generator=gen) - 0.5)
+        return inter
+
+    @staticmethod
+    def _bn(bn, x):
+        mean, var = _f(bn.running_mean), _f(bn.running_var)
+        w, b = _f(bn.weight), _f(bn.bias)
+        return [(v - m) / math.sqrt(s + bn.eps) * a + c
+                for v, m, s, a, c in zip(_f(x), mean, var, w, b)]
+
+    def naive(self, h, r, t):
+        inter = self.interaction
+        q = self.query(torch.tensor(self._bn(inter.bn0, h), dtype=torch.float64), r)
+        q = self._bn(inter.bn1, torch.tensor(q, dtype=torch.float64))
+        return sum(a * c for a, c in zip(q, _f(t)))
+
+
+def _view(x, coeffs):
+    return sum(c * x[v] for v, c in enumerate(coeffs) if c)
+
+
+class TestMultiViewTBKGC(InteractionCase):
+    r"""TBKGC's five TransE terms over (structure, multi-modal) views."""
+    cls = MultiViewInteraction
+    #: Written out from the paper: (s, s), (m, m), (s, m), (m, s), (s + m, s + m).
+    terms = (((1, 0), (1, 0)), ((0, 1), (0, 1)), ((1, 0), (0, 1)), ((0, 1), (1, 0)),
+             ((1, 1), (1, 1)))
+
+    def make(self):
+        return MultiViewInteraction(TransEInteraction(p_norm=1.0, margin=1.5)).double().eval()
+
+    def entity_shape(self):
+        return (2, D)
+
+    def naive(self, h, r, t):
+        return sum(_transe(_view(h, a), r, _view(t, b), 1, 1.5) for a, b in self.terms)
+
+
+class TestMultiViewWeighted(InteractionCase):
+    r"""Three views, coefficients other than 0/1, a DistMult base."""
+    cls = MultiViewInteraction
+    terms = (((1, 0, 0), (0, 0, 1), 'a'), ((2, 1, 0), (1, 0, -1), 'b'),
+             ((0, 0, 1), (0, 3, 0), 'a'))
+
+    def make(self):
+        return MultiViewInteraction(DistMultInteraction(), self.terms).double().eval()
+
+    def entity_shape(self):
+        return (3, D)
+
+    def naive(self, h, r, t):
+        return sum(_distmult(_view(h, a), r, _view(t, b)) for a, b, _ in self.terms)
+
+    def test_term_groups(self):
+        x = self.make_inputs(self.B, self.K, self.N)
+        parts = [self.interaction(x.h, x.r, x.t, terms=g) for g in ('a', 'b')]
+        torch.testing.assert_close(parts[0] + parts[1], self.interaction(x.h, x.r, x.t))
+
+
+class _Ensemble(InteractionCase):
+    cls = EnsembleInteraction
+    views = ('structure', 'image', 'text')
+    joint_training = True
+    skips = {'score_heads': "EnsembleInteraction.score_heads raises NotImplementedError by "
+                            "design: an ensemble scores queries (e, r, ?), heads as tails of "
+                            "the inverse relation"}
+
+    def scorers(self):
+        raise NotImplementedError
+
+    def make(self):
+        torch.manual_seed(self.seed)
+        scorers = self.scorers()
+        fusions = ({'entity_fusion': MeanFusion(D), 'relation_fusion': MeanFusion(D)}
+                   if 'joint' in scorers else {})
+        return EnsembleInteraction(self.views, scorers, joint_training=self.joint_training,
+                                   **fusions).double().eval()
+
+    def entity_shape(self):
+        return (len(self.views), D)
+
+    def relation_shape(self):
+        return (len(self.views), D)
+
+    def naive_scorer(self, name, h, r, t):
+        return _distmult(h, r, t)
+
+    def naive(self, h, r, t, h_mask=None, t_mask=None):
+        S = len(self.views)
+        h_mask = [True] * S if h_mask is None else [bool(m) for m in h_mask]
+        t_mask = [True] * S if t_mask is None else [bool(m) for m in t_mask]
+        logits = []
+        for s in self.interaction.active:
+            if s == 'joint':
+                def mean(x, m):
+                    n = sum(m)
+                    return (sum(x[i] for i in range(S) if m[i]) / n if n else
+                            torch.zeros(D, dtype=x.dtype))
+                logits.append(self.naive_scorer(s, mean(h, h_mask), mean(r, [True] * S),
+                                                mean(t, t_mask)))
+            else:
+                i = self.views.index(s)
+                if h_mask[i] and t_mask[i]:
+                    logits.append(self.naive_scorer(s, h[i], r[i], t[i]))
+        if self.joint_training:  # minus the mean probability of the judging scorers
+            return -sum(_sigmoid(-x) for x in logits) / len(logits) if logits else -1.0
+        return sum(logits) / len(logits) if logits else torch.finfo(torch.float64).min
+
+    def test_score_heads_refused(self):
+        x = self.make_inputs(self.B, self.K, self.N)
+        with pytest.raises(NotImplementedError, match='inverse relation'):
+            self.interaction.score_heads(self.interaction.prepare_candidates(x.table,
+                                                                             x.table_mask),
+                                         x.r, x.h, h_mask=x.table_mask, t_mask=x.h_mask)
+
+
+class TestEnsembleJoint(_Ensemble):
+    r"""Two view scorers (text unscored) and a joint one, joint training (probabilities)."""
+    def scorers(self):
+        return {'structure': DistMultInteraction(), 'image': DistMultInteraction(),
+                'joint': DistMultInteraction()}
+
+
+class TestEnsembleLogits(_Ensemble):
+    r"""Heterogeneous view scorers, no joint view, the mean of the logits."""
+    joint_training = False
+
+    def scorers(self):
+        return {'structure': TransEInteraction(p_norm=2.0), 'image': DistMultInteraction(),
+                'text': DistMultInteraction()}
+
+    def naive_scorer(self, name, h, r, t):
+        return _transe(h, r, t, 2, 0.0) if name == 'structure' else _distmult(h, r, t)
+
+
+# Fusions ######################################################################################
+
+
+def _rows(fn, stack, mask, rel, width=None):
+    B = stack.size(0)
+    out = torch.zeros(B, width or stack.size(-1), dtype=stack.dtype)
+    for b in range(B):
+        out[b] = fn(stack[b], [bool(m) for m in mask[b]], int(rel[b]))
+    return out
+
+
+def _adaptive_row(v, x, present, tau=1.0):
+    logits = [sum(a * math.tanh(float(c)) for a, c in zip(_f(v), x[m])) / tau
+              for m in range(x.size(0))]
+    w = _softmax(logits, present)
+    return sum(w[m] * x[m] for m in range(x.size(0)))
+
+
+class TestAdaptiveFusion(FusionCase):
+    name = 'adaptive'
+
+    def naive(self, stack, mask, rel):
+        f = self.fusion
+        return _rows(lambda x, m, r: _adaptive_row(f.v, x, m, _sigmoid(float(f.zeta[r]))),
+                     stack, mask, rel)
+
+
+class TestAdaptiveFusionNoTemperature(FusionCase):
+    name = 'redaf'  # an alias
+    kwargs = dict(relation_temperature=False)
+
+    def naive(self, stack, mask, rel):
+        return _rows(lambda x, m, r: _adaptive_row(self.fusion.v, x, m), stack, mask, rel)
+
+
+class TestMeanFusion(FusionCase):
+    name = 'mean'
+
+    def naive(self, stack, mask, rel):
+        return _rows(lambda x, m, r: sum(x[i] for i in range(len(m)) if m[i]) / max(sum(m), 1)
+                     if any(m) else torch.zeros(x.size(-1), dtype=x.dtype), stack, mask, rel)
+
+
+class TestSumFusion(FusionCase):
+    name = 'sum'
+
+    def naive(self, stack, mask, rel):
+        return _rows(lambda x, m, r: sum((x[i] for i in range(len(m)) if m[i]),
+                                         torch.zeros(x.size(-1), dtype=x.dtype)),
+                     stack, mask, rel)
+
+
+class TestProductFusion(FusionCase):
+    name = 'product'
+
+    def naive(self, stack, mask, rel):
+        def row(x, m, r):
+            if not any(m):
+                return torch.zeros(x.size(-1), dtype=x.dtype)
+            out = torch.ones(x.size(-1), dtype=x.dtype)
+            for i in range(len(m)):
+                if m[i]:
+                    out = out * x[i]
+            return out
+        return _rows(row, stack, mask, rel)
+
+
+class TestConcatFusion(FusionCase):
+    name = 'concat'
+
+    def naive(self, stack, mask, rel):
+        W, b = self.fusion.lin.weight.tolist(), _f(self.fusion.lin.bias)
+
+        def row(x, m, r):
+            flat = [float(x[i, k]) if m[i] else 0.0 for i in range(len(m))
+                    for k in range(x.size(-1))]
+            return torch.tensor([sum(w * v for w, v in zip(W[o], flat)) + b[o]
+                                 for o in range(len(b))], dtype=x.dtype)
+        return _rows(row, stack, mask, rel)
+
+
+class TestContextGatedFusion(FusionCase):
+    name = 'cguaf'  # an alias of 'context'
+
+    def make_mask(self, B, gen):
+        # Slot 0 is the structural embedding, present for every entity by construction.
+        mask = super().make_mask(B, gen)
+        mask[:, 0] = True
+        return mask
+
+    def naive(self, stack, mask, rel):
+        f = self.fusion
+
+        def row(x, m, r):
+            if not any(m[1:]):
+                return x[0]
+            h_mm = _adaptive_row(f.modal.v, x[1:], m[1:])
+            zeta = _sigmoid(float(f.gate[r]))
+            return zeta * x[0] + (1.0 - zeta) * h_mm
+        return _rows(row, stack, mask, rel)
+
+
+class TestAttentionFusion(FusionCase):
+    name = 'attention'
+
+    def naive(self, stack, mask, rel):
+        f = self.fusion
+        W, bias, att = f.weight.tolist(), f.bias.tolist(), _f(f.attention)
+        H, M, Din, Dout = f.weight.shape
+
+        def row(x, m, r):
+            x = x.tolist()
+            out = [0.0] * Dout
+            for h in range(H):
+                proj = [[max(0.0, sum(x[s][d] * W[h][s][d][o] for d in range(Din))
+                             + bias[h][s][o]) for o in range(Dout)] for s in range(M)]
+                logits = ([sum(a * p for a, p in zip(att, proj[s])) for s in range(M)]
+                          if f.adaptive else [0.0] * M)
+                alpha = _softmax(logits, m)
+                for s in range(M):
+                    for o in range(Dout):
+                        out[o] += alpha[s] * proj[s][o]
+            return torch.tensor(out, dtype=stack.dtype)
+        return _rows(row, stack, mask, rel, f.out_channels)
+
+
+class TestAttentionFusionUniform(TestAttentionFusion):
+    r"""Uniform weights (MoMoK's "w/o adaptive fusion"), three heads, another width."""
+    kwargs = dict(adaptive=False, num_heads=3, out_channels=5)
+    unused_parameters = {'attention': "uniform weights do not read the attention vector"}
+
+
+# Models #######################################################################################
+
+
+class TestTransE(ModelCase):
+    name = 'transe'
+
+
+class TestDistMultModel(ModelCase):
+    r"""Regularised: candidates are gathered and scored by score_gathered."""
+    name = 'distmult'
+
+
+class TestDistMultModelPlain(ModelCase):
+    r"""Without the penalty: the fused score_candidates path."""
+    name = 'distmult'
+    kwargs = dict(regularization=None)
+
+
+class TestComplExModel(ModelCase):
+    name = 'complex'
+
+
+class TestRotatEModel(ModelCase):
+    name = 'rotate'
+
+
+class TestPairREModel(ModelCase):
+    name = 'pairre'
+
+
+class TestTuckERModel(ModelCase):
+    name = 'tucker'
+
+
+class TestNATIVE(ModelCase):
+    r"""A relation-dependent decomposable fusion: weighted candidates (RotatE's kernel)."""
+    name = 'native'
+    multimodal = True
+
+
+class TestNATIVEMean(ModelCase):
+    r"""A relation-free fusion."""
+    name = 'native'
+    multimodal = True
+    kwargs = dict(fusion='mean')
+
+
+class TestTBKGC(ModelCase):
+    name = 'tbkgc'
+    multimodal = True
+
+
+class TestMoMoK(ModelCase):
+    name = 'momok'
+    multimodal = True
+
+
+class TestLBMKGC(ModelCase):
+    name = 'lbmkgc'
+    multimodal = True
+    kwargs = dict(alignment_weight=0.1)
+
+
+class TestVBKGC(ModelCase):
+    name = 'vbkgc'
+    multimodal = True
+
+
+# Regimes ######################################################################################
+
+
+class TestNegativeSampling(RegimeCase):
+    name = 'negative_sampling'
+    kwargs = dict(num_negatives=3)
+
+
+class TestNegativeSamplingMarginMean(RegimeCase):
+    name = 'ns'  # an alias
+    kwargs = dict(num_negatives=3, loss=MarginRankingLoss(0.5, aggregate='mean'))
+
+
+class TestNegativeSamplingTwins(RegimeCase):
+    name = 'negative_sampling'
+    kwargs = dict(num_negatives=3, twins=True)
+    models = ('tbkgc', 'vbkgc')
+
+
+class TestOneToN(RegimeCase):
+    name = '1-n'
+
+
+class TestOneToNSoftmax(RegimeCase):
+    name = 'kvsall'  # an alias
+    kwargs = dict(loss=SoftmaxCrossEntropyLoss(0.1))
+
+
+class TestOneToNSmoothedBCE(RegimeCase):
+    name = '1-n'
+    kwargs = dict(loss=BCELoss(0.2))
+
+
+# The meta-test ################################################################################
+
+TEMPLATES = (InteractionCase, FusionCase, ModelCase, RegimeCase)
+CASES = [c for c in list(globals().values())
+         if isinstance(c, type) and issubclass(c, TEMPLATES) and c.__name__.startswith('Test')]
+
+
+def test_every_registered_component_has_a_case():
+    missing = missing_cases(CASES)
+    assert not missing, (f"registered components without a test case in {__file__}: "
+                         f"{missing}; add a subclass of the matching template")
+
+
+def test_missing_cases_notices_new_components(monkeypatch):
+    class NewInteraction(Interaction):
+        pass
+
+    assert missing_cases([c for c in CASES if not issubclass(c, RegimeCase)]) == [
+        "regime 'negative_sampling'", "regime '1-n'"]
+    MODELS.register('template_probe', object)
+    try:
+        monkeypatch.setattr(interactions, 'NewInteraction', NewInteraction, raising=False)
+        monkeypatch.setattr(interactions, '__all__', interactions.__all__ + ['NewInteraction'])
+        missing = missing_cases(CASES)
+    finally:
+        MODELS.unregister('template_probe')
+    assert any('template_probe' in m or 'templateprobe' in m for m in missing), missing
+    assert 'interaction NewInteraction' in missing
