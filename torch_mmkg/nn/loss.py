@@ -118,6 +118,12 @@ class SoftplusLoss(KGELoss):
         return 0.5 * (F.softplus(-pos).mean() + F.softplus(neg).mean())
 
 
+def _check_1n(logits: Tensor, target: Tensor):
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(target.shape)} "
+                         f"differ in shape")
+
+
 class BCELoss(torch.nn.Module):
     r"""Binary cross-entropy for 1-N scoring with label smoothing (TuckER, MoMoK)
 
@@ -142,9 +148,7 @@ class BCELoss(torch.nn.Module):
         self.label_smoothing = probability(self, 'label_smoothing', label_smoothing)
 
     def forward(self, logits: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor:
-        if logits.shape != target.shape:
-            raise ValueError(f"logits {tuple(logits.shape)} and targets "
-                             f"{tuple(target.shape)} differ in shape")
+        _check_1n(logits, target)
         return smoothed_bce_with_logits(logits, target, self.label_smoothing, weight)
 
     def extra_repr(self) -> str:
@@ -178,9 +182,7 @@ class SoftmaxCrossEntropyLoss(torch.nn.Module):
         self.label_smoothing = probability(self, 'label_smoothing', label_smoothing)
 
     def forward(self, logits: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor:
-        if logits.shape != target.shape:
-            raise ValueError(f"logits {tuple(logits.shape)} and targets "
-                             f"{tuple(target.shape)} differ in shape")
+        _check_1n(logits, target)
         target = target.to(logits.dtype)
         if weight is not None:
             keep = weight.reshape(1, -1) > 0

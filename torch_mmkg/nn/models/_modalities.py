@@ -1,3 +1,4 @@
+import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -78,3 +79,30 @@ def build_fusion(owner, fusion, channels: int, num_slots: int, num_relations: in
     params = inspect.signature(cls.build).parameters
     taken = {k: v for k, v in kwargs.items() if k in params}
     return cls.build(channels, num_slots, num_relations, mask_missing, **taken)
+
+
+def projected_rotate(owner, num_nodes: int, num_relations: int, hidden_channels: int,
+                     features, masks, margin: float, epsilon: float,
+                     adversarial_temperature: float, regularization_weight: float,
+                     projection_layers: int, fusion, mask_missing: bool, loss=None,
+                     **fusion_kwargs) -> dict:
+    r"""The parts NATIVE and LBMKGC share, as keyword arguments of
+    :class:`~torch_mmkg.nn.KGEModel`: complex structural embeddings and projected features
+    (uniform in :math:`\pm(\gamma + \epsilon)/d`, which it sets as
+    :obj:`owner.embedding_range`), the fusion, RotatE with relation phases, the
+    self-adversarial loss and the :math:`L_2` penalty on the raw embeddings."""
+    from torch_mmkg.nn.interactions import RotatEInteraction
+    from torch_mmkg.nn.loss import SelfAdversarialLoss
+    from torch_mmkg.nn.representation import EntityRepresentation
+    width = 2 * hidden_channels
+    owner.embedding_range = (margin + epsilon) / hidden_channels
+    representation = EntityRepresentation(num_nodes, width, features, masks,
+                                          projection_layers=projection_layers,
+                                          init=uniform_init(owner.embedding_range))
+    fusion = build_fusion(owner, fusion, width, representation.num_slots, num_relations,
+                          mask_missing, **fusion_kwargs)
+    return dict(interaction=RotatEInteraction(margin),
+                loss=loss or SelfAdversarialLoss(adversarial_temperature),
+                regularization='l2', regularization_weight=regularization_weight,
+                representation=representation, fusion=fusion,
+                relation_scale=math.pi / owner.embedding_range, regularize='raw')

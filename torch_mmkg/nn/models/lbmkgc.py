@@ -6,13 +6,9 @@ from torch import Tensor
 
 from torch_mmkg.nn.alignment import logit_scale_temperature, multimodal_contrastive_loss
 from torch_mmkg.nn.fusion import ContextGatedFusion
-from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel
-from torch_mmkg.nn.loss import SelfAdversarialLoss
-from torch_mmkg.nn.representation import EntityRepresentation
 from torch_mmkg.nn.validation import real
-from ._modalities import (FromDataMixin, build_fusion, check_projected_stack_args,
-                          uniform_init)
+from ._modalities import FromDataMixin, check_projected_stack_args, projected_rotate
 
 
 class LBMKGC(FromDataMixin, KGEModel):
@@ -117,18 +113,10 @@ class LBMKGC(FromDataMixin, KGEModel):
         if alignment_weight and len(features) < 2:
             raise ValueError("LBMKGC: alignment_weight > 0 needs at least two modalities to "
                              f"align, got {list(features)}")
-        width = 2 * hidden_channels
-        self.embedding_range = (margin + epsilon) / hidden_channels
-        representation = EntityRepresentation(num_nodes, width, features, masks,
-                                              projection_layers=projection_layers,
-                                              init=uniform_init(self.embedding_range))
-        fusion = build_fusion(self, fusion, width, representation.num_slots, num_relations,
-                              mask_missing)
-        super().__init__(num_nodes, num_relations, hidden_channels, RotatEInteraction(margin),
-                         loss or SelfAdversarialLoss(adversarial_temperature),
-                         regularization='l2', regularization_weight=regularization_weight,
-                         representation=representation, fusion=fusion,
-                         relation_scale=math.pi / self.embedding_range, regularize='raw')
+        super().__init__(num_nodes, num_relations, hidden_channels, **projected_rotate(
+            self, num_nodes, num_relations, hidden_channels, features, masks, margin, epsilon,
+            adversarial_temperature, regularization_weight, projection_layers, fusion,
+            mask_missing, loss))
         self.mask_missing = bool(mask_missing)
         self.alignment_weight = float(alignment_weight)
         self._init_scale = math.log(1.0 / alignment_temperature)

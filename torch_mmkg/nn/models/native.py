@@ -1,14 +1,9 @@
-import math
 from typing import Mapping, Optional
 
 from torch import Tensor
 
-from torch_mmkg.nn.interactions import RotatEInteraction
 from torch_mmkg.nn.kge.base import KGEModel
-from torch_mmkg.nn.loss import SelfAdversarialLoss
-from torch_mmkg.nn.representation import EntityRepresentation
-from ._modalities import (FromDataMixin, build_fusion, check_projected_stack_args,
-                          uniform_init)
+from ._modalities import FromDataMixin, check_projected_stack_args, projected_rotate
 
 
 class NATIVE(FromDataMixin, KGEModel):
@@ -85,18 +80,10 @@ class NATIVE(FromDataMixin, KGEModel):
                                        projection_layers))
         if not features:
             raise ValueError("NATIVE needs at least one modality (use RotatE without any)")
-        width = 2 * hidden_channels
-        self.embedding_range = (margin + epsilon) / hidden_channels
-        representation = EntityRepresentation(num_nodes, width, features, masks,
-                                              projection_layers=projection_layers,
-                                              init=uniform_init(self.embedding_range))
-        fusion = build_fusion(self, fusion, width, representation.num_slots, num_relations,
-                              mask_missing, relation_temperature=relation_temperature)
-        super().__init__(num_nodes, num_relations, hidden_channels, RotatEInteraction(margin),
-                         loss or SelfAdversarialLoss(adversarial_temperature),
-                         regularization='l2', regularization_weight=regularization_weight,
-                         representation=representation, fusion=fusion,
-                         relation_scale=math.pi / self.embedding_range, regularize='raw')
+        super().__init__(num_nodes, num_relations, hidden_channels, **projected_rotate(
+            self, num_nodes, num_relations, hidden_channels, features, masks, margin, epsilon,
+            adversarial_temperature, regularization_weight, projection_layers, fusion,
+            mask_missing, loss, relation_temperature=relation_temperature))
         self.reset_parameters()
 
     def __repr__(self) -> str:
