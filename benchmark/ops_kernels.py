@@ -6,6 +6,7 @@ kernel, in one process, as medians of repeated calls.
     python benchmark/ops_kernels.py --repeats 5
 """
 import argparse
+import os
 import statistics
 import time
 
@@ -46,17 +47,21 @@ def compiled(*x):
     return complex_modulus_sum(*x)
 
 
-def median_time(fn, x):
-    times = []
+def median_times(fns, x):
+    r"""Median seconds of each function, the repeats interleaved (so that a change of load
+    on the machine affects all alike), and each function's last output."""
+    times = [[] for _ in fns]
+    outs = [None] * len(fns)
     for _ in range(args.repeats):
-        t = time.perf_counter()
-        out = fn(*x)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            outs[i] = fn(*x)
+            times[i].append(time.perf_counter() - t)
+    return [statistics.median(t) for t in times], outs
 
 
 print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, float32, '
-      f'medians of {args.repeats}')
+      f'medians of {args.repeats}, load average {os.getloadavg()[0]:.2f}')
 print('| B x N x d | old eager | new eager | compiled | old/new | new/compiled |')
 print('|---|---|---|---|---|---|')
 for size in args.sizes.split(','):
@@ -68,12 +73,12 @@ for size in args.sizes.split(','):
     first = time.perf_counter() - t
     new_eager(*x)  # warm-up
     old_eager(*x)
-    t_old, ref = median_time(old_eager, x)
-    t_new, out_new = median_time(new_eager, x)
-    t_comp, out_comp = median_time(compiled, x)
+    (t_old, t_new, t_comp), (ref, out_new, out_comp) = median_times(
+        [old_eager, new_eager, compiled], x)
     assert torch.equal(out_new, ref), 'the new eager kernel differs from the old one'
     assert torch.allclose(out_comp, ref, rtol=1e-4, atol=1e-3)
     print(f'| {B} x {N} x {d} | {t_old:.3f} s | {t_new:.3f} s | {t_comp:.3f} s '
           f'(first call {first:.1f} s) | {t_old / t_new:.1f}x | {t_new / t_comp:.1f}x |',
           flush=True)
+print(f'load average {os.getloadavg()[0]:.2f}')
 set_compile('auto')

@@ -34,11 +34,12 @@ AUTO_COMPILE_TRAIN_ELEMENTS = 2**22
 #: Score-matrix entries above which :func:`~torch_mmkg.ops.rank_counts` is compiled on CPU.
 AUTO_COMPILE_RANK_ELEMENTS = 2**22
 
-#: What falling back to eager costs (measured with ``benchmark/ops_kernels.py``).
-FALLBACK_COST = ('1-vs-all scoring falls back to eager tiles, measured ~4x slower than the '
-                 'compiled kernel on 2 CPU cores (RotatE, 256 queries x 15,000 entities, '
-                 'd=250, float32), and negative-sampling training to unfused eager '
-                 'forward/backward passes')
+#: What falling back to eager costs (measured with ``benchmark/ops_kernels.py`` on 2 cores
+#: of an AMD EPYC CPU, torch 2.13, an otherwise idle machine).
+FALLBACK_COST = ('1-vs-all scoring falls back to eager tiles, measured ~2-4x slower than the '
+                 'compiled kernel on 2 CPU cores (RotatE, float32: 2.0x for 256 queries x '
+                 '15,000 entities x d=250, 3.7x for 64 x 2,000 x 100), and negative-sampling '
+                 'training to unfused eager passes')
 
 
 class CompileUnavailableWarning(UserWarning):
@@ -159,10 +160,12 @@ def _with_fallback(compiled: _Compiled, eager: Callable) -> Callable:
         try:
             out = compiled.fn(*args)
         except Exception as e:
-            out = eager(*args)
-            _disable(compiled.name, e)
+            error = e
+        else:
+            compiled.ran = True
             return out
-        compiled.ran = True
+        out = eager(*args)  # raises the caller's own error where the inputs are wrong
+        _disable(compiled.name, error)
         return out
     return run
 

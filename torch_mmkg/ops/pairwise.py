@@ -20,14 +20,16 @@ from .compile import AUTO_COMPILE_ELEMENTS, kernel
 
 __all__ = ['complex_modulus_sum', 'lp_distance']
 
-#: Element budget of one eager tile (each :math:`[b, n, d]` intermediate) ...
+#: Element budget of one eager tile on CPU (each :math:`[b, n, d]` intermediate) ...
 _MAX_ELEMENTS = 2**20
 #: ... and its byte budget (4 MiB: the two intermediates of a tile stay in the last-level
 #: cache; fewer, larger tiles pay less per-operation overhead).
 _MAX_TILE_BYTES = 2**22
-#: Entities per eager tile at most: the rest of the element budget goes to queries, so that
-#: each block of entities is reused by many queries while it is in the cache.
+#: Entities per eager CPU tile at most: the rest of the element budget goes to queries, so
+#: that each block of entities is reused by many queries while it is in the cache.
 _ENTITY_BLOCK = 64
+#: Element budget of one eager tile on accelerators: few, large tiles (few kernel launches).
+_DEVICE_MAX_ELEMENTS = 2**24
 
 # The scratch memory of the eager tiles of the current call (per thread): written in place
 # tile after tile, never allocated and freed per tile (which, at a few MiB, can make the
@@ -82,11 +84,15 @@ def _tiled(fn: Callable, queries: Sequence[Tensor], entities: Sequence[Tensor], 
     B, N = out.shape
     if fused:  # the fused kernel has no [b, n, d] intermediates: only bound the output tile
         b_step, n_step = max(1, min(B, 2**16)), N
-    else:
+    elif out.device.type == 'cpu':  # cache-sized tiles, blocked over entities and queries
         budget = max(1, min(_MAX_ELEMENTS, _MAX_TILE_BYTES // out.element_size()))
         n_step = max(1, min(N, _ENTITY_BLOCK, budget // max(d, 1)))
         b_step = max(1, budget // max(n_step * d, 1))
-    scratch = (contextlib.nullcontext() if fused or B * N == 0 else
+    else:
+        n_step = max(1, min(N, _DEVICE_MAX_ELEMENTS // max(d, 1)))
+        b_step = max(1, _DEVICE_MAX_ELEMENTS // max(n_step * d, 1))
+    grad = torch.is_grad_enabled() and any(x.requires_grad for x in (*queries, *entities))
+    scratch = (contextlib.nullcontext() if fused or grad or B * N == 0 else
                _tile_scratch(out, 2 * min(B, b_step) * min(N, n_step) * d))
     with scratch:
         for b0 in range(0, B, b_step):

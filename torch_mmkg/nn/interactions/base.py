@@ -3,6 +3,8 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from torch_mmkg.ops import compiled_forward
+
 _CHUNK_ELEMENTS = 2**24
 
 
@@ -96,7 +98,6 @@ class Interaction(torch.nn.Module):
               :math:`[D]`, or :math:`[V, D]` for multi-view interactions)
             - **output:** :math:`[B, K]`
         """
-        from torch_mmkg.nn.kernels import compiled_forward
         a = anchor.unsqueeze(1)
         score = compiled_forward(self, candidates, candidates.numel())
         if isinstance(corrupt_head, Tensor):

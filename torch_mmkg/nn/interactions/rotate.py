@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from torch_mmkg.ops import (complex_modulus_sum, gather_modulus_sum,
-                             weighted_gather_modulus_sum)
+                            weighted_gather_modulus_sum)
 from .base import Interaction, split_complex
 
 
