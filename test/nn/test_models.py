@@ -5,12 +5,13 @@ import torch
 
 from torch_mmkg.data import KnownTriples
 from torch_mmkg.loader import Negatives, NegativeSampler
-from torch_mmkg.nn import MODELS, BCELoss, DistMult, RotatE, TuckER
+from torch_mmkg.nn import MODELS, BCELoss, DistMult, FromDataMixin, RotatE, TuckER
+from torch_mmkg.nn.fusion import FUSIONS
 from torch_mmkg.nn.loss import KGELoss, MarginRankingLoss
+from torch_mmkg.testing import assert_scoring_consistent
 
 N, R, D, T = 30, 4, 8, 60
 ATOL = 1e-9
-
 
 
 def triples(seed=0, num=T):
@@ -21,7 +22,7 @@ def triples(seed=0, num=T):
 
 
 #: Models that take per-entity modality features (built with two modalities, with holes).
-MULTIMODAL = {'native', 'tbkgc', 'momok', 'lbmkgc', 'vbkgc'}
+MULTIMODAL = {n for n, cls in MODELS.items() if issubclass(cls, FromDataMixin)}
 #: Models trained 1-N (with inverse relations), which have no negative-sampling loss.
 ONE_TO_N = {n for n, cls in MODELS.items() if cls.one_to_n}
 
@@ -330,3 +331,27 @@ def test_structural_models_have_an_empty_fingerprint():
     model = RotatE(N, R, D)
     assert model.feature_fingerprint() == {}
     RotatE(N, R, D).load_state_dict(model.state_dict())
+
+
+# Any fusion in any model ####################################################################
+
+@pytest.mark.parametrize('fusion', list(FUSIONS))
+@pytest.mark.parametrize('name', ['native', 'lbmkgc', 'tbkgc'])
+def test_every_registered_fusion_runs_in_the_model(name, fusion, single_thread):
+    # NATIVE and LBMKGC fuse the whole stack (structure and modalities), TBKGC its modalities
+    # into e_mm: in each, any registered fusion by name (any case), scored consistently by
+    # every path and trained by both regimes.
+    model = make(name, fusion=fusion.upper())
+    inner = model.fusion.inner if name == 'tbkgc' else model.fusion
+    assert type(inner) is FUSIONS[fusion]
+    h, r, t = triples(11)
+    assert_scoring_consistent(model.eval(), h, r, t, atol=ATOL)
+    model.train()
+    neg = NegativeSampler(N, 3, generator=torch.Generator().manual_seed(0))(h, r, t)
+    target = torch.zeros(T, N, dtype=torch.float64)
+    target[torch.arange(T), t] = 1.0
+    for loss in (model.loss(h, r, t, neg), model.loss_1n(h, r, target)):
+        assert torch.isfinite(loss)
+        loss.backward()
+    grads = [n for n, p in inner.named_parameters() if p.grad is None]
+    assert not grads, grads

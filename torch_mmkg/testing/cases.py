@@ -1106,8 +1106,9 @@ def _constructor_parameters(cls) -> Sequence[str]:
 def missing_cases(cases: Iterable[type]) -> List[str]:
     r"""The registered components that no case of :obj:`cases` covers: the models of
     :data:`~torch_mmkg.nn.MODELS`, the fusions of :data:`~torch_mmkg.nn.fusion.FUSIONS`, the
-    regimes of :data:`~torch_mmkg.nn.regimes.REGIMES` (by :attr:`name`, aliases resolved) and
-    the :class:`~torch_mmkg.nn.interactions.Interaction` subclasses exported by
+    regimes of :data:`~torch_mmkg.nn.regimes.REGIMES` (by :attr:`name`, aliases resolved),
+    the interactions of :data:`~torch_mmkg.nn.interactions.INTERACTIONS` and any other
+    :class:`~torch_mmkg.nn.interactions.Interaction` subclass exported by
     :mod:`torch_mmkg.nn.interactions` (by :attr:`cls`)."""
     from torch_mmkg.nn import MODELS, interactions
     from torch_mmkg.nn.fusion import FUSIONS
@@ -1121,9 +1122,12 @@ def missing_cases(cases: Iterable[type]) -> List[str]:
                    if issubclass(c, template) and c.name is not None}
         out += [f"{kind} {n!r}" for n in registry if n not in covered]
     covered = {c.cls for c in cases if issubclass(c, InteractionCase)}
+    out += [f"interaction {n!r}" for n, cls in interactions.INTERACTIONS.items()
+            if cls not in covered]
     for n in interactions.__all__:
         obj = getattr(interactions, n)
         if (isinstance(obj, type) and issubclass(obj, interactions.Interaction)
-                and obj is not interactions.Interaction and obj not in covered):
+                and obj is not interactions.Interaction and obj not in covered
+                and obj not in set(interactions.INTERACTIONS.values())):
             out.append(f"interaction {n}")
     return out
