@@ -222,10 +222,10 @@ class EntityRepresentation(torch.nn.Module):
         tensor, the rows of its entities in them; every entity when the batch touches about
         as many ids as there are (or the representation is a lookup), the indices then
         returned unchanged."""
-        flat = torch.cat([i.reshape(-1) for i in indices])
-        if not self.costly or flat.numel() >= self.num_nodes:
+        if not self.costly or sum(i.numel() for i in indices) >= self.num_nodes:
             stack, mask = self(None)
             return stack, mask, indices
+        flat = torch.cat([i.reshape(-1) for i in indices])
         uniq, inv = torch.unique(flat, return_inverse=True)
         stack, mask = self(uniq)
         out, start = [], 0

@@ -126,7 +126,7 @@ class SingleSlot(Fusion):
         if stack.size(-2) != 1:
             raise ValueError(f"SingleSlot expects a stack of one representation, got "
                              f"{stack.size(-2)}")
-        return stack[..., 0, :], None
+        return stack.squeeze(-2), None  # a view whose backward is a view too (no zero fill)
 
     def extra_repr(self) -> str:
         return f'{self.channels}'

@@ -135,9 +135,11 @@ class Interaction(torch.nn.Module):
 
 
 def gather(table: Tensor, index: Tensor) -> Tensor:
-    r"""Rows :obj:`table[index]` by :func:`torch.index_select` (whose backward is a
-    deterministic, faster scatter than advanced indexing's accumulating
-    :obj:`index_put_`)."""
+    r"""Rows :obj:`table[index]`, by an embedding lookup for a 2-D table and
+    :func:`torch.index_select` otherwise (both with a deterministic backward, faster than
+    advanced indexing's accumulating :obj:`index_put_`)."""
+    if table.dim() == 2:  # an embedding lookup: its backward writes one dense gradient
+        return torch.nn.functional.embedding(index, table)
     return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
 
 

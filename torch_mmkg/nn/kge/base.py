@@ -566,7 +566,7 @@ class KGEModel(PyGKGEModel):
             else:
                 reps = self._split_views(h, t, cand_repr, r)
             terms['regularization'] = self.penalty(*reps)
-        terms.update(self.batch_terms(stack, mask, torch.cat([hi, ti])))
+        terms.update(self.batch_terms(stack, mask, hi, ti))
         return ScoredBatch([(None, pos, neg)], terms, {'entity_index': head_index})
 
     def _grid_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
@@ -623,11 +623,11 @@ class KGEModel(PyGKGEModel):
                 out.extend(x.unbind(-2) if multiview else (x, ))
         return tuple(out) + (relation, )
 
-    def batch_terms(self, stack: Tensor, mask: Tensor, positive_rows: Tensor
+    def batch_terms(self, stack: Tensor, mask: Tensor, head_rows: Tensor, tail_rows: Tensor
                     ) -> Dict[str, Tensor]:
         r"""Extra loss terms of a negative-sampling batch (weighted), from the stack and
-        mask of its distinct entities and the rows of its positives' entities in them. None
-        by default (LBMKGC's joint CMoA alignment is one)."""
+        mask of its distinct entities and the rows of its positives' heads and tails in
+        them. None by default (LBMKGC's joint CMoA alignment is one)."""
         return {}
 
     @property

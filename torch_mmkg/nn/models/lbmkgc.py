@@ -171,13 +171,13 @@ class LBMKGC(FromDataMixin, KGEModel):
         loss = multimodal_contrastive_loss(views, masks, self.alignment_temperature)
         return stack.new_zeros(()) if loss is None else loss
 
-    def batch_terms(self, stack: Tensor, mask: Tensor, positive_rows: Tensor
+    def batch_terms(self, stack: Tensor, mask: Tensor, head_rows: Tensor, tail_rows: Tensor
                     ) -> Dict[str, Tensor]:
         r""":math:`\lambda \mathcal{L}_{\mathrm{CMoA}}` over the distinct entities of the
         batch's positive triples (not its negatives), when :obj:`alignment_weight` is set."""
         if not self.alignment_weight:
             return {}
-        rows = torch.unique(positive_rows)
+        rows = torch.unique(torch.cat([head_rows, tail_rows]))
         return {'alignment': self.alignment_weight * self.alignment_loss(stack[rows],
                                                                          mask[rows])}
 
