@@ -1,6 +1,5 @@
 r"""The evaluator's progress bar says when the first evaluation of the process compiles a
 scoring kernel (a wait of a few seconds)."""
-import weakref
 
 import pytest
 import torch
@@ -8,6 +7,7 @@ from tqdm.auto import tqdm
 
 import torch_mmkg.evaluation.evaluator as evaluator
 import torch_mmkg.ops.compile as compile_state
+from torch_mmkg.testing import fresh_compile_state
 from torch_mmkg.evaluation import RankingEvaluator
 from torch_mmkg.nn import RotatE
 from torch_mmkg.ops import set_compile
@@ -16,12 +16,7 @@ from torch_mmkg.ops import set_compile
 @pytest.fixture
 def fresh(monkeypatch):
     r"""Nothing compiled yet; :func:`torch.compile` replaced by an instant stand-in."""
-    monkeypatch.setattr(compile_state, '_mode', compile_state._mode)
-    monkeypatch.setattr(compile_state, '_failed', False)
-    monkeypatch.setattr(compile_state, '_warned', False)
-    monkeypatch.setattr(compile_state, '_compiled', {})
-    monkeypatch.setattr(compile_state, '_compiled_modules', weakref.WeakKeyDictionary())
-    monkeypatch.setattr(compile_state, '_listeners', [])
+    fresh_compile_state(monkeypatch)
     monkeypatch.setattr(torch, 'compile', lambda fn, **kwargs: fn)
 
 

@@ -5,13 +5,13 @@ import os
 import subprocess
 import sys
 import warnings
-import weakref
 
 import pytest
 import torch
 
 import torch_mmkg.ops as ops
 import torch_mmkg.ops.compile as compile_state
+from torch_mmkg.testing import fresh_compile_state
 import torch_mmkg.ops.pairwise as pairwise
 from torch_mmkg.ops import (CompileUnavailableWarning, compile_notice, complex_modulus_sum,
                             gather_modulus_sum, lp_distance, rank_counts, set_compile,
@@ -23,12 +23,7 @@ OPS_DIR = os.path.dirname(ops.__file__)
 @pytest.fixture
 def fresh(monkeypatch):
     r"""A process in which nothing was compiled, failed or warned yet (restored after)."""
-    monkeypatch.setattr(compile_state, '_mode', compile_state._mode)
-    monkeypatch.setattr(compile_state, '_failed', False)
-    monkeypatch.setattr(compile_state, '_warned', False)
-    monkeypatch.setattr(compile_state, '_compiled', {})
-    monkeypatch.setattr(compile_state, '_compiled_modules', weakref.WeakKeyDictionary())
-    monkeypatch.setattr(compile_state, '_listeners', [])
+    fresh_compile_state(monkeypatch)
 
 
 def naive(q_re, q_im, e_re, e_im):

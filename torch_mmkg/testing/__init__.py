@@ -10,6 +10,7 @@ import torch
 
 __all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
            'mirror_dir', 'withMirror', 'assert_scoring_consistent', 'planted_mrr_gain',
+           'fresh_compile_state',
            'PlantedPayload', 'InteractionCase', 'InteractionInputs', 'FusionCase', 'ModelCase',
            'RegimeCase', 'missing_cases']
 
@@ -95,6 +96,20 @@ def assert_scoring_consistent(model, head, rel, tail, num_negatives: int = 4,
     tt = torch.where(ch, tail[:, None], neg.index)
     assert torch.allclose(pos, s, atol=atol)
     assert torch.allclose(scores, model(hh, rel[:, None].expand_as(hh), tt), atol=atol)
+
+
+def fresh_compile_state(monkeypatch) -> None:
+    r"""Makes the process look as if no kernel was compiled, failed or warned yet (for a test,
+    through pytest's :obj:`monkeypatch`, so that everything is restored after it)."""
+    import weakref
+
+    import torch_mmkg.ops.compile as state
+    monkeypatch.setattr(state, '_mode', state._mode)
+    monkeypatch.setattr(state, '_failed', False)
+    monkeypatch.setattr(state, '_warned', False)
+    monkeypatch.setattr(state, '_compiled', {})
+    monkeypatch.setattr(state, '_compiled_modules', weakref.WeakKeyDictionary())
+    monkeypatch.setattr(state, '_listeners', [])
 
 
 def planted_mrr_gain(model, data, epochs: int = 15, lr: float = 0.01, num_negatives: int = 8,
