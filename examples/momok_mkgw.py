@@ -33,7 +33,7 @@ import torch
 from torch_mmkg.analysis import expert_weights, scorer_comparison
 from torch_mmkg.data import KnownTriples, get_triples
 from torch_mmkg.datasets import MKGW
-from torch_mmkg.evaluation import RankingEvaluator, entity_completeness
+from torch_mmkg.evaluation import AnswerFrequency, RankingEvaluator, entity_completeness
 from torch_mmkg.nn import MoMoK
 
 parser = argparse.ArgumentParser()
@@ -66,7 +66,8 @@ known = KnownTriples.from_data(data, 'all')  # the filter: train + valid + test
 
 model = MoMoK.from_data(data, args.dim, num_experts=args.num_experts,
                         club_weight=args.club_weight, scorers=args.scorers).to(device)
-print(f"{model}; text present for {float(model.representation.mask('text').float().mean()):.1%} of entities")
+text_share = float(model.representation.mask('text').float().mean())
+print(f"{model}; text present for {text_share:.1%} of entities")
 generator = torch.Generator(device=device).manual_seed(args.seed)
 loader = model.loader_1n(*train, batch_size=args.batch_size, shuffle=True,
                          generator=generator)  # queries (e, r, ?) and (t, r^-1, ?)
@@ -124,6 +125,14 @@ print(f"Selected epoch {best_epoch} (val MRR {best_mrr:.4f}), saved to {args.sav
       f"Hits@1: {m['hits@1']:.4f}, Hits@3: {m['hits@3']:.4f}, Hits@10: {m['hits@10']:.4f}")
 for group, met in result.by_completeness(entity_completeness(data)).items():
     print(f"  {group}: MRR {met['mrr']:.4f} ({met['count']} queries)")
+# The reference rows: rank answers by their training frequency for the query's relation, and
+# globally (no learning at all); a model below them has learnt less than the answer counts.
+for name, per_relation in (('per-relation answer frequency', True),
+                           ('global answer frequency', False)):
+    f = evaluator.evaluate(AnswerFrequency.from_data(data, per_relation).to(device),
+                           *test).metrics()
+    print(f"Reference, {name}: MRR: {f['mrr']:.4f}, MR: {f['mr']:.1f}, "
+          f"Hits@1: {f['hits@1']:.4f}, Hits@3: {f['hits@3']:.4f}, Hits@10: {f['hits@10']:.4f}")
 
 # Which scorer predicts which relations best (Table 4), on the test split.
 comparison = scorer_comparison(model, data, known=known, min_count=10, top_k=4)

@@ -3,6 +3,7 @@ from .ranking import RANK_TYPES, filtered_ranks, realistic, rank_metrics
 from .categories import CATEGORIES, relation_categories
 from .evaluator import (COMPLETENESS, RankingEvaluator, RankingResult,
                         entity_completeness)
+from .reference import AnswerFrequency
 
 __all__ = [
     'RANK_TYPES',
@@ -15,4 +16,5 @@ __all__ = [
     'RankingEvaluator',
     'RankingResult',
     'entity_completeness',
+    'AnswerFrequency',
 ]

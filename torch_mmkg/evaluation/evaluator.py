@@ -1,4 +1,5 @@
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -183,7 +184,7 @@ class RankingEvaluator:
                                        or self.known.num_relations != R):
             raise ValueError(f"the filter indexes {self.known.num_entities} entities and "
                              f"{self.known.num_relations} relations, the model has {N} and {R}")
-        device = next(model.parameters()).device
+        device = next(itertools.chain(model.parameters(), model.buffers())).device
         known = None if self.known is None else self.known.to(device)
         h, r, t = (x.to(device).long() for x in (head_index, rel_type, tail_index))
         bs = self.batch_size or max(1, min(4096, 2**23 // N))
