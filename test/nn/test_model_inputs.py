@@ -83,6 +83,7 @@ BAD_HYPERPARAMETERS = {
     'noise_epsilon': [-0.5, NAN],
     'projection_layers': [0, 3, True, 1.5],
     'fusion': ['nope'],
+    'objective': ['hinge'],
     'alignment_weight': [-0.1, NAN, INF],
     'alignment_temperature': [0.0, -1.0, INF, NAN],
     'loss_aggregate': ['sum'],
@@ -153,6 +154,13 @@ def relation_high(m, entry):
     return 2 * m.num_relations if both or entry == 'loss_1n' else m.num_relations
 
 
+def one_answer(num_queries, num_nodes):
+    r"""1-N targets with one answer per query (entity 0), as a loader yields them."""
+    target = torch.zeros(num_queries, num_nodes)
+    target[:, 0] = 1.0
+    return target
+
+
 #: entry point -> its index arguments (in call order), and how to call it.
 ENTRIES = {
     'forward': (('head_index', 'rel_type', 'tail_index'), lambda m, a: m(*a)),
@@ -160,7 +168,7 @@ ENTRIES = {
     'score_heads': (('rel_type', 'tail_index'), lambda m, a: m.score_heads(*a)),
     'loss': (('head_index', 'rel_type', 'tail_index'), lambda m, a: m.loss(*a)),
     'loss_1n': (('entity_index', 'rel_type'),
-                lambda m, a: m.loss_1n(*a, torch.zeros(a[0].numel(), m.num_nodes))),
+                lambda m, a: m.loss_1n(*a, one_answer(a[0].numel(), m.num_nodes))),
     'test': (('head_index', 'rel_type', 'tail_index'),
              lambda m, a: m.test(*a, log=False)),
     'random_sample': (('head_index', 'rel_type', 'tail_index'),

@@ -103,7 +103,7 @@ def naive_scores(model, e, r):
 @pytest.mark.parametrize('kwargs', [{}, {'adaptive_fusion': False},
                                     {'relation_temperature': False}, {'mask_missing': False}])
 def test_loss_and_scores_equal_the_equations(kwargs):
-    model, _, _ = make(club_weight=0.0, **kwargs)
+    model, _, _ = make(club_weight=0.0, objective='bce', **kwargs)  # the authors' code
     model.eval()  # no noise, no dropout
     e, r, target = queries()
     loss = model.loss_1n(e, r, target)
@@ -262,7 +262,7 @@ def test_club_loss_is_the_mean_over_expert_pairs():
 
 
 def test_joint_training_off_trains_the_mean_logit():
-    model = make(joint_training=False, club_weight=0.0)[0].eval()
+    model = make(joint_training=False, club_weight=0.0, objective='bce')[0].eval()
     e, r, target = queries()
     loss = model.loss_1n(e, r, target)
     scores = model.score_tails(e, r)
@@ -409,3 +409,23 @@ def test_total_loss_adds_lambda_times_club():
     kgc = model.loss_1n(e, r, target)
     assert float(club.detach()) != 0
     assert torch.allclose(total, kgc + 0.5 * club, atol=1e-10)
+
+
+def test_default_objective_is_the_papers_softmax_cross_entropy():
+    from torch_mmkg.nn import BCELoss, SoftmaxCrossEntropyLoss
+    from torch_mmkg.testing.cases import naive_one_to_n_loss
+    model = make(club_weight=0.0)[0].eval()
+    assert type(model.loss_fn) is SoftmaxCrossEntropyLoss  # Eqs. 5-6
+    assert model.loss_fn.label_smoothing == 0.1
+    assert type(make(objective='bce')[0].loss_fn) is BCELoss  # the authors' code
+    with pytest.raises(ValueError, match='objective'):
+        make(objective='hinge')
+    # the loss: per scorer, the softmax cross-entropy over the candidates it judges
+    e, r, target = queries()
+    with torch.no_grad():
+        loss = model.loss_1n(e, r, target)
+        views = model.score_queries(e, r).views
+    want = sum(naive_one_to_n_loss(model.loss_fn, logits, target if rows is None else
+                                   target[rows], weight)
+               for rows, logits, weight in views if logits.size(0))
+    assert float(loss) == pytest.approx(want, rel=1e-9)
