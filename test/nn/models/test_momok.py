@@ -429,3 +429,25 @@ def test_default_objective_is_the_papers_softmax_cross_entropy():
                                    target[rows], weight)
                for rows, logits, weight in views if logits.size(0))
     assert float(loss) == pytest.approx(want, rel=1e-9)
+
+
+def test_a_view_only_one_query_has_trains():
+    # Only entity 3 has text: in a batch where it is the only query with text, the text
+    # scorer sees one row, which batch normalisation cannot normalise by batch statistics
+    # (it raised "Expected more than 1 value per channel"); that row is normalised by the
+    # running statistics, as at evaluation, which are not updated by it.
+    torch.manual_seed(0)
+    model = MoMoK(N, R, D, {'text': torch.randn(N, 5)}, {'text': torch.arange(N) == 3})
+    e, r = torch.tensor([3, 1, 2]), torch.tensor([0, 1, 0])
+    target = torch.zeros(3, N)
+    target[:, 0] = 1.0
+    bn = model.tucker['text'].bn0
+    before = bn.running_mean.clone()
+    loss = model.loss_1n(e, r, target)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.equal(bn.running_mean, before)
+    one = torch.randn(1, D)
+    bn_eval = torch.nn.functional.batch_norm(one, bn.running_mean, bn.running_var, bn.weight,
+                                             bn.bias, training=False, eps=bn.eps)
+    assert torch.allclose(model.tucker['text']._norm(bn, one), bn_eval)
