@@ -381,13 +381,16 @@ class Trainer:
                    disable=not cfg.progress)
         for i, batch in enumerate(bar):
             if self.comat is not None:  # one critic step, one generator step
-                out = []
-                loss = self.comat.train_step(
-                    batch, self.optimizer, self.generator_optimizer, cfg.grad_clip,
-                    kgc_loss=lambda b: out.append(self.regime.loss(model, b)) or out[0].loss
-                )['loss']
+                outputs = []
+
+                def kgc_loss(b):  # the regime's loss; its context feeds the auxiliary step
+                    outputs.append(self.regime.loss(model, b))
+                    return outputs[-1].loss
+
+                loss = self.comat.train_step(batch, self.optimizer, self.generator_optimizer,
+                                             cfg.grad_clip, kgc_loss=kgc_loss)['loss']
                 self._check_finite(loss, epoch, i)
-                self._auxiliary_step(out[0].context)
+                self._auxiliary_step(outputs[-1].context)
             else:
                 self.optimizer.zero_grad(set_to_none=True)
                 out = self.regime.loss(model, batch)

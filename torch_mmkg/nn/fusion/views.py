@@ -46,12 +46,6 @@ class StructureAndFused(Fusion):
         mm, w = self.inner(stack[..., 1:, :], None if mask is None else mask[..., 1:], rel)
         return torch.stack([stack[..., 0, :], mm], dim=-2), w
 
-    def decompose(self, stack, mask=None):
-        if self.relation_dependent:
-            raise NotImplementedError("StructureAndFused of a relation-dependent fusion is "
-                                      "computed per (entity, relation)")
-        return super().decompose(stack, mask)
-
 
 class AllSlots(Fusion):
     r"""Every slot of the stack is a view of its own: the stack :math:`[*, S, D]` unchanged,

@@ -257,13 +257,15 @@ class KGEModel(PyGKGEModel):
             stack, mask = self.representation(index)
         return self.fuse(stack, mask, rel_type), mask
 
+    def _masks(self, h_mask: Optional[Tensor], t_mask: Optional[Tensor]) -> Dict[str, Any]:
+        r"""The slot masks as keyword arguments, for an interaction that judges views by
+        them (an ensemble); none for any other."""
+        return dict(h_mask=h_mask, t_mask=t_mask) if self.interaction.uses_masks else {}
+
     def _interact(self, h: Tensor, r: Tensor, t: Tensor, h_mask: Optional[Tensor] = None,
                   t_mask: Optional[Tensor] = None) -> Tensor:
-        r"""The interaction, with the slot masks where it judges views by them (an
-        ensemble)."""
-        if self.interaction.uses_masks:
-            return self.interaction(h, r, t, h_mask=h_mask, t_mask=t_mask)
-        return self.interaction(h, r, t)
+        r"""The interaction, with the slot masks where it judges views by them."""
+        return self.interaction(h, r, t, **self._masks(h_mask, t_mask))
 
     def joint(self, index: Tensor, rel_type: Tensor) -> Tensor:
         r"""The representations of :obj:`index` in the context of :obj:`rel_type`
@@ -467,13 +469,12 @@ class KGEModel(PyGKGEModel):
             lambda q, r, E: self.interaction.score_heads(E, r, q))
         if cache.table is not None:  # one table for every relation
             q, q_mask = self._query_rows(index, rel_type, cache)
-            if self.interaction.uses_masks:
-                fn = self.interaction.score_tails if tails else self.interaction.score_heads
-                args = ((q, self.relation(rel_type), cache.candidates) if tails else
-                        (cache.candidates, self.relation(rel_type), q))
-                masks = (q_mask, cache.mask) if tails else (cache.mask, q_mask)
-                return fn(*args, h_mask=masks[0], t_mask=masks[1])
-            return score(q, self.relation(rel_type), cache.candidates)
+            r = self.relation(rel_type)
+            if tails:
+                return self.interaction.score_tails(q, r, cache.candidates,
+                                                    **self._masks(q_mask, cache.mask))
+            return self.interaction.score_heads(cache.candidates, r, q,
+                                                **self._masks(cache.mask, q_mask))
         if index.numel() == 0:
             return self.relation(rel_type).new_zeros(0, self.num_nodes)
         parts, rows_all = [], []
@@ -662,33 +663,25 @@ class KGEModel(PyGKGEModel):
         cache = self.prepare_scoring()
         R = self.num_relations
         heads = None if self.inverse_relations else rel_type >= R
+        e, rel = None, rel_type
         if heads is not None and bool(heads.any()):
             rel = torch.where(heads, rel_type - R, rel_type)
             rows_t, rows_h = (~heads).nonzero().view(-1), heads.nonzero().view(-1)
             logits = torch.cat([self._score_tails(entity_index[rows_t], rel[rows_t], cache),
                                 self._score_heads(rel[rows_h], entity_index[rows_h], cache)])
             logits = logits.index_select(0, torch.argsort(torch.cat([rows_t, rows_h])))
-            terms = {}
-            if self._penalized:
-                terms['regularization'] = self.penalty(
-                    self.representation.structural(entity_index), self.rel_emb(rel))
-            terms.update(self.query_terms(cache, entity_index))
-            return QueryScores([(None, logits, None)], terms, {'entity_index': entity_index})
-        if cache.table is not None:
+            views = [(None, logits, None)]
+        elif cache.table is not None:
             e, e_mask = self._query_rows(entity_index, rel_type, cache)
             r = self.relation(rel_type)
-            if self.interaction.uses_masks:
-                views = self.interaction.view_logits(e, r, cache.candidates, h_mask=e_mask,
-                                                     t_mask=cache.mask)
-            else:
-                views = self.interaction.view_logits(e, r, cache.candidates)
+            views = self.interaction.view_logits(e, r, cache.candidates,
+                                                 **self._masks(e_mask, cache.mask))
         else:
-            e, r = None, self.relation(rel_type)
             views = [(None, self._score_tails(entity_index, rel_type, cache), None)]
         terms = {}
         if self._penalized:
             if self.regularize == 'raw' or e is None:
-                reps = (self.representation.structural(entity_index), self.rel_emb(rel_type))
+                reps = (self.representation.structural(entity_index), self.rel_emb(rel))
             else:
                 reps = self._split_views(e, r)
             terms['regularization'] = self.penalty(*reps)

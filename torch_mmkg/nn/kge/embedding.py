@@ -9,7 +9,7 @@ class EmbeddingKGEModel(KGEModel):
     one-slot :class:`~torch_mmkg.nn.EntityRepresentation`) and per relation (:obj:`rel_emb`,
     :math:`2R` rows with inverse relations), as in PyG, fed to an interaction. The widths
     come from the interaction (e.g. :math:`2d` for complex entities). Subclasses set the
-    initialisation in :meth:`reset_parameters` (default: Xavier-uniform).
+    initialisation in :meth:`reset_parameters` (default: Xavier-uniform, the representation's).
 
     Args:
         num_nodes (int): The number of entities.
@@ -27,9 +27,3 @@ class EmbeddingKGEModel(KGEModel):
         super().__init__(num_nodes, num_relations, hidden_channels, interaction, loss,
                          sparse=sparse, **kwargs)
         self.reset_parameters()
-
-    def reset_parameters(self):
-        torch.nn.init.xavier_uniform_(self.node_emb.weight)
-        torch.nn.init.xavier_uniform_(self.rel_emb.weight)
-        if hasattr(self.interaction, 'reset_parameters'):
-            self.interaction.reset_parameters()
