@@ -7,6 +7,7 @@ import pytest
 
 from torch_mmkg import cli
 from torch_mmkg.datasets import FakeMMKGDataset
+from torch_mmkg.testing import withMirror
 
 
 def test_list(capsys):
@@ -86,6 +87,52 @@ def test_shipped_configs_are_valid(name):
     if train.comat is not None:
         from torch_mmkg.training import CoMAT
         CoMAT(model, **train.comat)  # every CoMAT key is known
+
+
+@withMirror
+def test_kvc16k_configs_say_what_to_supply(tmp_path, capsys):
+    import warnings
+
+    import torch
+
+    from torch_mmkg.datasets import KVC16K
+    from torch_mmkg.nn import MoMoK
+    configs = osp.join(osp.dirname(__file__), '..', 'examples', 'configs')
+    root = tmp_path / 'KVC16K'
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the split report
+        for name, suffixes in (('native_kvc16k.yaml', ['visual', 'textual', 'audio', 'video']),
+                               ('momok_kvc16k.yaml', ['visual', 'textual'])):
+            code = cli.main(['train', '--config', osp.join(configs, name), '--root',
+                             str(tmp_path), '--progress', 'false'])
+            err = capsys.readouterr().err
+            assert code == 2, err
+            assert 'needs the modalities' in err and 'it has none' in err
+            for suffix in suffixes:
+                assert f'Kuai16K-{suffix}.pth' in err
+            assert str(root) in err and 'text_encoder' in err
+        # a config that names no modality: the model's own refusal, and what to supply
+        cfg = tmp_path / 'native.yaml'
+        cfg.write_text('dataset: KVC16K\nmodel: native\nmodel_args: {hidden_channels: 8}\n')
+        assert cli.main(['train', '--config', str(cfg), '--root', str(tmp_path),
+                         '--progress', 'false']) == 2
+        err = capsys.readouterr().err
+        assert 'NATIVE needs at least one modality' in err and 'Kuai16K-video.pth' in err
+        # with the authors' files where the message says, the modalities are there
+        gen = torch.Generator().manual_seed(0)
+        for suffix in ('visual', 'textual'):
+            torch.save(torch.randn(16015, 4, generator=gen), root / f'Kuai16K-{suffix}.pth')
+        dataset = KVC16K(str(root), log=False)
+    data = dataset[0]
+    assert data.modalities == ['image', 'text']
+    cli._check_modalities({'model': 'momok', 'dataset': 'KVC16K'}, dataset, data,
+                          ['image', 'text'])
+    model = MoMoK.from_data(data, 8, modalities=['image', 'text'])
+    assert model.modalities == ['image', 'text']
+    with pytest.raises(ValueError, match=r"needs the modalities \['audio'\].*"
+                                         r"Kuai16K-audio\.pth"):
+        cli._check_modalities({'model': 'native', 'dataset': 'KVC16K'}, dataset, data,
+                              ['image', 'audio'])
 
 
 # Bad input on the command line ##############################################################

@@ -288,15 +288,49 @@ def run(cfg: Dict[str, Any], root: str = 'data', out: Optional[str] = None,
     model_args = dict(cfg['model_args'])
     dim = model_args.pop('hidden_channels', 200)
     cls = MODELS[cfg['model']]
+    multimodal = hasattr(cls, 'from_data')
+    if multimodal:
+        _check_modalities(cfg, dataset, data, model_args.get('modalities'))
     try:  # multi-modal models take their features from the graph
-        model = (cls.from_data(data, dim, **model_args) if hasattr(cls, 'from_data') else
+        model = (cls.from_data(data, dim, **model_args) if multimodal else
                  cls(data[ENTITY].num_nodes, data.num_relations, dim, **model_args))
     except TypeError as e:
         raise ValueError(f"bad model_args for {cfg['model']}: {e}") from None
+    except ValueError as e:
+        from torch_mmkg.data.mmkg import get_modalities
+        if not multimodal or get_modalities(data) or not hasattr(dataset, 'modality_hint'):
+            raise
+        raise ValueError(f"{cfg['model']} on {cfg['dataset']}: {e}; the graph has no "
+                         f"modality. {dataset.modality_hint(_author_modalities(dataset))}"
+                         ) from None
     trainer = Trainer(model, data, train_cfg, out_dir=out)
     if out and not resume:
         _save_config(cfg, out)
     return trainer.fit(resume=resume)
+
+
+def _author_modalities(dataset) -> List[str]:
+    r"""The modalities of the authors' feature files of a dataset (image and text if it
+    does not say)."""
+    return list(getattr(dataset, 'author_modalities', ()) or ('image', 'text'))
+
+
+def _check_modalities(cfg: Dict[str, Any], dataset, data, wanted: Optional[List[str]]):
+    r"""Raises a :class:`ValueError` saying what to supply when the config names modalities
+    (:obj:`model_args.modalities`) that the dataset did not build."""
+    from torch_mmkg.data.mmkg import get_modalities
+    if wanted is None:
+        return
+    if isinstance(wanted, str) or not isinstance(wanted, (list, tuple)):
+        raise ValueError(f"model_args.modalities must be a list of modality names, got "
+                         f"{wanted!r}")
+    have = get_modalities(data)
+    missing = [m for m in wanted if m not in have]
+    if not missing:
+        return
+    hint = dataset.modality_hint(missing) if hasattr(dataset, 'modality_hint') else ''
+    raise ValueError(f"{cfg['model']} on {cfg['dataset']} needs the modalities {missing}, "
+                     f"which the graph lacks (it has {have or 'none'}). {hint}".rstrip())
 
 
 def _save_config(cfg: Dict[str, Any], out: str):

@@ -264,6 +264,33 @@ def test_new_modality(completer):
     assert completer.complete(data, 'image', torch.tensor([], dtype=torch.long)).shape == (0, DIM)
 
 
+def test_eta_one(completer):
+    # LBMKGC's Fig. 3 at eta = 1: every image dropped. The learned translator cannot complete
+    # a modality no entity has, and says what to do; the generative completer (the paper's
+    # LvMC) needs no example and fills every entity that has a text.
+    from torch_mmkg.completion import TranslatorCompleter, completed_key, original_mask
+    from torch_mmkg.transforms import CompleteModality, DropModality
+    data = _graph()
+    data['entity'].x_text = torch.randn(len(TEXTS), 3)
+    data['entity'].mask_text = torch.ones(len(TEXTS), dtype=torch.bool)
+    data.modalities = ['image', 'text']
+    dropped = DropModality(1.0, modalities=['image'], seed=0)(data)
+    assert not dropped['entity'].mask_image.any()
+    with pytest.raises(ValueError, match=r"present for 0 of 6 entities.*eta < 1.*"
+                                         r"DiffusionImageCompleter"):
+        CompleteModality('image', TranslatorCompleter(epochs=1, progress=False))(dropped)
+    out = CompleteModality('image', completer)(dropped)
+    validate_mmkg(out)
+    has_text = torch.tensor([True, True, True, True, False, False])
+    ent = out['entity']
+    assert torch.equal(ent.mask_image, has_text)
+    assert torch.equal(ent[completed_key('image')], has_text)
+    assert not original_mask(out, 'image').any()
+    rows = has_text.nonzero().view(-1)
+    assert torch.equal(ent.x_image[rows], completer.complete(dropped, 'image', rows))
+    assert bool((ent.x_image[~has_text] == 0).all())
+
+
 def test_errors(completer):
     data = _graph()
     with pytest.raises(ValueError, match=r'Entities \[4, 5\] .*no text'):

@@ -115,3 +115,27 @@ def test_errors():
         c.complete(data, 'text', torch.tensor([40]))
     with pytest.raises(ValueError, match="fit for 'text'"):
         c.complete(data, 'image', torch.tensor([1]))
+
+
+def test_eta_one_says_what_to_do():
+    # LBMKGC's Fig. 3 at eta = 1: every row of the target dropped, nothing to learn from
+    from torch_mmkg.transforms import DropModality
+    data = DropModality(1.0, modalities=['text'], seed=0)(planted_graph(40))
+    assert not data['entity'].mask_text.any()
+    with pytest.raises(ValueError) as info:
+        CompleteModality('text', TranslatorCompleter(epochs=1, progress=False))(data)
+    msg = str(info.value)
+    assert "cannot complete 'text'" in msg
+    assert 'present for 0 of 40 entities' in msg
+    assert 'DropModality(1.0)' in msg and 'eta < 1' in msg
+    assert 'DiffusionImageCompleter' in msg and "RandomFillModality(['text']" in msg
+    with pytest.raises(ValueError, match=r"only 0 entities originally have 'text'.*"
+                                         r"DropModality\(1\.0\)"):
+        completion_cosine(TranslatorCompleter(epochs=1, progress=False), data, 'text')
+    # a source that never co-occurs with the target: the message names the way out
+    data = planted_graph(40)
+    data['entity'].mask_numeric = torch.zeros(40, dtype=torch.bool)
+    data['entity'].x_numeric = torch.zeros_like(data['entity'].x_numeric)
+    with pytest.raises(ValueError, match=r"'numeric' -> 'text' can be fit: 0 entities "
+                                         r"originally have both.*sources=\['image'\]"):
+        TranslatorCompleter(epochs=1, progress=False).fit(data, 'text')

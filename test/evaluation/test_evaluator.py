@@ -57,16 +57,18 @@ def integer_table(seed=1, high=4):
 # Brute force ##################################################################################
 
 
-def brute_ranks(score, test, num_nodes, known=None):
-    r"""``(side, h, r, t, optimistic, pessimistic)`` of every query, with plain loops."""
+def brute_ranks(score, test, num_nodes, known=None, exclude_query=False):
+    r"""``(side, h, r, t, optimistic, pessimistic)`` of every query, with plain loops; with
+    :obj:`exclude_query` the query entity is no candidate (unless it is the answer)."""
     out = []
     for side in (0, 1):
         for h, r, t in test:
             y = h if side == 0 else t
+            q = t if side == 0 else h
             true = score(h, r, t)
             gt = ge = 0
             for e in range(num_nodes):
-                if e == y:
+                if e == y or (exclude_query and e == q):
                     continue
                 cand = (e, r, t) if side == 0 else (h, r, e)
                 if known is not None and cand in known:
@@ -146,6 +148,38 @@ def test_evaluator_matches_brute_force(batch_size, filtered):
         assert_metrics(summary['tail'], brute_metrics(pick(select(ref, 'tail'), rank)))
 
 
+@pytest.mark.parametrize('filtered', [False, True])
+def test_evaluator_excludes_the_query_entity(filtered):
+    known, test = make_kg()
+    # self-loops: the query entity is the answer and stays a candidate; and queries whose
+    # query entity outscores the answer (so that leaving it out changes the rank)
+    test += [(4, 0, 4), (7, 2, 7), (1, 1, 5), (6, 0, 2)]
+    known = known + [x for x in test if x not in known]
+    table = integer_table(seed=3)
+    for h, r, t in test[-2:]:
+        table[h, r, h] = table[t, r, t] = 9.0  # the query entity beats every answer
+    known_index = KnownTriples(*torch.tensor(known).T, N, R) if filtered else None
+    h, r, t = torch.tensor(test).T
+    res = RankingEvaluator(known_index, batch_size=4, exclude_query_entity=True).evaluate(
+        TableModel(table), h, r, t)
+    ref = brute_ranks(lambda a, b, c: float(table[a, b, c]), test, N,
+                      set(known) if filtered else None, exclude_query=True)
+    assert result_rows(res) == sorted(ref)
+    kept = RankingEvaluator(known_index, batch_size=4).evaluate(TableModel(table), h, r, t)
+    assert result_rows(kept) == sorted(brute_ranks(lambda a, b, c: float(table[a, b, c]),
+                                                   test, N, set(known) if filtered else None))
+    assert bool((res.optimistic <= kept.optimistic).all())
+    assert bool((res.optimistic < kept.optimistic).any())
+    # the self-loop answers keep their rank: their query entity is the answer
+    loops = (res.head == res.tail)
+    assert bool(loops.any()) and torch.equal(res.pessimistic[loops], kept.pessimistic[loops])
+    # the protocol says so, in the report too
+    assert res.protocol['query_entity_candidate'] is False
+    assert kept.protocol['query_entity_candidate'] is True
+    assert res.protocol['filtered'] is filtered and 'realistic' in res.protocol['ties']
+    assert res.to_dict()['protocol'] == json.loads(json.dumps(res.protocol))
+
+
 def test_evaluator_filter_changes_ranks():
     known, test = make_kg()
     table = integer_table()
@@ -168,8 +202,8 @@ def test_evaluator_one_side(sides):
     ref = [q for q in brute_ranks(lambda a, b, c: float(table[a, b, c]), test, N, set(known))
            if q[0] == s]
     assert result_rows(res) == sorted(ref)
-    assert_metrics(res.metrics('realistic', sides[0]), brute_metrics(pick(ref, 'realistic'),
-                                                                      (2, 5)))
+    assert_metrics(res.metrics('realistic', sides[0]),
+                   brute_metrics(pick(ref, 'realistic'), (2, 5)))
     other = 'tail' if sides == ('head', ) else 'head'
     assert_metrics(res.metrics('realistic', other), {'count': 0})
 

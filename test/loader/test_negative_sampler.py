@@ -365,3 +365,132 @@ def test_filtered_single_free_entity():
     assert neg.corrupt_head.any() and not neg.corrupt_head.all()
     assert (neg.index[neg.corrupt_head] == 2).all()
     assert (neg.index[~neg.corrupt_head] == 4).all()
+
+
+# A side per negative ###########################################################################
+#
+# Statistical bounds: every frequency is checked within 5 binomial standard deviations of its
+# expectation (a false alarm has probability ~6e-7 per check) and every distribution by the
+# chi-square quantile of chi2_critical (p ~ 1e-6); the draws are seeded, so the tests are
+# deterministic, and the bounds keep them valid across RNG implementations.
+
+
+def within_5_sigma(successes: int, trials: int, p: float) -> bool:
+    return abs(successes / trials - p) <= 5 * math.sqrt(p * (1 - p) / trials)
+
+
+def test_side_per_negative_mixes_sides_within_a_positive():
+    N, B, K = 9, 4000, 8
+    gen = torch.Generator().manual_seed(20)
+    head = torch.randint(0, N, (B, ), generator=gen)
+    tail = torch.randint(0, N, (B, ), generator=gen)
+    rel = torch.zeros(B, dtype=torch.long)
+    sampler = NegativeSampler(N, K, generator=torch.Generator().manual_seed(21),
+                              side_per='negative')
+    assert repr(sampler).endswith("side_per='negative')")
+    neg = sampler(head, rel, tail)
+    assert neg.per_negative and neg.corrupt_head.shape == (B, K)
+    assert neg.corrupt_head.dtype == torch.bool and neg.index.shape == (B, K)
+    heads = neg.corrupt_head.sum(1)
+    # Each side a fair coin per negative: the number of head corruptions of a positive is
+    # Binomial(K, 1/2) (per positive it would be 0 or K only) ...
+    counts = Counter(heads.tolist())
+    expected = [B * math.comb(K, j) / 2**K for j in range(K + 1)]
+    pooled = [(counts[0] + counts[K], expected[0] + expected[K])]  # the rare extremes
+    pooled += [(counts[j], expected[j]) for j in range(1, K)]
+    stat = sum((c - e)**2 / e for c, e in pooled)
+    assert stat < chi2_critical(len(pooled) - 1), (stat, counts)
+    # ... so a positive's negatives mix both sides with probability 1 - 2 / 2^K
+    mixed = int(((heads > 0) & (heads < K)).sum())
+    assert within_5_sigma(mixed, B, 1 - 2 / 2**K), mixed
+    assert within_5_sigma(int(neg.corrupt_head.sum()), B * K, 0.5)
+    # Every negative replaces its own side's entity, never by the entity it replaces.
+    own = torch.where(neg.corrupt_head, head[:, None], tail[:, None])
+    assert not (neg.index == own).any()
+    h, r, t = neg.triples(head, rel, tail)
+    assert torch.equal(torch.where(neg.corrupt_head, h, t), neg.index)
+    assert torch.equal(torch.where(neg.corrupt_head, t, h),
+                       torch.where(neg.corrupt_head, tail[:, None], head[:, None]))
+    # Uniform over the N - 1 other entities, pooled over the replaced entity.
+    for e in range(N):
+        drawn = Counter(neg.index[own == e].tolist())
+        assert_uniform(drawn, set(range(N)) - {e}, sum(drawn.values()))
+
+
+def test_side_per_negative_bernoulli_probability():
+    triples = [(0, 0, 1), (0, 0, 2), (0, 0, 3), (0, 0, 4), (5, 0, 6), (5, 0, 7),
+               (1, 1, 0), (2, 1, 0), (3, 1, 4), (5, 1, 4)]
+    N, R, K, reps = 8, 2, 6, 500
+    h, r, t = torch.tensor(triples).T
+    known = KnownTriples(h, r, t, N, R)
+    sampler = NegativeSampler(N, K, 'bernoulli', known=known, side_per='negative',
+                              generator=torch.Generator().manual_seed(22))
+    p = sampler.head_probability
+    assert p.tolist() == pytest.approx([3 / 4, 1 / 3])  # tph / (tph + hpt)
+    ph, pr, pt = h.repeat(reps), r.repeat(reps), t.repeat(reps)
+    neg = sampler(ph, pr, pt)
+    for rel in range(R):
+        sides = neg.corrupt_head[pr == rel]
+        assert within_5_sigma(int(sides.sum()), sides.numel(), float(p[rel])), rel
+        # independent per negative: both sides within one positive's negatives
+        assert bool((sides.any(1) & (~sides).any(1)).any())
+    # Explicit probabilities: 0 and 1 corrupt one side only, per negative too.
+    sampler = NegativeSampler(10, K, 'bernoulli', head_probability=torch.tensor([0.0, 1.0]),
+                              side_per='negative', generator=torch.Generator().manual_seed(23))
+    rel = torch.arange(200) % 2
+    neg = sampler(torch.zeros(200, dtype=torch.long), rel, torch.ones(200, dtype=torch.long))
+    assert not neg.corrupt_head[rel == 0].any() and neg.corrupt_head[rel == 1].all()
+
+
+@withCUDA
+def test_side_per_negative_filtered_never_known_and_uniform(device):
+    N, R, K = 12, 3, 8
+    h, r, t = dense_kg(N, R, seed=1)
+    known = KnownTriples(h, r, t, N, R).to(device)
+    known_set, free_tails, free_heads = complements(h, r, t, N)
+    sampler = NegativeSampler(N, K, known=known, side_per='negative',
+                              generator=torch.Generator(device=device).manual_seed(24))
+    grid = torch.tensor(list(itertools.product(range(N), range(R), range(N))))
+    ph, pr, pt = grid.repeat(25, 1).T.to(device)
+    neg = sampler(ph, pr, pt)
+    assert neg.index.device.type == device.type and neg.corrupt_head.shape == (ph.numel(), K)
+    per_query, checked_full = {}, 0
+    for a, b, c, sides, drawn in zip(ph.tolist(), pr.tolist(), pt.tolist(),
+                                     neg.corrupt_head.tolist(), neg.index.tolist()):
+        for ch, e in zip(sides, drawn):
+            free = free_heads(b, c) if ch else free_tails(a, b)
+            if not free:  # no true negative: the unfiltered fallback
+                checked_full += 1
+                continue
+            assert e in free and ((e, b, c) if ch else (a, b, e)) not in known_set
+            q = ('head', b, c) if ch else ('tail', a, b)
+            per_query.setdefault(q, Counter())[e] += 1
+    nh, nr, nt = neg.triples(ph, pr, pt)
+    hits = known.contains(nh, nr, nt)
+    assert int(hits.sum()) <= checked_full
+    checked = 0
+    for (side, x, y), counts in per_query.items():
+        free = free_heads(x, y) if side == 'head' else free_tails(x, y)
+        if sum(counts.values()) >= 40 * len(free):
+            assert_uniform(counts, free, sum(counts.values()))
+            checked += 1
+    assert checked > 50
+
+
+def test_side_per_negative_twins_and_reproducibility():
+    N, R = 12, 3
+    h, r, t = dense_kg(N, R, seed=2)
+    known = KnownTriples(h, r, t, N, R)
+    make = lambda seed: NegativeSampler(  # noqa: E731
+        N, 5, 'bernoulli', known=known, twins=True, side_per='negative',
+        generator=torch.Generator().manual_seed(seed))
+    a, b, c = make(25)(h, r, t), make(25)(h, r, t), make(26)(h, r, t)
+    assert a.twins and a.per_negative
+    assert torch.equal(a.index, b.index) and torch.equal(a.corrupt_head, b.corrupt_head)
+    assert not torch.equal(a.corrupt_head, c.corrupt_head)
+    assert not known.contains(*a.triples(h, r, t)).any()
+    # the default keeps one side per positive
+    d = NegativeSampler(N, 5, generator=torch.Generator().manual_seed(25))(h, r, t)
+    assert not d.per_negative and d.side_mask().shape == (h.numel(), 5)
+    with pytest.raises(ValueError, match='side_per'):
+        NegativeSampler(N, side_per='query')

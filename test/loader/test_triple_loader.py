@@ -120,6 +120,53 @@ def test_triple_loader_reproducible():
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
 
 
+@pytest.mark.parametrize('shuffle', [False, True])
+def test_triple_loader_with_replacement(shuffle):
+    # OpenKE's batches: each epoch draws T positions uniformly with replacement, whatever
+    # shuffle says; seeded by the loader's generator.
+    h, r, t = random_triples()
+    loader = TripleLoader(torch.arange(T), r, t, batch_size=10, shuffle=shuffle,
+                          replacement=True, generator=torch.Generator().manual_seed(7))
+    assert len(loader) == -(-T // 10)
+    counts, distinct, epochs = Counter(), [], 300
+    for _ in range(epochs):
+        batches = list(loader)
+        assert len(batches) == len(loader)
+        idx = torch.cat([b[0] for b in batches])
+        assert idx.numel() == T and all(b[0].numel() <= 10 for b in batches)
+        assert all(torch.equal(b[1], r[b[0]]) and torch.equal(b[2], t[b[0]]) for b in batches)
+        counts.update(idx.tolist())
+        distinct.append(idx.unique().numel())
+    # With replacement an epoch repeats rows and misses others: T(1 - (1 - 1/T)^T) ~ 0.63 T
+    # distinct rows on average (a permutation has all T); over 300 epochs the mean is within
+    # 0.01 T of it (its standard deviation is ~0.3 distinct rows).
+    expected = T * (1 - (1 - 1 / T)**T)
+    assert max(distinct) < T and abs(sum(distinct) / epochs - expected) < 0.01 * T
+    # Uniform over the rows: chi-square below its Wilson-Hilferty quantile at p ~ 1e-6.
+    df, mean = T - 1, epochs
+    stat = sum((counts[i] - mean)**2 / mean for i in range(T))
+    assert set(counts) == set(range(T))
+    assert stat < df * (1 - 2 / (9 * df) + 4.75 * (2 / (9 * df))**0.5)**3, stat
+    # Reproducible by the generator, and drop_last still applies.
+    again = TripleLoader(torch.arange(T), r, t, batch_size=10, replacement=True,
+                         generator=torch.Generator().manual_seed(7))
+    first = TripleLoader(torch.arange(T), r, t, batch_size=10, replacement=True,
+                         generator=torch.Generator().manual_seed(7))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(again, first))
+    dropped = TripleLoader(torch.arange(T), r, t, batch_size=10, replacement=True,
+                           drop_last=True)
+    assert [b[0].numel() for b in dropped] == [10] * (T // 10)
+
+
+def test_one_to_n_loader_with_replacement():
+    h, r, t = random_triples()
+    loader = OneToNLoader(h, r, t, N, R, batch_size=8, replacement=True,
+                          generator=torch.Generator().manual_seed(8))
+    Q = loader.query_entity.numel()
+    seen = [tuple(x) for b in loader for x in zip(b.entity.tolist(), b.rel.tolist())]
+    assert len(seen) == Q and len(set(seen)) < Q  # repeats (P(none) ~ Q! / Q^Q)
+
+
 def test_triple_loader_bad_input():
     h, r, t = random_triples()
     with pytest.raises(ValueError, match='equal length'):

@@ -9,7 +9,11 @@ import torch
 
 N, R, D = 12, 3, 4
 NAMES = ['transe', 'rotate', 'tucker', 'native', 'lbmkgc', 'tbkgc', 'vbkgc', 'momok']
-KWARGS = {'lbmkgc': {'alignment_weight': 0.5}}
+KWARGS = {'lbmkgc': {'alignment_weight': 0.5},
+          # the defaults of that time (MoMoK follows its authors' code since issue 15)
+          'momok': {'finetune_features': False, 'init': 'library', 'club_pairs': 'per_pair'},
+          # VBKGC's TransE terms were not normalised then (the default since issue 15)
+          'vbkgc': {'normalize': False}}
 
 
 def build(name):

@@ -10,6 +10,8 @@ import torch
 N, R, D, B, K, STEPS = 40, 5, 8, 32, 6, 4
 PATH = os.path.join(os.path.dirname(__file__), 'data', 'reference_losses.json')
 
+MOMOK_0_1 = {'finetune_features': False, 'init': 'library', 'club_pairs': 'per_pair',
+             'dropout_target': 'query'}
 #: (name, constructor kwargs, negative sampling: twins or None for 1-N)
 CASES = [
     ('transe', {}, False),
@@ -17,15 +19,24 @@ CASES = [
     ('complex', {}, False),
     ('rotate', {}, False),
     ('pairre', {}, False),
-    ('tucker', {}, None),
-    ('native', {}, False),
+    ('tucker', {'dropout_target': 'query'}, None),  # recorded before issue 15
+    ('tucker_authors', {}, None),  # the second dropout on the core matrix (issue 15)
+    ('native', {}, False),  # the authors' initialisation and L2, recorded since (issue 15)
     ('native_mean', {'fusion': 'mean'}, False),
+    # torch_mmkg's earlier initialisation and L2, recorded as 'native' / 'native_mean' before
+    ('native_rotate', {'init': 'rotate', 'regularization_style': 'positives'}, False),
+    ('native_mean_rotate', {'fusion': 'mean', 'init': 'rotate',
+                            'regularization_style': 'positives'}, False),
     ('lbmkgc', {'alignment_weight': 0.5}, False),
     ('lbmkgc_mean', {'fusion': 'mean'}, False),
     ('tbkgc', {'regularization_weight': 1e-3}, False),
-    ('vbkgc', {}, True),
-    ('momok', {'objective': 'bce'}, None),  # recorded when BCE was the default
-    ('momok_softmax', {}, None),  # the paper's objective, recorded since (issue 15)
+    ('vbkgc', {'normalize': False}, True),  # recorded before normalize became the default
+    ('vbkgc_normalized', {}, True),  # the authors' normalised TransE terms (issue 15)
+    # MoMoK as it was before issue 15 (BCE, this library's inits and ExID pairs, frozen
+    # features, the second TuckER dropout on the query), and with the paper's objective
+    ('momok', dict(MOMOK_0_1, objective='bce'), None),
+    ('momok_softmax', MOMOK_0_1, None),
+    ('momok_authors', {}, None),  # the authors' code where the paper is silent (issue 15)
 ]
 
 

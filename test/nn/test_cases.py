@@ -75,6 +75,21 @@ class TestTransEL2(InteractionCase):
         return _transe(h, r, t, 2, 0.0)
 
 
+def _unit(x):
+    x = _f(x)
+    n = math.sqrt(sum(v * v for v in x))
+    return [v / n for v in x]
+
+
+class TestTransENormalized(InteractionCase):
+    r"""OpenKE's TransE (:obj:`norm_flag=True`): h, r and t scaled to unit L2 norm."""
+    cls = TransEInteraction
+    kwargs = dict(p_norm=1.0, margin=2.0, normalize=True)
+
+    def naive(self, h, r, t):
+        return _transe(_unit(h), _unit(r), _unit(t), 1, 2.0)
+
+
 class TestDistMult(InteractionCase):
     cls = DistMultInteraction
 
@@ -366,6 +381,19 @@ class TestConcatFusion(FusionCase):
         return _rows(row, stack, mask, rel)
 
 
+class TestConcatFusionRaw(FusionCase):
+    r"""The raw concatenation (NATIVE's "w/ concat" as its authors ran it), of width
+    :math:`S D`."""
+    name = 'concat'
+    kwargs = dict(projection=False)
+
+    def naive(self, stack, mask, rel):
+        def row(x, m, r):
+            return torch.tensor([float(x[i, k]) if m[i] else 0.0 for i in range(len(m))
+                                 for k in range(x.size(-1))], dtype=x.dtype)
+        return _rows(row, stack, mask, rel, stack.size(-2) * stack.size(-1))
+
+
 class TestContextGatedFusion(FusionCase):
     name = 'cguaf'  # an alias of 'context'
 
@@ -385,6 +413,18 @@ class TestContextGatedFusion(FusionCase):
             zeta = _sigmoid(float(f.gate[r]))
             return zeta * x[0] + (1.0 - zeta) * h_mm
         return _rows(row, stack, mask, rel)
+
+
+class TestContextGatedFusionNoStructure(TestContextGatedFusion):
+    r"""LBMKGC's ablation "w/o e_s": the modality part alone, relation-free; the structural
+    slot only stands in for rows without any modality."""
+    name = 'context'
+    kwargs = dict(use_structure=False)
+
+    def naive(self, stack, mask, rel):
+        f = self.fusion
+        return _rows(lambda x, m, r: _adaptive_row(f.modal.v, x[1:], m[1:]) if any(m[1:])
+                     else x[0], stack, mask, rel)
 
 
 class TestAttentionFusion(FusionCase):
@@ -422,6 +462,11 @@ class TestAttentionFusionUniform(TestAttentionFusion):
 
 class TestTransE(ModelCase):
     name = 'transe'
+
+
+class TestTransENormalizedModel(ModelCase):
+    name = 'transe'
+    kwargs = dict(normalize=True)
 
 
 class TestDistMultModel(ModelCase):
@@ -464,6 +509,14 @@ class TestNATIVEMean(ModelCase):
     kwargs = dict(fusion='mean')
 
 
+class TestNATIVEConcat(ModelCase):
+    r"""The authors' "w/ concat" ablation: a joint entity of width :math:`(M + 1) 2d` and
+    relations as wide."""
+    name = 'native'
+    multimodal = True
+    kwargs = dict(fusion='concat')
+
+
 class TestTBKGC(ModelCase):
     name = 'tbkgc'
     multimodal = True
@@ -480,9 +533,23 @@ class TestLBMKGC(ModelCase):
     kwargs = dict(alignment_weight=0.1)
 
 
+class TestLBMKGCNoStructure(ModelCase):
+    r"""A fusion that is relation-dependent or not by an option (LBMKGC "w/o e_s")."""
+    name = 'lbmkgc'
+    multimodal = True
+    kwargs = dict(use_structure=False)
+
+
 class TestVBKGC(ModelCase):
+    r"""The authors' normalised TransE terms (the default)."""
     name = 'vbkgc'
     multimodal = True
+
+
+class TestVBKGCUnnormalized(ModelCase):
+    name = 'vbkgc'
+    multimodal = True
+    kwargs = dict(normalize=False)
 
 
 # Regimes ######################################################################################

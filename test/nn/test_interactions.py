@@ -290,6 +290,62 @@ def test_tucker_core_orientation():
     assert inter.score_heads(h, r, t).item() == 2.0 * 11.0 * 19.0
 
 
+def _tucker_query_naive(inter, e, r, mask=None, p=0.0, head_side=False):
+    # W_r = W x_2 r per row, dropped out elementwise (TuckER's and MoMoK's hidden_dropout1)
+    w = torch.einsum('nj,ijk->nik', r, inter.core)
+    if mask is not None:
+        w = w * mask / (1 - p)
+    return torch.einsum('nk,nik->ni' if head_side else 'ni,nik->nk', e, w)
+
+
+@pytest.mark.parametrize('head_side', [False, True])
+def test_tucker_second_dropout_is_on_the_relation_matrix(head_side):
+    p, n = 0.5, 6
+    inter = TuckERInteraction(4, 3, hidden_dropout1=p).to(DTYPE).train()
+    e, r = rand(n, 4), rand(n, 3)
+    r[3] = r[1]  # two queries of one relation: each its own dropout mask
+    torch.manual_seed(5)
+    q = inter.query(e, r, head_side=head_side)
+    torch.manual_seed(5)  # the same random stream: the mask of an [n, d, d] tensor
+    mask = torch.nn.functional.dropout(torch.ones(n, 4, 4, dtype=DTYPE), p) * (1 - p)
+    assert 0 < int((mask == 0).sum()) < mask.numel()
+    assert torch.allclose(q, _tucker_query_naive(inter, e, r, mask, p, head_side))
+    # the former placement, on the contracted query, is a switch
+    old = TuckERInteraction(4, 3, hidden_dropout1=p, dropout_target='query').to(DTYPE).train()
+    old.core.data.copy_(inter.core.data)
+    torch.manual_seed(5)
+    q_old = old.query(e, r, head_side=head_side)
+    torch.manual_seed(5)
+    keep = torch.nn.functional.dropout(torch.ones(n, 4, dtype=DTYPE), p)
+    assert torch.allclose(q_old, _tucker_query_naive(old, e, r, head_side=head_side) * keep)
+
+
+def test_tucker_relation_matrices_once_per_distinct_relation_same_values_and_gradients():
+    inter = TuckERInteraction(4, 3).to(DTYPE)
+    emb = torch.nn.Parameter(rand(5, 3))
+    rel = torch.tensor([0, 2, 0, 0, 4, 2, 1])
+    e = rand(rel.numel(), 4)
+    out = inter.query(e, emb[rel])
+    out.pow(2).sum().backward()
+    grad, core_grad = emb.grad.clone(), inter.core.grad.clone()
+    emb.grad = None
+    inter.core.grad = None
+    ref = _tucker_query_naive(inter, e, emb[rel])
+    assert torch.allclose(out, ref)
+    ref.pow(2).sum().backward()
+    assert torch.allclose(grad, emb.grad) and torch.allclose(core_grad, inter.core.grad)
+
+
+def test_tucker_xavier_core_init():
+    torch.manual_seed(0)
+    inter = TuckERInteraction(16, 8, core_init='xavier')
+    bound = math.sqrt(6.0 / (16 * 16 + 8))  # fan_in d_e * d_e, fan_out d_r
+    assert inter.core.abs().max() <= bound
+    assert inter.core.abs().max() > 0.9 * bound  # uniform over the range, not narrower
+    uniform = TuckERInteraction(16, 8)
+    assert uniform.core.abs().max() > bound  # U(+-1/4) reaches far beyond 0.15
+
+
 def test_complex_needs_even_width():
     with pytest.raises(ValueError, match='even'):
         ComplExInteraction()(torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3))

@@ -86,7 +86,7 @@ def test_rotate_relation_phases():
 def test_entity_and_relation_widths():
     widths = {'transe': (D, D), 'distmult': (D, D), 'complex': (2 * D, 2 * D),
               'rotate': (2 * D, D), 'pairre': (D, 2 * D), 'tucker': (D, D),
-              'native': (2 * D, D), 'tbkgc': (D, D), 'momok': (D, D),
+              'native': (2 * D, D), 'tbkgc': (D, D), 'momok': (D, 256),  # d_r: the authors' r_dim
               'lbmkgc': (2 * D, D), 'vbkgc': (D, D)}
     assert set(widths) == set(MODELS)
     for name, (de, dr) in widths.items():
@@ -235,6 +235,39 @@ def test_random_sample(K):
     assert nh.min() >= 0 and nt.max() < N
 
 
+def test_random_sample_side_per_negative():
+    model = make('transe')
+    h, r, t = triples(8, num=200)
+    K = 6
+    nh, nr, nt = model.random_sample(h, r, t, K, side_per='negative',
+                                     generator=torch.Generator().manual_seed(1))
+    ph, pt = h.repeat_interleave(K), t.repeat_interleave(K)
+    head_side = (nh != ph).view(-1, K)
+    assert torch.equal((nh != ph) ^ (nt != pt), torch.ones(200 * K, dtype=torch.bool))
+    assert bool((head_side.any(1) & (~head_side).any(1)).any())  # both sides in one row
+
+
+@pytest.mark.parametrize('p_norm', [1.0, 2.0])
+def test_transe_normalize_is_openke(p_norm):
+    # OpenKE's TransE (norm_flag=True): F.normalize(h) + F.normalize(r) - F.normalize(t)
+    import torch.nn.functional as F
+    model = make('transe', normalize=True, p_norm=p_norm, margin=3.0).eval()
+    h, r, t = triples(9, num=12)
+    e, w = model.node_emb.weight, model.rel_emb.weight
+    with torch.no_grad():
+        want = 3.0 - (F.normalize(e[h], dim=-1) + F.normalize(w[r], dim=-1) -
+                      F.normalize(e[t], dim=-1)).norm(p=p_norm, dim=-1)
+        assert torch.allclose(model(h, r, t), want, atol=ATOL)
+        assert torch.allclose(model.score_tails(h, r)[torch.arange(12), t], want, atol=ATOL)
+        assert torch.allclose(model.score_heads(r, t)[torch.arange(12), h], want, atol=ATOL)
+        # the scale of the embeddings no longer matters; without normalize it does
+        model.node_emb.weight.mul_(3.0)
+        assert torch.allclose(model(h, r, t), want, atol=ATOL)
+        plain = make('transe', p_norm=p_norm, margin=3.0).eval()
+        assert not torch.allclose(plain(h, r, t), want, atol=1e-3)
+    assert_scoring_consistent(model, h, r, t, atol=ATOL)
+
+
 def test_random_sample_filtered():
     model = make('distmult')
     gen = torch.Generator().manual_seed(0)
@@ -297,7 +330,28 @@ def _with_features(name, image):
     torch.manual_seed(0)
     features = {'image': image, 'text': torch.ones(N, 5)}
     masks = {'image': torch.ones(N, dtype=torch.bool), 'text': torch.arange(N) % 4 != 1}
-    return MODELS[name](N, R, D, features=features, masks=masks)
+    # MoMoK fine-tunes its feature tables by default: then the state dict holds them.
+    kwargs = {'finetune_features': False} if name == 'momok' else {}
+    return MODELS[name](N, R, D, features=features, masks=masks, **kwargs)
+
+
+def test_finetuned_features_are_parameters_the_state_dict_holds():
+    image = torch.randn(N, 6)
+    torch.manual_seed(0)
+    features = {'image': image, 'text': torch.ones(N, 5)}
+    model = MODELS['momok'](N, R, D, features=features)
+    params = dict(model.named_parameters())
+    x = params['representation.x_image']
+    assert torch.allclose(x, torch.nn.functional.normalize(image, dim=-1))
+    assert 'x_image' not in model.feature_fingerprint()
+    model.loss_1n(torch.arange(4), torch.zeros(4, dtype=torch.long),
+                  torch.ones(4, N)).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        x.add_(1.0)
+    other = MODELS['momok'](N, R, D, features=features)
+    other.load_state_dict(model.state_dict())
+    assert torch.equal(dict(other.named_parameters())['representation.x_image'], x)
 
 
 @pytest.mark.parametrize('name', sorted(MULTIMODAL))

@@ -348,3 +348,49 @@ def test_training_runs_deterministic_algorithms(deterministic, expected):
     Trainer(model, data, _cfg(epochs=1, device='cpu', deterministic=deterministic)).fit()
     assert model.seen == (expected, True)
     assert not torch.are_deterministic_algorithms_enabled()  # restored afterwards
+
+
+def test_openke_sampling_options_reach_the_loader():
+    # corrupt_side_per and sample_with_replacement (issue 15): OpenKE's sampler draws the
+    # side per negative and each epoch's positives with replacement, seeded by the config.
+    data = _data()
+    cfg = _cfg(corrupt_side_per='negative', sample_with_replacement=True, num_negatives=6)
+    assert (cfg.corrupt_side_per, cfg.sample_with_replacement) == ('negative', True)
+
+    def epoch(seed):
+        trainer = Trainer(_model(data), data, dataclasses.replace(cfg, seed=seed))
+        assert trainer.loader.replacement and trainer.regime.side_per == 'negative'
+        return trainer, list(trainer.loader)
+
+    trainer, batches = epoch(3)
+    h, r, t = trainer.train_triples
+    rows = torch.cat([torch.stack([b.head, b.rel, b.tail], 1) for b in batches])
+    assert rows.size(0) == h.numel()  # as many draws as training triples
+    assert torch.unique(rows, dim=0).size(0) < torch.unique(torch.stack([h, r, t], 1),
+                                                            dim=0).size(0)  # repeats
+    sides = torch.cat([b.negatives.corrupt_head for b in batches])
+    assert sides.shape == (h.numel(), 6) and bool((sides.any(1) & (~sides).any(1)).any())
+    _, again = epoch(3)
+    assert all(torch.equal(a.head, b.head) and torch.equal(a.negatives.index,
+                                                           b.negatives.index)
+               for a, b in zip(batches, again))
+    _, other = epoch(4)
+    assert not torch.equal(batches[0].head, other[0].head)
+    res = Trainer(_model(data), data, dataclasses.replace(cfg, epochs=2)).fit()
+    assert res['config']['corrupt_side_per'] == 'negative' and res['epochs_trained'] == 2
+    with pytest.raises(ValueError, match='corrupt_side_per applies to negative-sampling'):
+        Trainer(_model(data), data, _cfg(regime='1-n', corrupt_side_per='negative'))
+    with pytest.raises(ValueError, match="corrupt_side_per must be 'positive' or 'negative'"):
+        TrainConfig(corrupt_side_per='both')
+
+
+def test_exclude_query_entity_is_evaluated_and_reported():
+    data = _data()
+    res = Trainer(_model(data), data, _cfg(epochs=1, exclude_query_entity=True)).fit()
+    assert res['test']['protocol']['query_entity_candidate'] is False
+    assert res['test']['protocol']['filtered'] is True
+    plain = Trainer(_model(data), data, _cfg(epochs=1)).fit()
+    assert plain['test']['protocol']['query_entity_candidate'] is True
+    # the ranks differ only where the query entity outscored the answer: never worse
+    assert (res['test']['optimistic']['both']['mrr'] >=
+            plain['test']['optimistic']['both']['mrr'])

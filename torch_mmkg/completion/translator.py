@@ -32,7 +32,9 @@ class TranslatorCompleter(ModalityCompleter):
     lacking :math:`m` is completed by the mean translation of the sources it has,
     :math:`\hat{\mathbf{x}}_m(e) = \boldsymbol{\mu} + \boldsymbol{\sigma} \odot
     \frac{1}{|S_e|}\sum_{s \in S_e} T_s(\mathbf{x}_s(e))`. It works for any modalities of
-    any dataset, and in front of any model.
+    any dataset, and in front of any model, but it learns from examples: a target that no
+    entity has (e.g. every image dropped, the paper's :math:`\eta = 1`) cannot be completed
+    by it; the generative :class:`~torch_mmkg.completion.DiffusionImageCompleter` needs none.
 
     Args:
         hidden_channels (int, optional): Hidden width of each translator.
@@ -94,8 +96,17 @@ class TranslatorCompleter(ModalityCompleter):
         ent = data[ENTITY]
         y, has_y = ent[feature_key(target)].float(), original_mask(data, target)
         if int(has_y.sum()) < 2:
-            raise ValueError(f"modality '{target}' is present for {int(has_y.sum())} entities; "
-                             f"a translator needs examples")
+            raise ValueError(
+                f"TranslatorCompleter cannot complete '{target}': it is originally present "
+                f"for {int(has_y.sum())} of {ent.num_nodes} entities, and a translator learns "
+                f"{sources} -> '{target}' from entities that have both (at least 2). This "
+                f"happens when every '{target}' row is missing, e.g. after "
+                f"DropModality(1.0) (LBMKGC's eta = 1). Keep some '{target}' features "
+                f"(eta < 1); or use a completer that needs no examples, such as "
+                f"DiffusionImageCompleter.from_pretrained(...) (images generated from the "
+                f"entity texts, LBMKGC's LvMC) in CompleteModality('{target}', ...); or fill "
+                f"the rows at random with RandomFillModality(['{target}'], loc=..., "
+                f"scale=...) (the baselines' random initialisation)")
         self.mean = y[has_y].mean(0)
         self.std = y[has_y].std(0).clamp_min(1e-6)
         y = (y - self.mean) / self.std
@@ -105,8 +116,12 @@ class TranslatorCompleter(ModalityCompleter):
         for s in sources:
             both = (has_y & original_mask(data, s)).nonzero().view(-1)
             if both.numel() < 2:
-                raise ValueError(f"no translator '{s}' -> '{target}' can be fit: "
-                                 f"{both.numel()} entities have both")
+                others = [o for o in sources if o != s]
+                raise ValueError(
+                    f"no translator '{s}' -> '{target}' can be fit: {both.numel()} entities "
+                    f"originally have both (at least 2 are needed); leave '{s}' out of the "
+                    f"sources{f' (e.g. sources={others})' if others else ''}, or use a "
+                    f"completer that needs no examples (DiffusionImageCompleter)")
             x = ent[feature_key(s)].float()
             torch.manual_seed(self.seed)
             net = self._mlp(x.size(1), y.size(1)).to(self.device)
@@ -210,7 +225,11 @@ def completion_cosine(completer: ModalityCompleter, data: HeteroData, target: st
         has_src |= ent[mask_key(s)].cpu()
     cand = (original_mask(data, target).cpu() & has_src).nonzero().view(-1)
     if cand.numel() < 10:
-        raise ValueError(f"only {cand.numel()} entities have '{target}' and a source")
+        raise ValueError(f"only {cand.numel()} entities originally have '{target}' and one of "
+                         f"{src}: too few to hold out some and fit the completer on the rest "
+                         f"(at least 10 are needed; with every '{target}' row missing, e.g. "
+                         f"after DropModality(1.0), there is nothing to compare completed "
+                         f"features with)")
     g = torch.Generator().manual_seed(int(seed))
     hidden = cand[torch.randperm(cand.numel(), generator=g)[:max(1, int(holdout *
                                                                         cand.numel()))]]

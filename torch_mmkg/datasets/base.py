@@ -68,6 +68,8 @@ class MMKGDataset(SafeInMemoryDataset):
     author_name: str = ''
     #: Whether text is only built when the user names an encoder explicitly.
     text_needs_explicit_encoder: bool = False
+    #: The modalities of the authors' released feature files.
+    author_modalities: Tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -226,6 +228,34 @@ class MMKGDataset(SafeInMemoryDataset):
                 mask = (x != 0).any(dim=1)
             out[modality] = (x, mask)
         return out
+
+    def modality_hint(self, modalities: Sequence[str]) -> str:
+        r"""What a user must supply for this dataset to have :obj:`modalities` that it lacks
+        (those it cannot build from its public raw files): the authors' feature files and
+        where to put them, or the text encoder to name. One sentence, for error messages."""
+        name = self.__class__.__name__
+        by_modality = {m: suffix for suffix, m in AUTHOR_SUFFIXES.items()}
+        files = [f'{self.author_name}-{by_modality[m]}.pth' for m in modalities
+                 if m in by_modality]
+        ways = []
+        if files and self.author_name:
+            data = getattr(self, '_data', None)
+            shape = f'[{data[ENTITY].num_nodes}, F]' if data is not None else '[N, F]'
+            way = (f"put the authors' feature files {', '.join(files)} ({shape} tensors or "
+                   f"arrays; the authors release them on a cloud drive linked from their "
+                   f"repository) into {self._root} or {osp.join(self._root, 'raw')}")
+            if self.feature_source == 'built':
+                way += " and leave out feature_source='built'"
+            ways.append(way)
+        if ('text' in modalities and self.text_needs_explicit_encoder
+                and self._encoder is None):
+            ways.append("build 'text' from the entity names with the dataset argument "
+                        "text_encoder=<path to a local multilingual sentence-transformers "
+                        "model> (dataset_args: {text_encoder: ...} in a config)")
+        if not ways:
+            return (f"{name} cannot provide {list(modalities)}: give the graph these "
+                    f"modalities (e.g. with a pre_transform) or choose others")
+        return f"To give {name} {list(modalities)}: " + '; or '.join(ways) + '.'
 
     # -- processing ----------------------------------------------------------------------------
     def process(self):

@@ -67,6 +67,7 @@ class MKGW(WildKGC):
     features are loaded from ``MKG-W-visual.pth``/``MKG-W-textual.pth`` when present.
     """
     folder = 'MKG-W'
+    author_modalities = ('image', 'text')
 
     def feature_raw_files(self) -> List[RawFile]:
         base = 'Datasets/Entities'
@@ -95,6 +96,7 @@ class MKGY(WildKGC):
     when present.
     """
     folder = 'MKG-Y'
+    author_modalities = ('image', 'text')
 
     def entity_texts(self, structure: dict) -> Optional[List[Optional[str]]]:
         from torch_mmkg.datasets.features.text import mkgy_texts
@@ -127,6 +129,7 @@ class DB15K(WildKGC):
         **kwargs: See :class:`~torch_mmkg.datasets.base.MMKGDataset`.
     """
     folder = 'DB15K'
+    author_modalities = ('image', 'text', 'numeric')
 
     def __init__(self, root: str, numeric_freebase: bool = False, **kwargs):
         self.numeric_freebase = numeric_freebase
@@ -179,6 +182,7 @@ class KVC16K(WildKGC):
     ``Kuai16K-visual.pth`` etc. when present.
     """
     folder = 'Kuai16K'
+    author_modalities = ('image', 'text', 'audio', 'video')
     text_needs_explicit_encoder = True
 
     def entity_texts(self, structure: dict) -> Optional[List[Optional[str]]]:
@@ -198,6 +202,7 @@ class TIVA(WildKGC):
     also occur in training): read :attr:`split_report`.
     """
     folder = 'TIVA'
+    author_modalities = ('image', 'text', 'audio', 'video')
 
     def entity_texts(self, structure: dict) -> Optional[List[Optional[str]]]:
         from torch_mmkg.datasets.features.text import tiva_texts

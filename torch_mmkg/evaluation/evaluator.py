@@ -33,7 +33,9 @@ class RankingResult:
     r"""The per-query ranks of one evaluation, with summaries and breakdowns.
 
     Every query is one side of one test triple: :obj:`side[q] == 0` predicts the head
-    :math:`(?, r, t)`, :obj:`side[q] == 1` the tail :math:`(h, r, ?)`.
+    :math:`(?, r, t)`, :obj:`side[q] == 1` the tail :math:`(h, r, ?)`. :obj:`protocol`
+    describes how the ranks were computed (filter, candidates, ties); :meth:`to_dict`
+    reports it.
     """
     head: Tensor
     rel: Tensor
@@ -45,6 +47,7 @@ class RankingResult:
     seconds: float = 0.0
     peak_memory: Optional[int] = None
     extra: Dict = field(default_factory=dict)
+    protocol: Dict = field(default_factory=dict)
 
     def ranks(self, rank: str = 'realistic') -> Tensor:
         r"""The 1-based ranks of type :obj:`rank` (:obj:`"realistic"`, :obj:`"optimistic"`
@@ -113,6 +116,8 @@ class RankingResult:
         out = {'num_queries': int(self.side.numel()), 'seconds': self.seconds,
                'peak_memory': self.peak_memory,
                **{rank: self.summary(rank) for rank in RANK_TYPES}}
+        if self.protocol:
+            out['protocol'] = dict(self.protocol)
         if categories is not None:
             out['by_category'] = self.by_category(categories)
         if entity_complete is not None:
@@ -146,7 +151,11 @@ class RankingEvaluator:
     :meth:`~torch_mmkg.nn.KGEModel.prepare_scoring`), removes the other known answers listed
     in :obj:`known` (train + valid + test for the standard filtered setting), and ranks the
     true entity; see :func:`~torch_mmkg.evaluation.filtered_ranks` for the tie rules. Memory
-    is :math:`O(B \cdot N)`.
+    is :math:`O(B \cdot N)`. With :obj:`exclude_query_entity` the query entity is no
+    candidate of its own query (:math:`h` of :math:`(h, r, ?)`, :math:`t` of
+    :math:`(?, r, t)`), unless it is the true answer (:math:`h = t`): it is filtered like a
+    known answer. The result's :obj:`protocol` states the filter, the candidates, the tie
+    policy and this choice.
 
     Args:
         known (KnownTriples, optional): The filter; :obj:`None` gives raw ranks.
@@ -160,10 +169,12 @@ class RankingEvaluator:
         progress (bool, optional): Show a progress bar; it says so while a scoring kernel
             is compiled, the first time in the process (see
             :func:`~torch_mmkg.ops.compile_notice`). (default: :obj:`False`)
+        exclude_query_entity (bool, optional): Leave the query entity out of its own
+            query's candidates (unless it is the answer). (default: :obj:`False`)
     """
     def __init__(self, known: Optional[KnownTriples] = None, batch_size: Optional[int] = None,
                  sides: Sequence[str] = SIDES, ks: Sequence[int] = (1, 3, 10),
-                 progress: bool = False):
+                 progress: bool = False, exclude_query_entity: bool = False):
         for s in sides:
             if s not in SIDES:
                 raise ValueError(f"sides must be among {SIDES}, got {s!r}")
@@ -171,6 +182,16 @@ class RankingEvaluator:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.known, self.batch_size = known, batch_size
         self.sides, self.ks, self.progress = tuple(sides), tuple(ks), progress
+        self.exclude_query_entity = bool(exclude_query_entity)
+
+    @property
+    def protocol(self) -> Dict:
+        r"""How this evaluator ranks, as reported with its results."""
+        return {'filtered': self.known is not None, 'sides': list(self.sides),
+                'candidates': 'all entities',
+                'query_entity_candidate': not self.exclude_query_entity,
+                'ties': 'realistic (mean of optimistic and pessimistic) by default; '
+                        'optimistic (OpenKE) and pessimistic also reported'}
 
     @torch.no_grad()
     def evaluate(self, model, head_index: Tensor, rel_type: Tensor,
@@ -218,12 +239,16 @@ class RankingEvaluator:
                     hb, rb, tb = h[sel], r[sel], t[sel]
                     if side == 'tail':
                         scores = model.score_tails(hb, rb, cache=cache)
-                        target = tb
+                        target, query = tb, hb
                         fq, fe = (None, None) if known is None else known.tails(hb, rb)
                     else:
                         scores = model.score_heads(rb, tb, cache=cache)
-                        target = hb
+                        target, query = hb, tb
                         fq, fe = (None, None) if known is None else known.heads(rb, tb)
+                    if self.exclude_query_entity:  # filtered, but kept where the answer
+                        rows = torch.arange(query.numel(), device=query.device)
+                        fq = rows if fq is None else torch.cat([fq, rows])
+                        fe = query if fe is None else torch.cat([fe, query])
                     opt_side[sel], pess_side[sel] = filtered_ranks(scores, target, fq, fe)
                     if compiling:
                         compiling.clear()
@@ -241,4 +266,4 @@ class RankingEvaluator:
                              tail=t.cpu().repeat(n), side=torch.cat(out['side']).cpu(),
                              optimistic=torch.cat(out['opt']).cpu(),
                              pessimistic=torch.cat(out['pess']).cpu(), ks=self.ks,
-                             seconds=seconds, peak_memory=peak)
+                             seconds=seconds, peak_memory=peak, protocol=self.protocol)

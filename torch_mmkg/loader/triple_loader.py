@@ -27,12 +27,14 @@ def _check_triples(head: Tensor, rel: Tensor, tail: Tensor):
 
 class _Batches:
     def __init__(self, size: int, batch_size: int, shuffle: bool, drop_last: bool,
-                 device: torch.device, generator: Optional[torch.Generator]):
+                 device: torch.device, generator: Optional[torch.Generator],
+                 replacement: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.size, self.batch_size = size, int(batch_size)
         self.shuffle, self.drop_last = shuffle, drop_last
         self.device, self.generator = device, generator
+        self.replacement = bool(replacement)
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -40,8 +42,11 @@ class _Batches:
         return (self.size + self.batch_size - 1) // self.batch_size
 
     def index_batches(self) -> Iterator[Tensor]:
-        if self.shuffle:
-            gen_device = self.generator.device if self.generator is not None else self.device
+        gen_device = self.generator.device if self.generator is not None else self.device
+        if self.replacement and self.size:  # as many uniform draws as there are rows
+            perm = torch.randint(self.size, (self.size, ), generator=self.generator,
+                                 device=gen_device).to(self.device)
+        elif self.shuffle:
             perm = torch.randperm(self.size, generator=self.generator,
                                   device=gen_device).to(self.device)
         else:
@@ -68,14 +73,20 @@ class TripleLoader(_Batches):
         sampler (NegativeSampler, optional): Draws the negatives. (default: :obj:`None`)
         generator (torch.Generator, optional): Randomness of the shuffling; pass the
             sampler's generator too for reproducible runs. (default: :obj:`None`)
+        replacement (bool, optional): Draw the positives of an epoch uniformly *with*
+            replacement, :math:`T` draws for :math:`T` triples (as
+            :class:`torch.utils.data.RandomSampler` with :obj:`replacement=True` and as the
+            OpenKE sampler of the NATIVE, AdaMF-MAT and LBMKGC code bases do), so that a
+            triple may appear several times in an epoch and others not at all;
+            :obj:`shuffle` is then ignored. (default: :obj:`False`)
     """
     def __init__(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                  batch_size: int = 1024, shuffle: bool = True, drop_last: bool = False,
                  sampler: Optional[NegativeSampler] = None,
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None, replacement: bool = False):
         _check_triples(head_index, rel_type, tail_index)
         super().__init__(head_index.numel(), batch_size, shuffle, drop_last,
-                         head_index.device, generator)
+                         head_index.device, generator, replacement)
         self.head_index, self.rel_type, self.tail_index = head_index, rel_type, tail_index
         self.sampler = sampler
 
@@ -116,11 +127,13 @@ class OneToNLoader(_Batches):
         shuffle (bool, optional): (default: :obj:`True`)
         drop_last (bool, optional): (default: :obj:`False`)
         generator (torch.Generator, optional): (default: :obj:`None`)
+        replacement (bool, optional): Draw the queries of an epoch uniformly with
+            replacement (see :class:`TripleLoader`). (default: :obj:`False`)
     """
     def __init__(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                  num_nodes: int, num_relations: int, inverse_relations: bool = True,
                  batch_size: int = 128, shuffle: bool = True, drop_last: bool = False,
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None, replacement: bool = False):
         _check_triples(head_index, rel_type, tail_index)
         N, R = int(num_nodes), int(num_relations)
         h, r, t = check_indices('OneToNLoader', IndexSpec('head_index', head_index, N),
@@ -138,7 +151,7 @@ class OneToNLoader(_Batches):
         self.num_nodes, self.num_relations = N, R
         self.inverse_relations = inverse_relations
         super().__init__(qkeys.numel(), batch_size, shuffle, drop_last, head_index.device,
-                         generator)
+                         generator, replacement)
 
     def __iter__(self) -> Iterator[OneToNBatch]:
         for idx in self.index_batches():

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from torch_mmkg.loader import NegativeSampler
+from torch_mmkg.loader.negative_sampler import SIDE_PER
 from torch_mmkg.nn.loss import ONE_TO_N_LOSSES, BCELoss, KGELoss, SoftplusLoss
 from torch_mmkg.registry import Registry
 
@@ -128,14 +129,21 @@ class NegativeSampling(TrainingRegime):
             models whose scores are logits)
         num_negatives (int, optional): :math:`K` per positive. (default: :obj:`1`)
         strategy (str, optional): :obj:`"uniform"` or :obj:`"bernoulli"`.
+            (default: :obj:`"uniform"`)
         twins (bool, optional): Twins negatives. (default: :obj:`False`)
+        side_per (str, optional): Draw the corrupted side once per :obj:`"positive"` or
+            once per :obj:`"negative"` (OpenKE's sampler, see
+            :class:`~torch_mmkg.loader.NegativeSampler`). (default: :obj:`"positive"`)
     """
     name = 'negative_sampling'
 
     def __init__(self, loss: Optional[torch.nn.Module] = None, num_negatives: int = 1,
-                 strategy: str = 'uniform', twins: bool = False):
+                 strategy: str = 'uniform', twins: bool = False, side_per: str = 'positive'):
         super().__init__(loss)
+        if side_per not in SIDE_PER:
+            raise ValueError(f"side_per must be 'positive' or 'negative', got {side_per!r}")
         self.num_negatives, self.strategy, self.twins = num_negatives, strategy, twins
+        self.side_per = side_per
 
     @staticmethod
     def accepts(loss: torch.nn.Module) -> bool:
@@ -150,7 +158,8 @@ class NegativeSampling(TrainingRegime):
         (filtered against :obj:`known` if given)."""
         return model.loader(head_index, rel_type, tail_index,
                             num_negatives=self.num_negatives, strategy=self.strategy,
-                            known=known, generator=generator, twins=self.twins, **kwargs)
+                            known=known, generator=generator, twins=self.twins,
+                            side_per=self.side_per, **kwargs)
 
     def loss(self, model, batch: Sequence) -> RegimeOutput:
         head_index, rel_type, tail_index = batch[:3]
@@ -170,7 +179,8 @@ class OneToN(TrainingRegime):
     r"""1-N scoring ("KvsAll"): every query of the training triples, both sides (tails
     :math:`(h, r, ?)`, and heads as :math:`(t, r + R, ?)`: the inverse relation of a model
     with inverse relations, else :math:`(?, r, t)` scored by
-    :meth:`~torch_mmkg.nn.KGEModel.score_heads`) against all entities, by :meth:`~torch_mmkg.nn.KGEModel.score_queries`, with binary cross-entropy
+    :meth:`~torch_mmkg.nn.KGEModel.score_heads`) against all entities, by
+    :meth:`~torch_mmkg.nn.KGEModel.score_queries`, with binary cross-entropy
     (label smoothing) or softmax cross-entropy, summed over the scorers of an ensemble, plus
     the model's terms.
 

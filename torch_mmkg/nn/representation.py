@@ -103,6 +103,11 @@ class EntityRepresentation(torch.nn.Module):
         sparse (bool, optional): Sparse gradients of the structural table.
             (default: :obj:`False`)
         reserved (Sequence[str], optional): Names no modality may take.
+        trainable_features (bool, optional): The feature tables are parameters, initialised
+            from the (normalised) features and fine-tuned with the model (MoMoK's code);
+            else frozen buffers. (default: :obj:`False`)
+        expert_std (float, optional): The experts' initial weight standard deviation
+            (:class:`~torch_mmkg.nn.fusion.ModalityExperts`). (default: :obj:`None`)
 
     Shapes:
         - **input:** entity indices :math:`[*]` (all entities if :obj:`None`)
@@ -270,6 +275,11 @@ class ExpertRepresentation(EntityRepresentation):
         mask_missing (bool, optional): (default: :obj:`True`)
         normalize_features (bool, optional): (default: :obj:`True`)
         reserved (Sequence[str], optional): Names no modality may take.
+        trainable_features (bool, optional): The feature tables are parameters, initialised
+            from the (normalised) features and fine-tuned with the model (MoMoK's code);
+            else frozen buffers. (default: :obj:`False`)
+        expert_std (float, optional): The experts' initial weight standard deviation
+            (:class:`~torch_mmkg.nn.fusion.ModalityExperts`). (default: :obj:`None`)
 
     Shapes:
         - **input:** entity indices :math:`[*]` (all if :obj:`None`), relation ids
@@ -286,17 +296,25 @@ class ExpertRepresentation(EntityRepresentation):
                  num_relation_temperatures: Optional[int] = None, num_experts: int = 3,
                  noisy_gating: bool = True, noise_epsilon: float = 1e-2,
                  mask_missing: bool = True, normalize_features: bool = True,
-                 reserved: Sequence[str] = ()):
+                 reserved: Sequence[str] = (), trainable_features: bool = False,
+                 expert_std: Optional[float] = None):
         from torch_mmkg.nn.fusion.experts import ModalityExperts
         torch.nn.Module.__init__(self)
         features = dict(features or {})
         self.num_nodes, self.channels = int(num_nodes), int(channels)
+        self.trainable_features = bool(trainable_features)
         self.modalities = register_modalities(self, num_nodes, features, masks,
-                                              tuple(reserved) + (STRUCTURE, ))
+                                              tuple(reserved) + (STRUCTURE, ),
+                                              trainable=self.trainable_features)
         if normalize_features:
-            for m in self.modalities:
-                self._buffers[f'x_{m}'] = torch.nn.functional.normalize(
-                    getattr(self, f'x_{m}'), dim=-1)
+            with torch.no_grad():
+                for m in self.modalities:
+                    x = getattr(self, f'x_{m}')
+                    normed = torch.nn.functional.normalize(x, dim=-1)
+                    if self.trainable_features:
+                        x.copy_(normed)
+                    else:
+                        self._buffers[f'x_{m}'] = normed
         self.init = torch.nn.init.xavier_normal_
         self.mask_missing = bool(mask_missing)
         self.node_emb = torch.nn.Embedding(num_nodes, channels)
@@ -305,7 +323,7 @@ class ExpertRepresentation(EntityRepresentation):
         self.num_experts = int(num_experts)
         self.experts = torch.nn.ModuleDict({
             m: ModalityExperts(channels if m == STRUCTURE else features[m].size(1), channels,
-                               num_experts, noisy_gating, noise_epsilon)
+                               num_experts, noisy_gating, noise_epsilon, expert_std)
             for m in self.expert_slots
         })
         self.projection = None

@@ -714,6 +714,43 @@ class ModelCase(_Case):
             _close(pos, want_pos, self.atol, "score_negatives positives vs forward")
             _close(scores, want_neg, self.atol, "score_negatives candidates vs forward")
 
+    def test_per_negative_sides_agree(self):
+        r""":meth:`score_negatives` of negatives whose side is drawn per negative
+        (:obj:`NegativeSampler(side_per="negative")`: one positive's negatives mix head and
+        tail corruptions) = :meth:`forward` on each negative triple, one by one (a head
+        corruption as a tail of the inverse relation where the model has inverse relations);
+        the positives are scored as :math:`(h, r, t)`. A :meth:`loss` of such a batch is
+        finite and reaches every parameter."""
+        from torch_mmkg.loader import NegativeSampler
+        model = self.make_model().eval()
+        h, r, t = self.triples(3)
+        K, R = 2 * self.num_negatives, self.num_relations
+        neg = NegativeSampler(self.num_nodes, K, generator=torch.Generator().manual_seed(3),
+                              side_per='negative')(h, r, t)
+        ch = neg.corrupt_head
+        assert ch.shape == (h.numel(), K)
+        assert bool((ch.any(1) & (~ch).any(1)).any()), "pick another seed"
+        with torch.no_grad():
+            pos, scores = model.score_negatives(h, r, t, neg)
+            want = torch.empty_like(scores)
+            for b, k in itertools.product(range(h.numel()), range(K)):
+                hb, rb, tb, e = (x.view(1) for x in (h[b], r[b], t[b], neg.index[b, k]))
+                if not bool(ch[b, k]):
+                    want[b, k] = model(hb, rb, e)[0]
+                elif model.inverse_relations:
+                    want[b, k] = model(tb, rb + R, e)[0]
+                else:
+                    want[b, k] = model(e, rb, tb)[0]
+            _close(pos, model(h, r, t), self.atol, "per-negative sides: positives vs forward")
+            _close(scores, want, self.atol, "per-negative sides: negatives vs forward")
+        model.train()
+        loss = model.loss(h, r, t, neg)
+        assert loss.dim() == 0 and torch.isfinite(loss)
+        loss.backward()
+        missing = [n for n, p in self._main_parameters(model)
+                   if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+        assert not missing, f"parameters without a gradient from loss(): {missing}"
+
     def test_every_parameter_gets_a_gradient(self):
         r"""One negative-sampling :meth:`loss` gives every parameter (but the
         :meth:`auxiliary_parameters`) a finite, non-zero gradient."""
@@ -1043,8 +1080,10 @@ class RegimeCase(_Case):
         regime = self.make_regime()
         model = self.make_model(model_name).eval()  # deterministic: no dropout, no noise
         for batch in self.batches(regime, model):
-            with torch.no_grad():
+            with torch.no_grad():  # the same random state for both: terms may draw
+                state = torch.get_rng_state()  # (MoMoK's random CLUB pair)
                 out = regime.loss(model, batch)
+                torch.set_rng_state(state)
                 want = self.naive_loss(regime, model, batch)
             _close(out.loss, torch.tensor(want, dtype=DTYPE), self.atol,
                    f"{self.name} loss of {model_name} vs naive")

@@ -95,10 +95,21 @@ class TrainConfig:
         num_negatives (int): Negatives per positive :math:`K`. (default: :obj:`128`)
         sampling (str): :obj:`"uniform"` or :obj:`"bernoulli"` head/tail choice
             (:data:`SAMPLING_STRATEGIES`). (default: :obj:`"uniform"`)
-        filter_negatives (bool): Never draw a known training triple as a negative.
-            (default: :obj:`False`)
+        filter_negatives (bool, optional): Never draw a known training triple as a negative
+            (also with :obj:`twins`); :obj:`None` takes the model's default
+            (:attr:`KGEModel.default_filter_negatives
+            <torch_mmkg.nn.KGEModel.default_filter_negatives>`: :obj:`True` for VBKGC, whose
+            Eq. 14 filters, else :obj:`False`), resolved by the
+            :class:`~torch_mmkg.training.Trainer`. (default: :obj:`None`)
         twins (bool): Twins negative sampling (VBKGC) for models with separate structural
             and multi-modal embeddings. (default: :obj:`False`)
+        corrupt_side_per (str): Draw the corrupted side (head or tail, by :obj:`sampling`)
+            once per :obj:`"positive"` or independently for every :obj:`"negative"`, as the
+            OpenKE sampler of the NATIVE, AdaMF-MAT and LBMKGC code bases does.
+            (default: :obj:`"positive"`)
+        sample_with_replacement (bool): Draw each epoch's positives uniformly *with*
+            replacement (as many draws as training triples, seeded by :obj:`seed`), as
+            OpenKE's sampler does, instead of a permutation. (default: :obj:`False`)
         eval_every (int): Validate every this many epochs (and after the last).
             (default: :obj:`10`)
         eval_batch_size (int, optional): Queries per evaluation batch (:obj:`None`: sized
@@ -138,6 +149,10 @@ class TrainConfig:
         progress (bool): tqdm progress bars. (default: :obj:`True`)
         test (bool): Evaluate the selected model on the test split at the end.
             (default: :obj:`True`)
+        exclude_query_entity (bool): In evaluation, the query entity is no candidate of its
+            own query: :math:`(h, r, ?)` does not rank :math:`h` and :math:`(?, r, t)` does
+            not rank :math:`t`, unless it is the true answer (:math:`h = t`). Validation and
+            test both; the results state it. (default: :obj:`False`)
         comat (dict, optional): Train with :class:`~torch_mmkg.training.CoMAT` adversarial
             modality augmentation, with these keyword arguments (:obj:`{}` for its
             defaults; the generator's learning rate defaults to :obj:`lr`); :obj:`None`
@@ -157,8 +172,10 @@ class TrainConfig:
     label_smoothing: Optional[float] = None
     num_negatives: int = 128
     sampling: str = 'uniform'
-    filter_negatives: bool = False
+    filter_negatives: Optional[bool] = None
     twins: bool = False
+    corrupt_side_per: str = 'positive'
+    sample_with_replacement: bool = False
     eval_every: int = 10
     eval_batch_size: Optional[int] = None
     val_split: str = 'val_clean'
@@ -173,6 +190,7 @@ class TrainConfig:
     device: str = 'auto'
     progress: bool = True
     test: bool = True
+    exclude_query_entity: bool = False
     comat: Optional[Dict[str, Any]] = None
 
     def __post_init__(self):
@@ -199,6 +217,9 @@ class TrainConfig:
             (self.num_negatives >= 1, 'num_negatives must be >= 1'),
             (self.eval_every >= 1, 'eval_every must be >= 1'),
             (self.val_split in ('val', 'val_clean'), "val_split must be 'val' or 'val_clean'"),
+            (self.corrupt_side_per in ('positive', 'negative'),
+             f"corrupt_side_per must be 'positive' or 'negative', got "
+             f"{self.corrupt_side_per!r}"),
             (self.checkpoint_every >= 0, 'checkpoint_every must be >= 0'),
             (self.metric in METRICS, f"metric must be one of {sorted(METRICS)}, got "
              f"{self.metric!r}"),

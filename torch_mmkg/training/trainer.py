@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -87,9 +88,12 @@ class Trainer:
     evaluates it under the filtered, both-sided protocol.
 
     * a training regime outside the model (:mod:`torch_mmkg.nn.regimes`): negative sampling
-      (:math:`K` negatives per positive, uniform or Bernoulli, optionally filtered, optionally
-      twins) or 1-N scoring, with the model's loss or :obj:`loss`, for every model; the
-      default :obj:`regime` is the model's (:attr:`~torch_mmkg.nn.KGEModel.default_regime`);
+      (:math:`K` negatives per positive, uniform or Bernoulli, the side drawn per positive or
+      per negative, optionally filtered, optionally twins, positives permuted or drawn with
+      replacement) or 1-N scoring, with the model's loss or :obj:`loss`, for every model; the
+      default :obj:`regime` and negative filtering are the model's
+      (:attr:`~torch_mmkg.nn.KGEModel.default_regime`,
+      :attr:`~torch_mmkg.nn.KGEModel.default_filter_negatives`);
     * validation every :obj:`eval_every` epochs on the cleaned validation split; the best
       model by validation MRR is kept (the test split never selects anything), with optional
       early stopping (:obj:`patience`) and a wall-clock budget (:obj:`max_minutes`);
@@ -116,6 +120,9 @@ class Trainer:
     def __init__(self, model, data: HeteroData, config: Optional[TrainConfig] = None,
                  out_dir: Optional[str] = None):
         self.config = config or TrainConfig()
+        if self.config.filter_negatives is None:  # the model's default, stored resolved
+            self.config = dataclasses.replace(self.config, filter_negatives=bool(
+                getattr(model, 'default_filter_negatives', False)))
         cfg = self.config
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
@@ -163,7 +170,8 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.loader = self._make_loader()
         self.evaluator = RankingEvaluator(self.known, cfg.eval_batch_size,
-                                          progress=cfg.progress)
+                                          progress=cfg.progress,
+                                          exclude_query_entity=cfg.exclude_query_entity)
         self.state: Dict[str, Any] = {
             'epoch': 0, 'best_epoch': 0,
             'best_metric': -math.inf if cfg.maximize else math.inf,
@@ -225,8 +233,12 @@ class Trainer:
             if cfg.twins:
                 raise ValueError("twins negative sampling needs negative-sampling training, "
                                  "not the 1-N regime")
+            if cfg.corrupt_side_per != 'positive':
+                raise ValueError("corrupt_side_per applies to negative-sampling training, "
+                                 "not the 1-N regime")
             return OneToN(loss)
-        return NegativeSampling(loss, cfg.num_negatives, cfg.sampling, cfg.twins)
+        return NegativeSampling(loss, cfg.num_negatives, cfg.sampling, cfg.twins,
+                                side_per=cfg.corrupt_side_per)
 
     def _make_loader(self):
         cfg, model = self.config, self.model
@@ -234,7 +246,8 @@ class Trainer:
         known = (KnownTriples(h, r, t, model.num_nodes, model.num_relations)
                  if cfg.filter_negatives and not self.one_to_n else None)
         return self.regime.loader(model, h, r, t, known=known, generator=self.generator,
-                                  batch_size=cfg.batch_size, shuffle=True)
+                                  batch_size=cfg.batch_size, shuffle=True,
+                                  replacement=cfg.sample_with_replacement)
 
     # Checkpoints ##############################################################################
 

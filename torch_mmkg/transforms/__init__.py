@@ -4,12 +4,14 @@ from .add_modality_noise import AddModalityNoise
 from .sparsify_triples import SparsifyTriples
 from .pool_modality import PoolModality
 from .complete_modality import CompleteModality
+from .random_fill_modality import RandomFillModality
 
 modality_transforms = [
     'DropModality',
     'AddModalityNoise',
     'PoolModality',
     'CompleteModality',
+    'RandomFillModality',
 ]
 
 graph_transforms = [

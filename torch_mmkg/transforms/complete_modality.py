@@ -26,7 +26,8 @@ class CompleteModality(BaseTransform):
     never mistaken for originally present ones
     (:func:`~torch_mmkg.completion.original_mask` recovers the original mask). If the graph
     does not have :obj:`target` yet (e.g. no image at all), the modality is created and
-    every completable entity filled.
+    every completable entity filled. The paper's ablation "w/o LvMC" fills the same rows at
+    random instead: :class:`~torch_mmkg.transforms.RandomFillModality`.
 
     Args:
         target (str): The modality to complete.

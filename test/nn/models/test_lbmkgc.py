@@ -47,6 +47,8 @@ def naive_joint(model, e, r, feats, masks):
     logits = {m: torch.dot(v, torch.tanh(x)) for m, x in reps.items()}
     z = sum(math.exp(float(logit)) for logit in logits.values())
     h_mm = sum(math.exp(float(logits[m])) / z * reps[m] for m in present)
+    if not getattr(model, 'use_structure', True):  # "w/o e_s": the modality part alone
+        return h_mm
     zeta = 1.0 / (1.0 + math.exp(-float(model.fusion.gate[r])))
     return zeta * s + (1.0 - zeta) * h_mm
 
@@ -62,7 +64,8 @@ def naive_score(model, h, r, t, feats, masks):
 
 
 @pytest.mark.parametrize('kwargs', [{}, {'fusion': 'mean'}, {'mask_missing': False},
-                                    {'projection_layers': 1}])
+                                    {'projection_layers': 1}, {'use_structure': False},
+                                    {'use_structure': False, 'mask_missing': False}])
 def test_score_equals_naive_transcription(kwargs):
     model, feats, masks = make(**kwargs)
     model.eval()
@@ -104,6 +107,67 @@ def test_relation_context_and_missing_modalities():
     # ... unless masking is switched off
     model.mask_missing = model.fusion.modal.mask_missing = False
     assert not torch.allclose(model(h, r, t).detach(), before)
+
+
+def test_without_structural_embedding():
+    # Table 2, "w/o e_s": the joint embedding is h_mm alone, whatever the relation
+    model, feats, masks = make(use_structure=False)
+    model.eval()
+    assert model.fusion.gate is None and not model.fusion.relation_dependent
+    assert not any('gate' in name for name in model.state_dict())
+    e = torch.arange(N)
+    with torch.no_grad():
+        stack, mask = model.modality_stack(e)
+        pair, has = model.pair(stack, mask)
+        for r in range(R):
+            joint = model.fuse(stack, mask, torch.tensor(r))
+            assert torch.equal(joint[has], pair[has, 1])
+            assert torch.equal(joint[~has], pair[~has, 0])  # entity 0: nothing else to use
+        assert torch.equal(model.zeta(torch.arange(R)), torch.zeros(R, dtype=torch.float64))
+    h, r, t = triples(40)
+    with_modality = has[h] & has[t]
+    assert with_modality.sum() >= 10
+    before = model(h, r, t).detach()
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        model.node_emb.weight.add_(torch.randn(model.node_emb.weight.shape, generator=gen,
+                                               dtype=torch.float64))
+    after = model(h, r, t).detach()
+    # the structural embedding no longer influences the score of entities with a modality ...
+    assert torch.equal(after[with_modality], before[with_modality])
+    # ... and gets no gradient from them
+    model.zero_grad()
+    model(h[with_modality], r[with_modality], t[with_modality]).sum().backward()
+    assert model.node_emb.weight.grad is None or not model.node_emb.weight.grad.any()
+    # while the full model's scores move with it
+    full, _, _ = make()
+    full.eval()
+    s0 = full(h, r, t).detach()
+    with torch.no_grad():
+        full.node_emb.weight.add_(1.0)
+    assert not torch.allclose(full(h, r, t).detach()[with_modality], s0[with_modality])
+    # scoring all entities and sampled candidates agrees with the forward pass
+    assert_scoring_consistent(model, h, r, t, num_negatives=6, atol=1e-9)
+    # one epoch of training touches the projections and the attention vector
+    model.train()
+    neg = NegativeSampler(N, 4, generator=torch.Generator().manual_seed(0))(h, r, t)
+    model.zero_grad()
+    model.loss(h, r, t, neg).backward()
+    assert model.fusion.modal.v.grad.abs().sum() > 0
+
+
+def test_without_structural_embedding_needs_cguaf():
+    feats = {'text': torch.randn(N, 3)}
+    with pytest.raises(ValueError, match="use_structure=False.*fusion='context'"):
+        LBMKGC(N, R, D, feats, fusion='mean', use_structure=False)
+    with pytest.raises(ValueError, match='use_structure must be true or false'):
+        LBMKGC(N, R, D, feats, use_structure='no')
+    from torch_mmkg.nn.fusion import ContextGatedFusion
+    fusion = ContextGatedFusion(2 * D, R, use_structure=False)
+    with pytest.raises(ValueError, match='contradicts the given fusion'):
+        LBMKGC(N, R, D, feats, fusion=fusion)
+    assert LBMKGC(N, R, D, feats, fusion=fusion, use_structure=False).fusion is fusion
+    assert LBMKGC(N, R, D, feats, fusion='CGuAF', use_structure=False).fusion.gate is None
 
 
 def test_gate_is_learnt():

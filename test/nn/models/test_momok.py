@@ -248,8 +248,8 @@ def test_exid_steps_touch_only_their_own_parameters():
     assert all(not torch.equal(p, b) for p, b in zip(model.auxiliary_parameters(), est_before))
 
 
-def test_club_loss_is_the_mean_over_expert_pairs():
-    model = make(club_weight=1.0)[0]
+def test_club_loss_per_pair_networks_is_the_mean_over_expert_pairs():
+    model = make(club_weight=1.0, club_pairs='per_pair')[0]
     E, V, _, mask = model.modality_embeddings(torch.arange(N))
     loss = model.club_loss(V, mask)
     expected = 0
@@ -257,8 +257,51 @@ def test_club_loss_is_the_mean_over_expert_pairs():
         v = V[:, s][mask[:, s]]
         for k, (i, j) in enumerate(model.pairs):
             expected = expected + model.estimators[m][k](v[:, i], v[:, j])
-    assert len(model.pairs) == 6
+    assert len(model.pairs) == 6 and len(model.estimators['text']) == 6
     assert torch.allclose(loss, expected / 9)
+
+
+def test_club_loss_all_pairs_is_the_papers_eq8_with_one_network_per_modality():
+    model = make(club_weight=1.0, club_pairs='all')[0]
+    E, V, _, mask = model.modality_embeddings(torch.arange(N))
+    loss = model.club_loss(V, mask)
+    expected = 0
+    for s, m in enumerate(model.slots):
+        v = V[:, s][mask[:, s]]
+        assert len(model.estimators[m]) == 1
+        for i in range(3):
+            for j in range(3):
+                if i != j:
+                    expected = expected + model.estimators[m][0](v[:, i], v[:, j])
+    assert torch.allclose(loss, expected / 9)
+
+
+def test_club_loss_random_pair_is_the_authors_one_pair_per_step_mean_over_modalities():
+    model = make(club_weight=1.0)[0]  # the default: the authors' code
+    assert model.club_pairs == 'random'
+    E, V, _, mask = model.modality_embeddings(torch.arange(N))
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        loss = model.club_loss(V, mask)
+        i, j = model._club_pair
+        assert i != j
+        seen.add((i, j))
+        expected = sum(model.estimators[m][0](V[:, s][mask[:, s]][:, i],
+                                              V[:, s][mask[:, s]][:, j])
+                       for s, m in enumerate(model.slots)) / len(model.slots)
+        assert torch.allclose(loss, expected)
+        # the estimators' step fits the same pair
+        aux = model.auxiliary_loss(torch.arange(N))
+        with torch.no_grad():
+            vals = torch.stack([model.experts[m].experts(model.representation.slot_input(m))
+                                for m in model.slots], dim=1)
+        ref = torch.stack([model.estimators[m][0].learning_loss(
+            vals[:, s][mask[:, s]][:, i], vals[:, s][mask[:, s]][:, j])
+            for s, m in enumerate(model.slots)]).mean()
+        assert torch.allclose(aux, ref)
+    # 12 draws of 6 ordered pairs: all the same pair has probability 6 / 6**12
+    assert len(seen) > 1
 
 
 def test_joint_training_off_trains_the_mean_logit():
@@ -451,3 +494,23 @@ def test_a_view_only_one_query_has_trains():
     bn_eval = torch.nn.functional.batch_norm(one, bn.running_mean, bn.running_var, bn.weight,
                                              bn.bias, training=False, eps=bn.eps)
     assert torch.allclose(model.tucker['text']._norm(bn, one), bn_eval)
+
+
+def test_initialisation_follows_the_authors_code_by_default():
+    torch.manual_seed(0)
+    feats = {'text': torch.randn(N, 300)}
+    model = MoMoK(N, 10, 32, feats)
+    w = model.experts['text'].weight
+    # 3 * 300 * 32 normal draws: the sample std is within 3% of 0.02 (std error ~0.8%)
+    assert abs(float(w.std()) - 0.02) < 0.02 * 0.03
+    eps = model.rel_temperature.detach()
+    assert eps.abs().max() > 0 and abs(float(eps.std()) - 1.0) < 0.35  # 20 N(0, 1) draws
+    assert model.relation_channels == 256 and model.rel_emb.size(-1) == 256
+    core = model.tucker['text'].core
+    assert core.shape == (32, 256, 32)
+    assert core.abs().max() <= (6.0 / (32 * 32 + 256))**0.5
+    assert isinstance(model.representation.x_text, torch.nn.Parameter)
+    old = MoMoK(N, 10, 32, feats, init='library', finetune_features=False)
+    assert abs(float(old.experts['text'].weight.std()) - 300**-0.5) < 300**-0.5 * 0.03
+    assert not old.rel_temperature.any() and old.relation_channels == 32
+    assert 'x_text' in dict(old.representation.named_buffers())

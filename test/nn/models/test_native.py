@@ -1,3 +1,6 @@
+import math
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -68,7 +71,6 @@ def test_bad_input():
         NATIVE(N, R, 4, {'text': torch.randn(N, 2)}, {'text': torch.ones(N)})
 
 
-
 def test_learns_planted_signal(single_thread):
     data = FakeMMKGDataset(num_entities=60, num_relations=3, num_clusters=4,
                            num_triples=600, modalities={'image': 8, 'text': 6}, seed=1)[0]
@@ -89,6 +91,8 @@ def _naive_joint(model, index, rel):
             out.append(s[m].mean(0))
         elif kind == 'ProductFusion':
             out.append(torch.prod(s[m], dim=0))
+        elif kind == 'ConcatFusion' and model.fusion.lin is None:  # the authors' "concat"
+            out.append(torch.where(m[:, None], s, torch.zeros_like(s)).reshape(-1))
         elif kind == 'ConcatFusion':
             z = torch.where(m[:, None], s, torch.zeros_like(s)).reshape(-1)
             out.append(model.fusion.lin.weight @ z + model.fusion.lin.bias)
@@ -102,8 +106,9 @@ def _naive_joint(model, index, rel):
 
 
 @pytest.mark.parametrize('kwargs', [{}, {'relation_temperature': False}, {'fusion': 'mean'},
-                                    {'fusion': 'concat'}, {'fusion': 'product'},
-                                    {'projection_layers': 1}])
+                                    {'fusion': 'concat'}, {'fusion': 'concat_linear'},
+                                    {'fusion': 'product'}, {'projection_layers': 1},
+                                    {'init': 'rotate', 'regularization_style': 'positives'}])
 def test_ablation_switches(kwargs):
     model = make(**kwargs)[0].double().eval()
     h, r, t = triples(10, seed=2)
@@ -169,3 +174,106 @@ def test_any_number_of_modalities_with_holes_trains(num_modalities, single_threa
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_concat_ablation_is_the_authors():
+    # "w/ concat" as the authors ran it: the joint entity is the raw concatenation of the
+    # M + 1 slots (a complex vector of (M + 1) d coordinates, its first half the real
+    # parts), scored by RotatE with relations of (M + 1) d phases in
+    # +-(gamma + epsilon) / ((M + 1) d)
+    model = make(fusion='concat', margin=4.0)[0].double().eval()
+    S, d, rho = 3, 4, 6.0
+    assert model.fusion.lin is None and model.fusion.output_width(2 * d) == S * 2 * d
+    assert model.rel_emb.weight.shape == (R, S * d)
+    assert model.relation_range == rho / (S * d)
+    assert model.rel_emb.weight.abs().max() <= rho / (S * d)
+    assert model.node_emb.weight.abs().max() <= rho / (2 * d)
+    h, r, t = triples(6, seed=3)
+    with torch.no_grad():
+        stack, mask = model.modality_stack(torch.cat([h, t]))
+        joint = torch.where(mask[..., None], stack, torch.zeros_like(stack)).flatten(1)
+        score = model(h, r, t)
+    n = S * d
+    for b in range(6):
+        x, y = joint[b], joint[6 + b]
+        dist = 0.0
+        for k in range(n):
+            theta = math.pi * float(model.rel_emb.weight[r[b], k]) / model.relation_range
+            z = (complex(x[k], x[n + k]) * complex(math.cos(theta), math.sin(theta)) -
+                 complex(y[k], y[n + k]))
+            dist += abs(z)
+        assert abs(float(score[b]) - (4.0 - dist)) < 1e-9
+    # torch_mmkg's earlier concatenation, mapped back to 2d, stays available
+    linear = make(fusion='concat_linear')[0]
+    assert linear.fusion.lin is not None and linear.rel_emb.weight.shape == (R, d)
+
+
+def test_initialisation_is_the_authors():
+    # entities U(+-rho_e), rho_e = (gamma + eps) / (2d); relations U(+-rho_r), rho_r =
+    # (gamma + eps) / d; v as nn.Linear(2d, 1, bias=False), U(+-1/sqrt(2d)); zeta_r U(+-rho_e)
+    torch.manual_seed(0)
+    feats = {'text': torch.randn(N, 5)}
+    d, R_ = 32, 50
+    rho_e, rho_r, bound_v = 6.0 / (2 * d), 6.0 / d, (2 * d)**-0.5
+
+    def spans(x, bound):
+        return bool(x.abs().max() <= bound) and bool(x.abs().max() > 0.9 * bound)
+
+    model = NATIVE(N, R_, d, feats, margin=4.0, epsilon=2.0)
+    assert spans(model.node_emb.weight, rho_e)
+    assert spans(model.rel_emb.weight, rho_r)
+    assert spans(model.fusion.v, bound_v)
+    assert spans(model.fusion.zeta, rho_e)
+    # the phases still cover (-pi, pi)
+    assert torch.allclose(model.relation(torch.arange(R_)),
+                          model.rel_emb.weight * math.pi / rho_r)
+    # torch_mmkg's earlier initialisation
+    old = NATIVE(N, R_, d, feats, margin=4.0, epsilon=2.0, init='rotate')
+    assert spans(old.node_emb.weight, rho_r) and spans(old.rel_emb.weight, rho_r)
+    assert old.fusion.v.abs().max() > bound_v  # N(0, 1/2d): some beyond 1/sqrt(2d)
+    assert not old.fusion.zeta.any()
+    with pytest.raises(ValueError, match="init must be one of 'authors', 'rotate'"):
+        NATIVE(N, R_, d, feats, init='paper')
+
+
+@pytest.mark.parametrize('style', ['authors', 'positives'])
+def test_l2_penalty(style):
+    # authors (the default): lambda (mean h^2 + mean t^2 + mean r^2) / 3 over the raw
+    # structural embeddings of the positives and the negatives (OpenKE's batch_h / batch_t)
+    # and the raw relations; positives: lambda (mean h^2 + mean t^2 + mean r^2) over the
+    # positives
+    kwargs = {} if style == 'authors' else {'regularization_style': style}
+    model = make(regularization_weight=0.5, **kwargs)[0].double()
+    E, Rel = model.node_emb.weight.detach(), model.rel_emb.weight.detach()
+    h, r, t = triples(6, seed=5)
+    neg = NegativeSampler(N, 5, generator=torch.Generator().manual_seed(2))(h, r, t)
+
+    def mean_sq(rows):
+        return sum(float(x @ x) for x in rows) / (len(rows) * rows[0].numel())
+
+    heads, tails = [], []
+    for b in range(6):
+        heads.append(E[h[b]])
+        tails.append(E[t[b]])
+        if style == 'authors':
+            for k in range(5):
+                corrupt = bool(neg.corrupt_head[b])
+                heads.append(E[neg.index[b, k]] if corrupt else E[h[b]])
+                tails.append(E[t[b]] if corrupt else E[neg.index[b, k]])
+    total = mean_sq(heads) + mean_sq(tails) + mean_sq([Rel[x] for x in r])
+    want = 0.5 * (total / 3 if style == 'authors' else total)
+    got = model.score_batch(h, r, t, neg).terms['regularization']
+    assert abs(float(got) - want) < 1e-12
+    if style == 'authors':  # the grid path (relation-aware queries) gives the same penalty
+        grid = model._grid_negatives(h, r, t, neg).terms['regularization']
+        assert abs(float(grid) - want) < 1e-12
+    # 1-N: the query entities and relations
+    q = mean_sq([E[x] for x in h]) + mean_sq([Rel[x] for x in r])
+    got = model.score_queries(h, r).terms['regularization']
+    assert abs(float(got) - 0.5 * (q / 2 if style == 'authors' else q)) < 1e-12
+    if style == 'authors':  # a side drawn per negative ([B, K] corrupt_head)
+        side = torch.rand(6, 5, generator=torch.Generator().manual_seed(4)) < 0.5
+        H, T = model._negative_grid(h, t, SimpleNamespace(index=neg.index, corrupt_head=side))
+        assert torch.equal(H[:, 1:], torch.where(side, neg.index, h[:, None]))
+        assert torch.equal(T[:, 1:], torch.where(side, t[:, None], neg.index))
+        assert torch.equal(H[:, 0], h) and torch.equal(T[:, 0], t)

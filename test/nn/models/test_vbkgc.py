@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from torch_mmkg.data import get_triples
+from torch_mmkg.data import KnownTriples, get_triples
 from torch_mmkg.datasets import FakeMMKGDataset
 from torch_mmkg.loader import Negatives, NegativeSampler
 from torch_mmkg.nn import TBKGC, VBKGC, TransE, TuckER
@@ -26,7 +26,13 @@ def triples(n=12, seed=1):
             torch.randint(0, N, (n, ), generator=g))
 
 
-def f(h, r, t):  # TransE, L1, Eq. 10
+def unit(x):  # OpenKE's F.normalize(x, 2, -1), written out
+    return x / x.pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-12)
+
+
+def f(h, r, t, normalize=False):  # TransE, L1, Eq. 10 (on unit vectors, as the authors' code)
+    if normalize:
+        h, r, t = unit(h), unit(r), unit(t)
     return -(h + r - t).abs().sum(-1)
 
 
@@ -37,20 +43,25 @@ def embeddings(model, feats, masks, e):
     return model.node_emb.weight[e], m
 
 
-def naive_score(model, feats, masks, h, r, t, h_emb=None, t_emb=None):
+def naive_score(model, feats, masks, h, r, t, h_emb=None, t_emb=None, normalize=False):
     hs, hm = h_emb or embeddings(model, feats, masks, h)
     ts, tm = t_emb or embeddings(model, feats, masks, t)
     rr = model.rel_emb.weight[r]
-    return (f(hs, rr, ts) + f(hm, rr, tm) + f(hs, rr, tm) + f(hm, rr, ts) +
-            f(hs + hm, rr, ts + tm))  # Eqs. 4-9
+    n = normalize
+    return (f(hs, rr, ts, n) + f(hm, rr, tm, n) + f(hs, rr, tm, n) + f(hm, rr, ts, n) +
+            f(hs + hm, rr, ts + tm, n))  # Eqs. 4-9
 
 
-def test_score_equals_naive_transcription():
-    model, feats, masks = make()
+@pytest.mark.parametrize('normalize', [None, True, False])
+def test_score_equals_naive_transcription(normalize):
+    # None: the default, the authors' normalised TransE terms
+    model, feats, masks = make() if normalize is None else make(normalize=normalize)
+    normalize = normalize is not False
     h, r, t = triples()
     with torch.no_grad():
         s = model(h, r, t)
-        ref = torch.stack([naive_score(model, feats, masks, *map(int, x)) for x in zip(h, r, t)])
+        ref = torch.stack([naive_score(model, feats, masks, *map(int, x), normalize=normalize)
+                           for x in zip(h, r, t)])
         assert torch.allclose(s, ref, atol=1e-10)
         parts = model.score_parts(h, r, t)
         assert torch.allclose(sum(parts.values()), s, atol=1e-10)
@@ -70,8 +81,10 @@ def test_loss_is_eq_15():
     assert TBKGC(N, R, D, feats).loss_fn.aggregate == 'pairwise'
 
 
-def test_twins_negatives_differ_only_in_the_multimodal_part():
-    model, feats, masks = make()
+@pytest.mark.parametrize('normalize', [False, True])
+def test_twins_negatives_differ_only_in_the_multimodal_part(normalize):
+    model, feats, masks = make(normalize=normalize)
+    n = normalize
     h, r, t = triples()
     sampler = NegativeSampler(N, 5, generator=torch.Generator().manual_seed(3), twins=True)
     neg = sampler(h, r, t)
@@ -90,16 +103,18 @@ def test_twins_negatives_differ_only_in_the_multimodal_part():
                 hh, tt = (c, int(t[b])) if ch else (int(h[b]), c)
                 # ordinary: the whole entity replaced in all five terms
                 assert plain[b, k] == pytest.approx(
-                    float(naive_score(model, feats, masks, hh, int(r[b]), tt)), abs=1e-9)
+                    float(naive_score(model, feats, masks, hh, int(r[b]), tt, normalize=n)),
+                    abs=1e-9)
                 # twins: unimodal terms on (e'_s, e'_m), cross-modal on (e_s, e'_m)
                 own = int(h[b]) if ch else int(t[b])
                 es, _ = embeddings(model, feats, masks, own)
                 hs, hm = (cs, cm) if ch else embeddings(model, feats, masks, int(h[b]))
                 ts, tm = embeddings(model, feats, masks, int(t[b])) if ch else (cs, cm)
                 rr = model.rel_emb.weight[int(r[b])]
-                uni = f(hs, rr, ts) + f(hm, rr, tm)
+                uni = f(hs, rr, ts, n) + f(hm, rr, tm, n)
                 hs_x, ts_x = (es, ts) if ch else (hs, es)
-                cross = f(hs_x, rr, tm) + f(hm, rr, ts_x) + f(hs_x + hm, rr, ts_x + tm)
+                cross = (f(hs_x, rr, tm, n) + f(hm, rr, ts_x, n) +
+                         f(hs_x + hm, rr, ts_x + tm, n))
                 assert twins[b, k] == pytest.approx(float(uni + cross), abs=1e-9)
         # where the corrupted entity's structure equals the replaced one's, they coincide
         model.node_emb.weight.copy_(model.node_emb.weight[:1].expand(N, -1))
@@ -153,3 +168,65 @@ def test_learns_planted_permutation(twins):
     # Eq. 15 compares the positive with the *mean* negative: once that is beyond the margin
     # the loss is 0 and learning stops (here at MRR ~0.5; the pairwise loss reaches 0.9)
     assert before < 0.2 and after > 0.4, (before, after)
+
+
+@pytest.mark.parametrize('side_per', ['positive', 'negative'])
+def test_trainer_filters_twins_negatives_by_default(side_per):
+    # Eq. 14 filters the negatives: the Trainer does so for VBKGC unless told otherwise, for
+    # twins negatives too, with the side drawn per positive or per negative; a dense graph
+    # makes unfiltered draws hit training triples often.
+    data = FakeMMKGDataset(num_entities=12, num_relations=2, num_clusters=1, num_triples=150,
+                           modalities={'multimodal': 6}, seed=1)[0]
+    train = get_triples(data, 'train')
+    known = KnownTriples(*train, 12, 2)
+
+    def known_negatives(cfg):
+        trainer = Trainer(VBKGC.from_data(data, 4), data, cfg)
+        hits = total = 0
+        for batch in trainer.loader:
+            h, r, t = batch.negatives.triples(batch.head, batch.rel, batch.tail)
+            assert batch.negatives.twins
+            assert batch.negatives.per_negative == (side_per == 'negative')
+            hits += int(known.contains(h, r, t).sum())
+            total += h.numel()
+        return trainer, hits, total
+
+    kwargs = dict(num_negatives=8, batch_size=32, twins=True, corrupt_side_per=side_per,
+                  progress=False)
+    trainer, hits, total = known_negatives(TrainConfig(**kwargs))
+    assert trainer.config.filter_negatives is True  # resolved from the model's default
+    assert trainer.loader.sampler.known is not None and total > 500
+    assert hits == 0
+    trainer, hits, total = known_negatives(TrainConfig(filter_negatives=False, **kwargs))
+    assert trainer.config.filter_negatives is False and hits > total // 20
+    # other models keep unfiltered negatives by default
+    assert Trainer(TBKGC.from_data(data, 4), data,
+                   TrainConfig(progress=False)).config.filter_negatives is False
+
+
+@pytest.mark.parametrize('normalize', [False, True])
+def test_twins_with_a_side_per_negative_equal_naive(normalize):
+    # One positive's twins negatives mix head and tail corruptions; each scores as Eq. 4-9
+    # with the replaced entity's own structural view in the cross-modal terms.
+    model, feats, masks = make(normalize=normalize)
+    n = normalize
+    h, r, t = triples()
+    K = 6
+    neg = NegativeSampler(N, K, generator=torch.Generator().manual_seed(4), twins=True,
+                          side_per='negative')(h, r, t)
+    assert bool((neg.corrupt_head.any(1) & (~neg.corrupt_head).any(1)).any())
+    with torch.no_grad():
+        pos, twins = model.score_negatives(h, r, t, neg)
+        assert torch.allclose(pos, model(h, r, t), atol=1e-12)
+        for b in range(len(h)):
+            rr = model.rel_emb.weight[int(r[b])]
+            for k in range(K):
+                ch = bool(neg.corrupt_head[b, k])
+                cs, cm = embeddings(model, feats, masks, int(neg.index[b, k]))
+                es, _ = embeddings(model, feats, masks, int(h[b]) if ch else int(t[b]))
+                hs, hm = (cs, cm) if ch else embeddings(model, feats, masks, int(h[b]))
+                ts, tm = embeddings(model, feats, masks, int(t[b])) if ch else (cs, cm)
+                hs_x, ts_x = (es, ts) if ch else (hs, es)
+                want = (f(hs, rr, ts, n) + f(hm, rr, tm, n) + f(hs_x, rr, tm, n) +
+                        f(hm, rr, ts_x, n) + f(hs_x + hm, rr, ts_x + tm, n))
+                assert twins[b, k] == pytest.approx(float(want), abs=1e-9)

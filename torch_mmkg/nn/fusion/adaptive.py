@@ -1,9 +1,13 @@
+import math
 from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .base import Fusion, FusionBasis
+
+#: The initialisations of the attention vector :math:`\mathbf{v}`.
+ATTENTION_INITS = ('normal', 'linear')
 
 
 class AdaptiveFusion(Fusion):
@@ -31,6 +35,15 @@ class AdaptiveFusion(Fusion):
         num_relations (int, optional): Number of relations; :obj:`None` disables the
             relation-wise temperature (weights use temperature 1). (default: :obj:`None`)
         mask_missing (bool, optional): Mask missing modalities. (default: :obj:`True`)
+        attention_init (str, optional): Initialisation of :math:`\mathbf{v}`:
+            :obj:`"normal"`, :math:`\mathcal{N}(0, 1/D)`, or :obj:`"linear"`,
+            :math:`U(\pm 1/\sqrt{D})`, the default of the :obj:`nn.Linear(D, 1, bias=False)`
+            that holds :math:`\mathbf{v}` in the NATIVE authors' code.
+            (default: :obj:`"normal"`)
+        temperature_init (float, optional): :math:`\zeta_r` is initialised uniformly in
+            :math:`\pm` this bound, or to :math:`0` (:math:`\sigma(\zeta_r) = 1/2`) when it
+            is :obj:`0`; the NATIVE authors use :math:`(\gamma + \epsilon) / (2d)`.
+            (default: :obj:`0.0`)
 
     Shapes:
         - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (bool, True = present,
@@ -38,11 +51,21 @@ class AdaptiveFusion(Fusion):
         - **output:** joint embedding :math:`[*, D]`, weights :math:`[*, M]`
     """
     def __init__(self, channels: int, num_relations: Optional[int] = None,
-                 mask_missing: bool = True):
+                 mask_missing: bool = True, attention_init: str = 'normal',
+                 temperature_init: float = 0.0):
         super().__init__()
+        if attention_init not in ATTENTION_INITS:
+            raise ValueError(f"attention_init must be one of {ATTENTION_INITS}, got "
+                             f"{attention_init!r}")
+        temperature_init = float(temperature_init)
+        if not math.isfinite(temperature_init) or temperature_init < 0:
+            raise ValueError(f"temperature_init must be a finite bound >= 0, got "
+                             f"{temperature_init}")
         self.channels = int(channels)
         self.num_relations = num_relations
         self.mask_missing = bool(mask_missing)
+        self.attention_init = attention_init
+        self.temperature_init = temperature_init
         self.v = torch.nn.Parameter(torch.empty(channels))
         self.zeta = (torch.nn.Parameter(torch.empty(num_relations))
                      if num_relations is not None else None)
@@ -51,15 +74,22 @@ class AdaptiveFusion(Fusion):
     @classmethod
     def build(cls, channels: int, num_slots: int, num_relations: Optional[int] = None,
               mask_missing: bool = True, relation_temperature: bool = True,
+              attention_init: str = 'normal', temperature_init: float = 0.0,
               **kwargs) -> Fusion:
         r"""With the relation-wise temperature :math:`\zeta_r` when
         :obj:`relation_temperature` and :obj:`num_relations` is given."""
         return cls(channels, num_relations if relation_temperature else None, mask_missing,
-                   **kwargs)
+                   attention_init=attention_init, temperature_init=temperature_init, **kwargs)
 
     def reset_parameters(self):
-        torch.nn.init.normal_(self.v, std=self.channels**-0.5)
-        if self.zeta is not None:
+        if self.attention_init == 'linear':  # nn.Linear's default: kaiming_uniform_(a=sqrt(5))
+            bound = self.channels**-0.5
+            torch.nn.init.uniform_(self.v, -bound, bound)
+        else:
+            torch.nn.init.normal_(self.v, std=self.channels**-0.5)
+        if self.zeta is not None and self.temperature_init > 0:
+            torch.nn.init.uniform_(self.zeta, -self.temperature_init, self.temperature_init)
+        elif self.zeta is not None:
             torch.nn.init.zeros_(self.zeta)
 
     def temperature(self, rel: Optional[Tensor]) -> Optional[Tensor]:

@@ -54,48 +54,68 @@ class MeanFusion(_FreeFusion):
 
 class ConcatFusion(Fusion):
     r"""Concatenation of an entity's representations followed by a linear map back to
-    :math:`D` (the concat fusion of TBKGC-style models; NATIVE's ablation "w/ concat"),
+    :math:`D` (the concat fusion of TBKGC-style models),
 
     .. math::
         \mathbf{e}^{\mathrm{joint}} = \mathbf{W}\,[\mathbf{e}_1 \,\|\, \cdots \,\|\,
         \mathbf{e}_M] + \mathbf{b},
 
-    with missing representations replaced by zeros (so they contribute nothing) when
+    or, with :obj:`projection=False`, the raw concatenation :math:`[\mathbf{e}_1 \,\|\,
+    \cdots \,\|\, \mathbf{e}_M]` of width :math:`M D` (NATIVE's ablation "w/ concat" as
+    the authors ran it, with relations as wide as the joint entity), missing
+    representations being replaced by zeros (so they contribute nothing) when
     :obj:`mask_missing=True`.
 
     Args:
         channels (int): Width :math:`D` of each representation.
         num_slots (int): Number :math:`M` of stacked representations.
         mask_missing (bool, optional): Zero missing representations. (default: :obj:`True`)
+        projection (bool, optional): Map the concatenation back to :math:`D` by
+            :math:`\mathbf{W}, \mathbf{b}`. (default: :obj:`True`)
 
     Shapes:
         - **input:** stack :math:`[*, M, D]`, mask :math:`[*, M]` (optional)
-        - **output:** joint embedding :math:`[*, D]`, :obj:`None`
+        - **output:** joint embedding :math:`[*, D]` (:math:`[*, M D]` without the
+          projection), :obj:`None`
     """
-    def __init__(self, channels: int, num_slots: int, mask_missing: bool = True):
+    def __init__(self, channels: int, num_slots: int, mask_missing: bool = True,
+                 projection: bool = True):
         super().__init__()
         self.channels, self.num_slots = int(channels), int(num_slots)
         self.mask_missing = bool(mask_missing)
-        self.lin = torch.nn.Linear(self.num_slots * self.channels, self.channels)
+        self.projection = bool(projection)
+        self.lin = (torch.nn.Linear(self.num_slots * self.channels, self.channels)
+                    if self.projection else None)
         self.reset_parameters()
 
     @classmethod
     def build(cls, channels: int, num_slots: int, num_relations: Optional[int] = None,
-              mask_missing: bool = True, **kwargs) -> Fusion:
-        return cls(channels, num_slots, mask_missing=mask_missing, **kwargs)
+              mask_missing: bool = True, projection: bool = True, **kwargs) -> Fusion:
+        return cls(channels, num_slots, mask_missing=mask_missing, projection=projection,
+                   **kwargs)
+
+    def output_width(self, channels: int) -> int:
+        return channels if self.projection else self.num_slots * channels
 
     def reset_parameters(self):
-        self.lin.reset_parameters()
+        if self.lin is not None:
+            self.lin.reset_parameters()
 
     def forward(self, stack: Tensor, mask: Optional[Tensor] = None,
                 rel: Optional[Tensor] = None) -> Tuple[Tensor, None]:
         _check(stack, mask, self.channels, self.num_slots)
+        if self.lin is None:
+            if mask is not None and self.mask_missing:
+                # where, not a product: a masked row never reaches the output (not a NaN)
+                stack = torch.where(mask[..., None], stack, stack.new_zeros(()))
+            return stack.flatten(-2), None
         if mask is not None and self.mask_missing:
             stack = stack * mask[..., None].to(stack.dtype)
         return self.lin(stack.flatten(-2)), None
 
     def extra_repr(self) -> str:
-        return f'{self.channels}, num_slots={self.num_slots}, mask_missing={self.mask_missing}'
+        return (f'{self.channels}, num_slots={self.num_slots}, mask_missing={self.mask_missing}'
+                f'{"" if self.projection else ", projection=False"}')
 
 
 class ProductFusion(_FreeFusion):

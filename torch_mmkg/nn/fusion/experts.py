@@ -39,6 +39,9 @@ class ModalityExperts(torch.nn.Module):
         noisy_gating (bool, optional): Add the training noise :math:`\delta` (MoMoK's
             ablation "w/o noise" when False). (default: :obj:`True`)
         noise_epsilon (float, optional): :math:`\epsilon`. (default: :obj:`0.01`)
+        weight_std (float, optional): The standard deviation of the experts' normal
+            initialisation (MoMoK's code: :obj:`0.02`); :obj:`None` for
+            :math:`1/\sqrt{F}`. (default: :obj:`None`)
 
     Shapes:
         - **input:** :math:`\mathbf{x}` :math:`[*, F]`, temperature :math:`[*]` or
@@ -47,8 +50,10 @@ class ModalityExperts(torch.nn.Module):
           :math:`[*, K, D]`, gates :math:`[*, K]`
     """
     def __init__(self, in_channels: int, out_channels: int, num_experts: int = 3,
-                 noisy_gating: bool = True, noise_epsilon: float = 1e-2):
+                 noisy_gating: bool = True, noise_epsilon: float = 1e-2,
+                 weight_std: Optional[float] = None):
         super().__init__()
+        self.weight_std = weight_std
         if num_experts < 1:
             raise ValueError(f"num_experts must be >= 1, got {num_experts}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
@@ -62,7 +67,8 @@ class ModalityExperts(torch.nn.Module):
 
     def reset_parameters(self):
         # Like the authors' whitening experts: small normal weights, zero centres and gates.
-        torch.nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.in_channels))
+        std = self.weight_std or 1.0 / math.sqrt(self.in_channels)
+        torch.nn.init.normal_(self.weight, std=std)
         torch.nn.init.zeros_(self.bias)
         torch.nn.init.zeros_(self.w_gate)
         torch.nn.init.zeros_(self.w_noise)

@@ -134,13 +134,22 @@ class KGEModel(PyGKGEModel):
         relation_scale (float, optional): Relation embeddings are multiplied by it (RotatE's
             phases). (default: :obj:`1.0`)
         regularize (str, optional): What the penalty sees: :obj:`"scored"` (the
-            representations scored, candidates included) or :obj:`"raw"` (the raw
-            structural and relation embeddings of the positives, as NATIVE and LBMKGC
-            do). (default: :obj:`"scored"`)
+            representations scored, candidates included), :obj:`"raw"` (the sum of the
+            penalties of the raw structural and relation embeddings of the positives, as
+            LBMKGC does) or :obj:`"raw_batch"` (the mean of the penalties of the raw
+            structural embeddings of the heads and of the tails of the positives *and* the
+            negatives and of the raw relation embeddings, :math:`\lambda\,(\overline{h^2}
+            + \overline{t^2} + \overline{r^2}) / 3` for :math:`L_2`, as the OpenKE-based
+            code of NATIVE's authors computes it; under 1-N, the mean of the penalties of
+            the query entities and relations). (default: :obj:`"scored"`)
         sparse (bool, optional): Sparse embedding gradients. (default: :obj:`False`)
     """
     #: Whether the default training regime is 1-N scoring (else negative sampling).
     one_to_n: bool = False
+    #: Whether negative-sampling training filters the known training triples from the
+    #: negatives by default (:obj:`TrainConfig(filter_negatives=None)` takes it): where the
+    #: paper's sampler does (VBKGC's Eq. 14).
+    default_filter_negatives: bool = False
     #: Old state-dict keys (regular expressions) and their new names (checkpoints of
     #: torch_mmkg 0.1, where the model held its parameters itself).
     legacy_keys: Tuple[Tuple[str, str], ...] = ((r'node_emb\.', 'representation.node_emb.'), )
@@ -156,7 +165,7 @@ class KGEModel(PyGKGEModel):
         num_nodes, num_relations, hidden_channels = check_sizes(self, num_nodes, num_relations,
                                                                 hidden_channels)
         choice(self, 'regularization', regularization, (None, 'l2', 'n3'))
-        choice(self, 'regularize', regularize, ('scored', 'raw'))
+        choice(self, 'regularize', regularize, ('scored', 'raw', 'raw_batch'))
         regularization_weight = real(self, 'regularization_weight', regularization_weight, 0.0)
         torch.nn.Module.__init__(self)  # PyG's constructor would allocate its own tables
         self.num_nodes = num_nodes
@@ -352,6 +361,13 @@ class KGEModel(PyGKGEModel):
                  self._entity_ids('tail_index', tail_index)]
         if negatives is not None:
             specs.append(self._entity_ids('negatives.index', negatives.index))
+            index, ch = negatives.index, negatives.corrupt_head
+            if index.dim() != 2 or ch.dtype != torch.bool or ch.shape not in (
+                    index.shape[:1], index.shape):
+                raise ValueError(f"{where}: negatives.index must be [B, K] and "
+                                 f"negatives.corrupt_head a bool [B] (a side per positive) or "
+                                 f"[B, K] (per negative) tensor, got {tuple(index.shape)} and "
+                                 f"{ch.dtype} {tuple(ch.shape)}")
         checked = self._check(where, *specs)
         if negatives is not None and checked[3] is not negatives.index:
             negatives = negatives._replace(index=checked[3])
@@ -512,9 +528,17 @@ class KGEModel(PyGKGEModel):
         :math:`(t, r + R, h)` and its negatives as :math:`(t, r + R, e)`. With twins
         negatives the interaction's unimodal terms score the corrupted entity and its
         cross-modal terms the corrupted entity with the replaced entity's structural view.
+
+        Negatives whose side is drawn per negative (:obj:`negatives.corrupt_head` of shape
+        :math:`[B, K]`, see :class:`~torch_mmkg.loader.NegativeSampler`) are scored as
+        :math:`B \cdot K` rows of one candidate each against their side's anchor (an
+        :math:`[B \cdot K, D]` gather, as for an unfused candidate gather); the positives are
+        then scored as :math:`(h, r, t)`, also with inverse relations.
         """
         if self.interaction.uses_masks or self.representation.relation_aware_queries:
             return self._grid_negatives(head_index, rel_type, tail_index, negatives)
+        if negatives.per_negative:
+            return self._score_per_negative(head_index, rel_type, tail_index, negatives)
         cand, ch = negatives.index, negatives.corrupt_head
         B, K = cand.shape
         stack, mask, (hi, ti, ci) = self.representation.unique(head_index, tail_index, cand)
@@ -560,7 +584,10 @@ class KGEModel(PyGKGEModel):
         elif neg is None:
             neg = self.interaction.score_gathered(anchor, r, cand_repr, ch)
         terms = {}
-        if self._penalized:
+        if self._penalized and self.regularize == 'raw_batch':
+            terms['regularization'] = self._raw_batch_penalty(
+                *self._negative_grid(head_index, tail_index, negatives), rel_type)
+        elif self._penalized:
             if self.regularize == 'raw':
                 reps = (self.representation.structural(head_index), self.rel_emb(rel_type),
                         self.representation.structural(tail_index))
@@ -569,6 +596,83 @@ class KGEModel(PyGKGEModel):
             terms['regularization'] = self.penalty(*reps)
         terms.update(self.batch_terms(stack, mask, hi, ti))
         return ScoredBatch([(None, pos, neg)], terms, {'entity_index': head_index})
+
+    def _score_per_negative(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                            negatives: Negatives) -> ScoredBatch:
+        r""":meth:`score_batch` of negatives with a side each (:obj:`corrupt_head`
+        :math:`[B, K]`). Every positive is represented once per side, as a *virtual*
+        positive: row :math:`b` corrupts the tail, row :math:`B + b` the head (as the tail of
+        the inverse relation where the model has inverse relations), and each negative is a
+        row of one candidate against its virtual positive."""
+        cand, ch = negatives.index, negatives.corrupt_head
+        B, K = cand.shape
+        stack, mask, (hi, ti, ci) = self.representation.unique(head_index, tail_index, cand)
+        if self.inverse_relations:
+            vh, vt = torch.cat([hi, ti]), torch.cat([ti, hi])
+            vrel = torch.cat([rel_type, rel_type + self.num_relations])
+            vch = torch.zeros(2 * B, dtype=torch.bool, device=ch.device)
+        else:
+            vh, vt, vrel = torch.cat([hi, hi]), torch.cat([ti, ti]), torch.cat([rel_type] * 2)
+            vch = torch.arange(2 * B, device=ch.device) >= B
+        # The virtual positive of each negative, and the negatives as rows of one candidate.
+        row = (torch.arange(B, device=ch.device)[:, None] + B * ch.long()).view(-1)
+        rel_n, ch_n, ci_n = vrel[row], vch[row], ci.reshape(-1, 1)
+        vr = self.relation(vrel)
+        r, r_n = vr[:B], gather(vr, row)
+        fusion = self.fusion
+        needs_cand = (negatives.twins or (self.regularize == 'scored' and self._penalized))
+        cand_repr = neg = None
+        if not fusion.relation_dependent:
+            table = fusion(stack, mask)[0]
+
+            def represent(rows: Tensor, rel: Tensor) -> Tensor:
+                return gather(table, rows)
+            if needs_cand:
+                cand_repr = gather(table, ci_n)
+        elif fusion.decomposable:
+            basis, state = fusion.decompose(stack, mask)
+
+            def represent(rows: Tensor, rel: Tensor) -> Tensor:
+                return fusion.combine(gather(basis, rows), fusion.mix(_take_state(state, rows),
+                                                                      rel))
+            w = fusion.mix(_take_state(state, ci_n), rel_n[:, None])
+            if needs_cand:
+                cand_repr = fusion.combine(gather(basis, ci_n), w)
+        else:
+            def represent(rows: Tensor, rel: Tensor) -> Tensor:
+                return fusion(gather(stack, rows), gather(mask, rows), rel)[0]
+            cand_repr = represent(ci_n, rel_n[:, None])
+        h, t = represent(hi, rel_type), represent(ti, rel_type)
+        pos = self.interaction(h, r, t)
+        if negatives.twins:  # the positive's own views per row
+            vh_repr, vt_repr = represent(vh, vrel), represent(vt, vrel)
+            neg = self._twins_scores(gather(vh_repr, row), r_n, gather(vt_repr, row),
+                                     cand_repr, ch_n)
+        else:
+            # The anchor (the entity kept) of each virtual positive: the positives' heads,
+            # then their tails (in the context of the inverse relation, with one).
+            va = represent(vh, vrel) if self.inverse_relations else torch.cat([h, t])
+            anchor = gather(va, row)
+            if cand_repr is not None:
+                neg = self.interaction.score_gathered(anchor, r_n, cand_repr, ch_n)
+            elif fusion.relation_dependent:
+                neg = self.interaction.score_weighted_candidates(anchor, r_n, basis, w, ci_n,
+                                                                 ch_n)
+            else:
+                neg = self.interaction.score_candidates(anchor, r_n, table, ci_n, ch_n)
+        terms = {}
+        if self._penalized and self.regularize == 'raw_batch':
+            terms['regularization'] = self._raw_batch_penalty(
+                *self._negative_grid(head_index, tail_index, negatives), rel_type)
+        elif self._penalized:
+            if self.regularize == 'raw':
+                reps = (self.representation.structural(head_index), self.rel_emb(rel_type),
+                        self.representation.structural(tail_index))
+            else:
+                reps = self._split_views(h, t, cand_repr, r)
+            terms['regularization'] = self.penalty(*reps)
+        terms.update(self.batch_terms(stack, mask, hi, ti))
+        return ScoredBatch([(None, pos, neg.view(B, K))], terms, {'entity_index': head_index})
 
     def _grid_negatives(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                         negatives: Negatives) -> ScoredBatch:
@@ -579,7 +683,21 @@ class KGEModel(PyGKGEModel):
         if negatives.twins:
             raise ValueError(f"{type(self).__name__} cannot score twins negatives")
         cand, ch = negatives.index, negatives.corrupt_head
-        if self.inverse_relations:
+        if negatives.per_negative:  # a side per negative; the positive as (h, r, t)
+            if self.inverse_relations:
+                R = self.num_relations
+                H = torch.cat([head_index[:, None],
+                               torch.where(ch, tail_index[:, None], head_index[:, None])], 1)
+                T = torch.cat([tail_index[:, None], cand], dim=1)
+                rel = torch.cat([rel_type[:, None],
+                                 torch.where(ch, rel_type[:, None] + R, rel_type[:, None])], 1)
+            else:
+                H = torch.cat([head_index[:, None], torch.where(ch, cand, head_index[:, None])],
+                              dim=1)
+                T = torch.cat([tail_index[:, None], torch.where(ch, tail_index[:, None], cand)],
+                              dim=1)
+                rel = rel_type
+        elif self.inverse_relations:
             anchor = torch.where(ch, tail_index, head_index)
             other = torch.where(ch, head_index, tail_index)
             rel = torch.where(ch, rel_type + self.num_relations, rel_type)
@@ -591,9 +709,11 @@ class KGEModel(PyGKGEModel):
             T = torch.cat([tail_index[:, None], torch.where(ch[:, None], tail_index[:, None],
                                                             cand)], dim=1)
             rel = rel_type
-        scores = self._forward(H, rel[:, None], T)
+        scores = self._forward(H, rel[:, None] if rel.dim() == 1 else rel, T)
         terms = {}
-        if self._penalized:
+        if self._penalized and self.regularize == 'raw_batch':
+            terms['regularization'] = self._raw_batch_penalty(H, T, rel)
+        elif self._penalized:
             terms['regularization'] = self.penalty(
                 self.representation.structural(H), self.representation.structural(T))
         terms.update(self.query_terms(None, H[:, 0]))
@@ -644,6 +764,40 @@ class KGEModel(PyGKGEModel):
         return n3_regularization(*representations, weight=self.regularization_weight,
                                  complex_=self.interaction.complex_entities)
 
+    def _row_penalty(self, x: Tensor) -> Tensor:
+        r"""The configured penalty of each row of :obj:`x` :math:`[*, D]`, unweighted, as
+        :math:`[*]`: :meth:`penalty` of :obj:`x` is the weighted mean of it over the rows."""
+        if self.regularization == 'l2':
+            return x.pow(2).mean(dim=-1)
+        if self.interaction.complex_entities:
+            re, im = x.chunk(2, dim=-1)
+            return torch.sqrt(re**2 + im**2).pow(3).sum(dim=-1)
+        return x.abs().pow(3).sum(dim=-1)
+
+    @staticmethod
+    def _negative_grid(head_index: Tensor, tail_index: Tensor,
+                       negatives: Negatives) -> Tuple[Tensor, Tensor]:
+        r"""The heads and tails :math:`[B, 1 + K]` of the positives (column 0) and their
+        negatives, the corrupted side drawn per positive or per negative."""
+        cand, ch = negatives.index, negatives.corrupt_head
+        side = ch if ch.dim() == cand.dim() else ch[:, None]
+        h, t = head_index[:, None], tail_index[:, None]
+        return (torch.cat([h, torch.where(side, cand, h)], dim=1),
+                torch.cat([t, torch.where(side, t, cand)], dim=1))
+
+    def _raw_batch_penalty(self, heads: Tensor, tails: Tensor, rel_type: Tensor) -> Tensor:
+        r"""The :obj:`"raw_batch"` penalty: :math:`\lambda` times the mean of the penalties
+        of the raw structural embeddings of :obj:`heads`, of :obj:`tails` (every entry
+        counted, repeats included) and of the raw relation embeddings of :obj:`rel_type`,
+        computed once per distinct entity."""
+        n = heads.numel()
+        ids, inv = torch.unique(torch.cat([heads.reshape(-1), tails.reshape(-1)]),
+                                return_inverse=True)
+        rows = self._row_penalty(self.representation.structural(ids))
+        total = (rows[inv[:n]].mean() + rows[inv[n:]].mean() +
+                 self._row_penalty(self.rel_emb(rel_type)).mean())
+        return self.regularization_weight * total / 3
+
     def _query_relation_ids(self, name: str, index: Tensor) -> IndexSpec:
         r"""The check of 1-N query relations: :math:`[0, 2R)`, :math:`r + R` being the
         inverse relation, or, for a model without inverse relations, the head query
@@ -680,11 +834,13 @@ class KGEModel(PyGKGEModel):
             views = [(None, self._score_tails(entity_index, rel_type, cache), None)]
         terms = {}
         if self._penalized:
-            if self.regularize == 'raw' or e is None:
+            if self.regularize != 'scored' or e is None:
                 reps = (self.representation.structural(entity_index), self.rel_emb(rel))
             else:
                 reps = self._split_views(e, r)
             terms['regularization'] = self.penalty(*reps)
+            if self.regularize == 'raw_batch':  # the mean of the terms, as in a batch
+                terms['regularization'] = terms['regularization'] / len(reps)
         terms.update(self.query_terms(cache, entity_index))
         return QueryScores(views, terms, {'entity_index': entity_index})
 
@@ -751,7 +907,7 @@ class KGEModel(PyGKGEModel):
                num_negatives: int = 0, strategy: str = 'uniform',
                known: Optional[KnownTriples] = None,
                generator: Optional[torch.Generator] = None, twins: bool = False,
-               **kwargs) -> TripleLoader:
+               side_per: str = 'positive', **kwargs) -> TripleLoader:
         r"""Returns a mini-batch loader over the given triples.
 
         Args:
@@ -764,7 +920,11 @@ class KGEModel(PyGKGEModel):
             known (KnownTriples, optional): Filter these from the negatives.
             generator (torch.Generator, optional): Randomness of shuffling and sampling.
             twins (bool, optional): Twins negatives (models with :attr:`supports_twins`).
-            **kwargs: :obj:`batch_size`, :obj:`shuffle`, :obj:`drop_last`.
+            side_per (str, optional): Draw the corrupted side per :obj:`"positive"` or per
+                :obj:`"negative"` (see :class:`~torch_mmkg.loader.NegativeSampler`).
+                (default: :obj:`"positive"`)
+            **kwargs: :obj:`batch_size`, :obj:`shuffle`, :obj:`drop_last`,
+                :obj:`replacement` (of :class:`~torch_mmkg.loader.TripleLoader`).
 
         Raises:
             ValueError: If an index tensor has a non-integer dtype or an id out of range.
@@ -781,7 +941,7 @@ class KGEModel(PyGKGEModel):
             sampler = NegativeSampler(
                 self.num_nodes, num_negatives, strategy, known,
                 self._head_probability(strategy, head_index, rel_type, tail_index), generator,
-                twins=twins)
+                twins=twins, side_per=side_per)
         return TripleLoader(head_index, rel_type, tail_index, sampler=sampler,
                             generator=generator, **kwargs)
 
@@ -816,7 +976,7 @@ class KGEModel(PyGKGEModel):
     def random_sample(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                       num_negatives: int = 1, strategy: str = 'uniform',
                       known: Optional[KnownTriples] = None,
-                      generator: Optional[torch.Generator] = None
+                      generator: Optional[torch.Generator] = None, side_per: str = 'positive'
                       ) -> Tuple[Tensor, Tensor, Tensor]:
         r"""Randomly samples negative triples by replacing either the head or the tail (but
         not both) of each positive, :obj:`num_negatives` times; PyG's signature, returning
@@ -830,6 +990,8 @@ class KGEModel(PyGKGEModel):
             strategy (str, optional): :obj:`"uniform"` or :obj:`"bernoulli"`.
             known (KnownTriples, optional): Never return these triples.
             generator (torch.Generator, optional): Source of randomness.
+            side_per (str, optional): The side is drawn per :obj:`"positive"` or per
+                :obj:`"negative"`. (default: :obj:`"positive"`)
 
         Raises:
             ValueError: If an index tensor has a non-integer dtype or an id out of range.
@@ -839,14 +1001,9 @@ class KGEModel(PyGKGEModel):
         neg = NegativeSampler(
             self.num_nodes, num_negatives, strategy, known,
             self._head_probability(strategy, head_index, rel_type, tail_index),
-            generator)(head_index, rel_type, tail_index)
-        K = num_negatives
-        h = head_index[:, None].expand(-1, K).clone()
-        t = tail_index[:, None].expand(-1, K).clone()
-        ch = neg.corrupt_head[:, None].expand(-1, K)
-        h[ch] = neg.index[ch]
-        t[~ch] = neg.index[~ch]
-        return h.reshape(-1), rel_type[:, None].expand(-1, K).reshape(-1), t.reshape(-1)
+            generator, side_per=side_per)(head_index, rel_type, tail_index)
+        h, r, t = neg.triples(head_index, rel_type, tail_index)
+        return h.reshape(-1), r.reshape(-1), t.reshape(-1)
 
     # Evaluation ###############################################################################
 

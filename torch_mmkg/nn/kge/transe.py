@@ -17,7 +17,11 @@ class TransE(EmbeddingKGEModel):
     trained, as in the RotatE code base whose TransE rows the multi-modal papers report, with
     the self-adversarial loss and embeddings initialised uniformly in
     :math:`\pm(\gamma + \epsilon)/d`. Pass :obj:`loss=MarginRankingLoss(1.0)` and
-    :obj:`margin=0` for the original margin-ranking setup.
+    :obj:`margin=0` for the original margin-ranking setup. With :obj:`normalize=True` the
+    score :math:`L_2`-normalises :math:`\mathbf{e}_h`, :math:`\mathbf{r}_r` and
+    :math:`\mathbf{e}_t` first, as OpenKE's TransE (:obj:`norm_flag=True`, the code base of
+    NATIVE, AdaMF-MAT, LBMKGC and VBKGC) does; the TransE paper instead renormalises the
+    entity embeddings after each step, and the multi-modal papers do not say.
 
     Args:
         num_nodes (int): The number of entities.
@@ -30,6 +34,9 @@ class TransE(EmbeddingKGEModel):
             be positive: :math:`\max(\gamma, 1) + \epsilon > 0`. (default: :obj:`2.0`)
         adversarial_temperature (float, optional): Of the default loss, :math:`\geq 0`.
             (default: :obj:`1.0`)
+        normalize (bool, optional): Score :math:`L_2`-normalised :math:`\mathbf{e}_h`,
+            :math:`\mathbf{r}_r`, :math:`\mathbf{e}_t`
+            (:class:`~torch_mmkg.nn.interactions.TransEInteraction`). (default: :obj:`False`)
         loss (torch.nn.Module, optional): Replaces the default loss.
         **kwargs: Of :class:`~torch_mmkg.nn.KGEModel`.
 
@@ -39,7 +46,8 @@ class TransE(EmbeddingKGEModel):
     """
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
                  margin: float = 9.0, p_norm: float = 1.0, epsilon: float = 2.0,
-                 adversarial_temperature: float = 1.0, loss=None, **kwargs):
+                 adversarial_temperature: float = 1.0, normalize: bool = False, loss=None,
+                 **kwargs):
         check_sizes(self, num_nodes, num_relations, hidden_channels)
         margin = real(self, 'margin', margin)
         p_norm = real(self, 'p_norm', p_norm, 0.0, low_open=True, finite=False)
@@ -49,7 +57,7 @@ class TransE(EmbeddingKGEModel):
         adversarial_temperature = real(self, 'adversarial_temperature',
                                        adversarial_temperature, 0.0)
         super().__init__(num_nodes, num_relations, hidden_channels,
-                         TransEInteraction(p_norm, margin),
+                         TransEInteraction(p_norm, margin, normalize=normalize),
                          loss or SelfAdversarialLoss(adversarial_temperature), **kwargs)
 
     def reset_parameters(self):

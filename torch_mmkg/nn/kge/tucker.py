@@ -4,7 +4,8 @@ import torch
 
 from torch_mmkg.nn.interactions import TuckERInteraction
 from torch_mmkg.nn.loss import BCELoss
-from torch_mmkg.nn.validation import check_sizes, optional_positive_int, probability
+from torch_mmkg.nn.validation import (check_sizes, choice, optional_positive_int,
+                                      probability)
 from .embedding import EmbeddingKGEModel
 
 
@@ -28,6 +29,11 @@ class TuckER(EmbeddingKGEModel):
         hidden_dropout1 (float, optional): In :math:`[0, 1)`. (default: :obj:`0.4`)
         hidden_dropout2 (float, optional): In :math:`[0, 1)`. (default: :obj:`0.5`)
         batch_norm (bool, optional): (default: :obj:`True`)
+        dropout_target (str, optional): Where :obj:`hidden_dropout1` applies:
+            :obj:`"matrix"` (the relation's core matrix, as TuckER's code does) or
+            :obj:`"query"` (the contracted query, this library before 0.2), see
+            :class:`~torch_mmkg.nn.interactions.TuckERInteraction`.
+            (default: :obj:`"matrix"`)
         label_smoothing (float, optional): In :math:`[0, 1)`. (default: :obj:`0.1`)
         **kwargs: Of :class:`~torch_mmkg.nn.KGEModel`.
     """
@@ -37,16 +43,18 @@ class TuckER(EmbeddingKGEModel):
                  relation_channels: Optional[int] = None, input_dropout: float = 0.3,
                  hidden_dropout1: float = 0.4, hidden_dropout2: float = 0.5,
                  batch_norm: bool = True, label_smoothing: float = 0.1, loss=None,
-                 inverse_relations: bool = True, **kwargs):
+                 inverse_relations: bool = True, dropout_target: str = 'matrix', **kwargs):
         hidden_channels = check_sizes(self, num_nodes, num_relations, hidden_channels)[2]
         relation_channels = optional_positive_int(self, 'relation_channels', relation_channels)
         input_dropout, hidden_dropout1, hidden_dropout2, label_smoothing = (
             probability(self, name, value) for name, value in (
                 ('input_dropout', input_dropout), ('hidden_dropout1', hidden_dropout1),
                 ('hidden_dropout2', hidden_dropout2), ('label_smoothing', label_smoothing)))
+        choice(self, 'dropout_target', dropout_target, ('matrix', 'query'))
         self.relation_channels = relation_channels or hidden_channels
         interaction = TuckERInteraction(hidden_channels, self.relation_channels, input_dropout,
-                                        hidden_dropout1, hidden_dropout2, batch_norm)
+                                        hidden_dropout1, hidden_dropout2, batch_norm,
+                                        dropout_target)
         super().__init__(num_nodes, num_relations, hidden_channels, interaction,
                          loss or BCELoss(label_smoothing), inverse_relations=inverse_relations,
                          **kwargs)

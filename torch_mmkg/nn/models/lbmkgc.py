@@ -46,7 +46,17 @@ class LBMKGC(FromDataMixin, KGEModel):
     modalities.
     The paper's CMoA is a stage before the model: see
     :class:`~torch_mmkg.nn.CrossModalAlignment`; its modality completion LvMC is
-    :class:`~torch_mmkg.transforms.CompleteModality`.
+    :class:`~torch_mmkg.transforms.CompleteModality`, and its ablation "w/o LvMC" (random
+    rows for the missing modalities, treated as present) is
+    :class:`~torch_mmkg.transforms.RandomFillModality`.
+
+    The paper's ablation "w/o :math:`\mathbf{e}_s`" (Table 2) is :obj:`use_structure=False`:
+    the joint embedding is the modality part alone, :math:`\mathbf{h}_{\mathrm{joint}} =
+    \mathbf{h}_{mm}` (:math:`\zeta_r \equiv 0`; there is no gate and the fusion no longer
+    depends on the relation), and the structural embedding only stands in for entities
+    without any modality (none after the modality completion LvMC). Its ablations "w/o
+    :math:`\mathbf{e}_t`" and "w/o :math:`\mathbf{e}_v`" are :meth:`from_data` with
+    :obj:`modalities` naming the one kept.
 
     Missing modalities (mask False) are left out of :math:`\omega` and an entity without any
     modality is its structural embedding (:math:`\mathbf{h}_{\mathrm{joint}} =
@@ -78,6 +88,11 @@ class LBMKGC(FromDataMixin, KGEModel):
         mask_missing (bool, optional): (default: :obj:`True`)
         projection_layers (int, optional): :obj:`2` (MLP :math:`P_m`) or :obj:`1`.
             (default: :obj:`2`)
+        use_structure (bool, optional): Mix the structural embedding into the joint
+            embedding (Eq. 11); :obj:`False` is the ablation "w/o :math:`\mathbf{e}_s`"
+            (CGuAF only: :obj:`fusion="context"` or a
+            :class:`~torch_mmkg.nn.fusion.ContextGatedFusion` built with it).
+            (default: :obj:`True`)
         alignment_weight (float, optional): :math:`\lambda \geq 0` of the joint CMoA loss
             (needs two modalities or more when positive). (default: :obj:`0.0`)
         alignment_temperature (float, optional): Initial temperature of that loss, finite
@@ -99,8 +114,9 @@ class LBMKGC(FromDataMixin, KGEModel):
                  margin: float = 12.0, epsilon: float = 2.0,
                  adversarial_temperature: float = 4.0, regularization_weight: float = 1e-5,
                  fusion='context', mask_missing: bool = True,
-                 projection_layers: int = 2, alignment_weight: float = 0.0,
-                 alignment_temperature: float = 0.07, loss=None):
+                 projection_layers: int = 2, use_structure: bool = True,
+                 alignment_weight: float = 0.0, alignment_temperature: float = 0.07,
+                 loss=None):
         margin, epsilon, adversarial_temperature, projection_layers = (
             check_projected_stack_args(self, num_nodes, num_relations, hidden_channels,
                                        margin, epsilon, adversarial_temperature,
@@ -110,14 +126,30 @@ class LBMKGC(FromDataMixin, KGEModel):
                                      0.0, low_open=True)
         if not features:
             raise ValueError("LBMKGC needs at least one modality (use RotatE without any)")
+        if not isinstance(use_structure, bool):
+            raise ValueError(f"LBMKGC: use_structure must be true or false, got "
+                             f"{use_structure!r}")
+        if isinstance(fusion, ContextGatedFusion):
+            if fusion.use_structure != use_structure:
+                raise ValueError(f"LBMKGC: use_structure={use_structure} contradicts the "
+                                 f"given fusion, built with use_structure="
+                                 f"{fusion.use_structure}")
+        elif not use_structure:
+            from torch_mmkg.nn.fusion import FUSIONS
+            if not (isinstance(fusion, str) and fusion in FUSIONS
+                    and FUSIONS[fusion] is ContextGatedFusion):
+                raise ValueError(f"LBMKGC: use_structure=False (the ablation 'w/o e_s') "
+                                 f"removes the structural share of CGuAF; it needs "
+                                 f"fusion='context', got fusion={fusion!r}")
         if alignment_weight and len(features) < 2:
             raise ValueError("LBMKGC: alignment_weight > 0 needs at least two modalities to "
                              f"align, got {list(features)}")
         super().__init__(num_nodes, num_relations, hidden_channels, **projected_rotate(
             self, num_nodes, num_relations, hidden_channels, features, masks, margin, epsilon,
             adversarial_temperature, regularization_weight, projection_layers, fusion,
-            mask_missing, loss))
+            mask_missing, loss, use_structure=use_structure))
         self.mask_missing = bool(mask_missing)
+        self.use_structure = use_structure
         self.alignment_weight = float(alignment_weight)
         self._init_scale = math.log(1.0 / alignment_temperature)
         self.align_logit_scale = (torch.nn.Parameter(torch.tensor(self._init_scale))
@@ -144,13 +176,14 @@ class LBMKGC(FromDataMixin, KGEModel):
         return self._cguaf().modality_weights(stack, mask)
 
     def zeta(self, rel_type: Tensor) -> Tensor:
-        r"""The structure share :math:`\zeta_r = \sigma(g_r)` of relations :obj:`rel_type`."""
+        r"""The structure share :math:`\zeta_r = \sigma(g_r)` of relations :obj:`rel_type`
+        (zero with :obj:`use_structure=False`)."""
         return self._cguaf().zeta(rel_type)
 
     def pair(self, stack: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
         r"""The structural and fused multi-modal embeddings stacked, :math:`[*, 2, 2d]`, and
         whether the entity has any modality :math:`[*]` (CGuAF's first stage)."""
-        return tuple(self._cguaf().decompose(stack, mask))
+        return tuple(self._cguaf().pair(stack, mask))
 
     # Training #################################################################################
 
@@ -193,4 +226,5 @@ class LBMKGC(FromDataMixin, KGEModel):
         return (f'{self.__class__.__name__}({self.num_nodes}, '
                 f'num_relations={self.num_relations}, '
                 f'hidden_channels={self.hidden_channels}, modalities={self.modalities}, '
-                f'fusion={type(self.fusion).__name__})')
+                f'fusion={type(self.fusion).__name__}'
+                f'{"" if self.use_structure else ", use_structure=False"})')

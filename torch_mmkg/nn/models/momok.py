@@ -16,6 +16,10 @@ from torch_mmkg.nn.validation import (check_sizes, choice, optional_positive_int
 from ._modalities import FromDataMixin
 
 STRUCTURE, JOINT = 'structure', 'joint'
+#: ExID's expert pairs: one random pair per step and one variational network per modality
+#: (the authors' code), every ordered pair with one network per modality (the paper's Eq. 8),
+#: or every ordered pair with a network each (this library before 0.2).
+CLUB_PAIRS = ('random', 'all', 'per_pair')
 
 
 class MoMoK(FromDataMixin, KGEModel):
@@ -61,11 +65,17 @@ class MoMoK(FromDataMixin, KGEModel):
     top candidates, where :math:`\sigma` saturates.
 
     **ExID** (Eqs. 7–10). The total loss is :math:`\mathcal{L}_{kgc} + \lambda
-    \mathcal{L}_{club}` with :math:`\mathcal{L}_{club} = \frac{1}{K^2}\sum_m \sum_{i \neq j}
-    I_{\mathrm{CLUB}}(\mathcal{V}_{m,i}; \mathcal{V}_{m,j})` over the distinct query entities
-    of the batch (:class:`~torch_mmkg.nn.CLUBEstimator`, one variational network per ordered
-    expert pair, since one network cannot model :math:`q(\mathcal{V}_j \mid \mathcal{V}_i)`
-    for every :math:`j` at once). The variational networks get no gradient from this loss:
+    \mathcal{L}_{club}` over the distinct query entities of the batch
+    (:class:`~torch_mmkg.nn.CLUBEstimator`, one variational network :math:`\mathcal{Q}_{\theta,
+    m}` per modality). By default (:obj:`club_pairs="random"`, the authors' code) one random
+    pair :math:`i \neq j` of experts is drawn per step for all modalities and
+    :math:`\mathcal{L}_{club} = \frac{1}{|M|}\sum_m I_{\mathrm{CLUB}}(\mathcal{V}_{m,i};
+    \mathcal{V}_{m,j})`; :obj:`club_pairs="all"` is the paper's Eq. 8,
+    :math:`\frac{1}{K^2}\sum_m \sum_{i \neq j} I_{\mathrm{CLUB}}(\mathcal{V}_{m,i};
+    \mathcal{V}_{m,j})` (:math:`K(K-1)` bounds per modality and step, about twice the
+    effective :math:`\lambda` at :math:`K=3`), and :obj:`"per_pair"` the same sum with one
+    network per ordered pair (this library before 0.2). The variational networks get no
+    gradient from this loss:
     they are the :meth:`auxiliary_parameters`, fitted alternately by :meth:`auxiliary_loss`
     (Eq. 9) with their own optimiser, which :class:`~torch_mmkg.training.Trainer` does
     after every step. By hand::
@@ -89,7 +99,11 @@ class MoMoK(FromDataMixin, KGEModel):
     modality when both entities have it); the joint embedding fuses only the modalities the
     entity has; ExID uses only entities that have the modality. An entity no enabled scorer
     can judge ranks last. :obj:`mask_missing=False` scores the zero (missing) features like
-    real ones, as the authors' code does.
+    real ones, as the authors' code does. The average over :math:`M_{ht}` gives a candidate
+    with a feature modality one more vote than one without: early in training, while the
+    feature scorers are still weak, this pulls such candidates towards those scorers'
+    (poorer) judgement; :meth:`use_scorers` evaluates with a subset of the scorers, e.g. to
+    check whether the ensemble already helps.
 
     **Ablations** (the paper's Table 2) are switches: :obj:`scorers` (e.g.
     :obj:`["structure"]` for a single-modality model, (1.1)–(1.4)),
@@ -99,6 +113,13 @@ class MoMoK(FromDataMixin, KGEModel):
     instead of one per modality) and :obj:`club_weight=0` (2.5, w/o ExID).
     :meth:`use_scorers` evaluates a trained model with a subset of its scorers (Table 4).
 
+    **Sources.** Where the paper is silent the defaults follow the authors' code
+    (:obj:`init="authors"`: expert weights :math:`\mathcal{N}(0, 0.02^2)`, TuckER cores
+    Xavier-uniform, :math:`\varepsilon_r \sim \mathcal{N}(0, 1)`, :math:`d_r = 256`;
+    :obj:`finetune_features=True`; TuckER's second dropout on the relation's core matrix);
+    where paper and code differ, a switch says which is which (:obj:`objective`,
+    :obj:`club_pairs`).
+
     Args:
         num_nodes (int): The number of entities :math:`N`.
         num_relations (int): The number of relations :math:`R` (inverses are added).
@@ -107,7 +128,8 @@ class MoMoK(FromDataMixin, KGEModel):
             features (none: a structure-only mixture of experts). (default: :obj:`None`)
         masks (Mapping[str, Tensor], optional): Per modality, the :obj:`[N]` bool
             availability. (default: all present)
-        relation_channels (int, optional): :math:`d_r`. (default: :obj:`hidden_channels`)
+        relation_channels (int, optional): :math:`d_r`. (default: :obj:`256`, the authors'
+            :obj:`r_dim`; :obj:`hidden_channels` with :obj:`init="library"`)
         num_experts (int, optional): :math:`K \geq 1`. (default: :obj:`3`)
         num_heads (int, optional): Heads of the joint fusion, :math:`\geq 1`.
             (default: :obj:`2`)
@@ -139,6 +161,19 @@ class MoMoK(FromDataMixin, KGEModel):
             authors' code (binary cross-entropy, :class:`~torch_mmkg.nn.loss.BCELoss`), both
             with :obj:`label_smoothing`. On MKG-W (d=64, batch 128, lr 3e-3, 4 CPU minutes)
             the softmax reaches test MRR 18–19, the BCE 6.65. (default: :obj:`"softmax"`)
+        finetune_features (bool, optional): Fine-tune the (normalised) feature tables with
+            the model, as the authors' code does; :obj:`False` keeps them frozen.
+            (default: :obj:`True`)
+        dropout_target (str, optional): Where :obj:`hidden_dropout1` applies:
+            :obj:`"matrix"` (the relation's core matrix, the authors' and TuckER's code) or
+            :obj:`"query"` (the contracted query), see
+            :class:`~torch_mmkg.nn.interactions.TuckERInteraction`. (default: :obj:`"matrix"`)
+        club_pairs (str, optional): :obj:`"random"` (the authors' code), :obj:`"all"` (the
+            paper's Eq. 8) or :obj:`"per_pair"` (see ExID above). (default: :obj:`"random"`)
+        init (str, optional): :obj:`"authors"` (their code's initialisations and
+            :math:`d_r`) or :obj:`"library"` (experts :math:`\mathcal{N}(0, 1/F)`, TuckER
+            cores :math:`U(\pm 1/\sqrt{d})`, :math:`\varepsilon_r = 0`, :math:`d_r = d`:
+            this library before 0.2). (default: :obj:`"authors"`)
 
     Shapes:
         - **input:** head, relation and tail indices :math:`[*]` (broadcast)
@@ -165,7 +200,9 @@ class MoMoK(FromDataMixin, KGEModel):
                  relation_temperature: bool = True, adaptive_fusion: bool = True,
                  joint_training: bool = True, scorers: Optional[Sequence[str]] = None,
                  mask_missing: bool = True, normalize_features: bool = True, loss=None,
-                 objective: str = 'softmax'):
+                 objective: str = 'softmax', finetune_features: bool = True,
+                 dropout_target: str = 'matrix', club_pairs: str = 'random',
+                 init: str = 'authors'):
         check_sizes(self, num_nodes, num_relations, hidden_channels)
         relation_channels = optional_positive_int(self, 'relation_channels', relation_channels)
         num_experts = positive_int(self, 'num_experts', num_experts)
@@ -178,6 +215,9 @@ class MoMoK(FromDataMixin, KGEModel):
                 ('hidden_dropout1', hidden_dropout1), ('hidden_dropout2', hidden_dropout2),
                 ('fusion_dropout', fusion_dropout)))
         choice(self, 'objective', objective, ('softmax', 'bce'))
+        choice(self, 'dropout_target', dropout_target, ('matrix', 'query'))
+        choice(self, 'club_pairs', club_pairs, CLUB_PAIRS)
+        choice(self, 'init', init, ('authors', 'library'))
         features = dict(features or {})
         for m in (STRUCTURE, JOINT):
             if m in features:
@@ -193,12 +233,13 @@ class MoMoK(FromDataMixin, KGEModel):
         # The modality slots computed: all when the joint modality is scored.
         slots = [s for s in names[:-1] if JOINT in scorers or s in scorers]
         d = hidden_channels
-        dr = int(relation_channels or hidden_channels)
+        dr = int(relation_channels or (256 if init == 'authors' else hidden_channels))
         R2 = 2 * num_relations
         representation = ExpertRepresentation(
             num_nodes, d, features, masks, slots, R2 if relation_temperature else None,
             num_experts, noisy_gating, noise_epsilon, mask_missing, normalize_features,
-            reserved=(JOINT, ))
+            reserved=(JOINT, ), trainable_features=finetune_features,
+            expert_std=0.02 if init == 'authors' else None)
         rel_emb = torch.nn.Parameter(torch.empty(len(slots), R2, dr))
         fusions = {}
         if JOINT in scorers:
@@ -209,12 +250,17 @@ class MoMoK(FromDataMixin, KGEModel):
                                                            fusion_dropout, adaptive_fusion,
                                                            mask_missing=False))
         tucker = {s: TuckERInteraction(d, dr, input_dropout, hidden_dropout1, hidden_dropout2,
-                                       batch_norm=True) for s in scorers}
+                                       batch_norm=True, dropout_target=dropout_target,
+                                       core_init='xavier' if init == 'authors' else 'uniform')
+                  for s in scorers}
         interaction = EnsembleInteraction(slots, tucker, joint_training=joint_training,
                                           **fusions)
         pairs = list(itertools.permutations(range(num_experts), 2))
+        # One variational network per modality (paper and authors), or per ordered pair.
+        num_nets = len(pairs) if club_pairs == 'per_pair' else 1
         estimators = torch.nn.ModuleDict({
-            m: torch.nn.ModuleList([CLUBEstimator(d, d) for _ in pairs]) for m in slots
+            m: torch.nn.ModuleList([CLUBEstimator(d, d) for _ in range(num_nets)])
+            for m in slots
         } if pairs and club_weight > 0 else {})
         if loss is None:
             loss = (SoftmaxCrossEntropyLoss(label_smoothing) if objective == 'softmax' else
@@ -228,6 +274,8 @@ class MoMoK(FromDataMixin, KGEModel):
         self.num_experts, self.club_weight = int(num_experts), float(club_weight)
         self.joint_training, self.mask_missing = bool(joint_training), bool(mask_missing)
         self.pairs = pairs
+        self.club_pairs, self.init_style = club_pairs, init
+        self._club_pair: Optional[Tuple[int, int]] = None
         self.estimators = estimators
         self.reset_parameters()
 
@@ -235,7 +283,10 @@ class MoMoK(FromDataMixin, KGEModel):
         self.representation.reset_structure()
         torch.nn.init.xavier_normal_(self.rel_emb.view(-1, self.relation_channels))
         if self.rel_temperature is not None:
-            torch.nn.init.zeros_(self.rel_temperature)  # sigma(0) = 0.5
+            if self.init_style == 'authors':  # nn.Embedding's N(0, 1), as the authors' rel_gate
+                torch.nn.init.normal_(self.rel_temperature)
+            else:
+                torch.nn.init.zeros_(self.rel_temperature)  # sigma(0) = 0.5
         if JOINT in self.scorers:
             self.entity_fusion.reset_parameters()
             self.relation_fusion.reset_parameters()
@@ -340,11 +391,23 @@ class MoMoK(FromDataMixin, KGEModel):
         total = experts.new_zeros(())
         if not self.pairs:
             return total
+        if self.club_pairs == 'random':  # one pair for this step, for every modality
+            self._club_pair = tuple(torch.randperm(self.num_experts)[:2].tolist())
         for s, m in enumerate(self.slots):
             v = experts[:, s][mask[:, s]]
-            for (i, j), est in zip(self.pairs, self.estimators[m]):
+            for (i, j), est in self._estimator_pairs(m):
                 total = total + est(v[:, i], v[:, j], frozen=True)
+        if self.club_pairs == 'random':
+            return total / len(self.slots)
         return total / self.num_experts**2
+
+    def _estimator_pairs(self, m: str):
+        if self.club_pairs == 'per_pair':
+            return zip(self.pairs, self.estimators[m])
+        if self.club_pairs == 'all':
+            return ((pair, self.estimators[m][0]) for pair in self.pairs)
+        pair = self._club_pair or self.pairs[0]
+        return [(pair, self.estimators[m][0])]
 
     def query_terms(self, cache: ScoringCache, entity_index: Tensor) -> Dict[str, Tensor]:
         r""":math:`\lambda \mathcal{L}_{club}` over the distinct query entities of the
@@ -379,7 +442,7 @@ class MoMoK(FromDataMixin, KGEModel):
             v = values[:, s][mask[:, s]]
             if v.size(0) == 0:
                 continue
-            for (i, j), est in zip(self.pairs, self.estimators[m]):
+            for (i, j), est in self._estimator_pairs(m):
                 losses.append(est.learning_loss(v[:, i], v[:, j]))
         return torch.stack(losses).mean() if losses else None
 

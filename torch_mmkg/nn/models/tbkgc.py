@@ -70,6 +70,10 @@ class TBKGC(FromDataMixin, KGEModel):
             (default: :obj:`"l2"`)
         regularization_weight (float, optional): Its weight. (default: :obj:`0.0`)
         loss (torch.nn.Module, optional): Replaces the default loss.
+        normalize (bool, optional): :math:`L_2`-normalise the arguments of every TransE term
+            (:obj:`h`, :obj:`r`, :obj:`t`, the sums :math:`\mathbf{h}_s + \mathbf{h}_{mm}`
+            of the last term as a whole), as OpenKE's :obj:`norm_flag` does
+            (:class:`~torch_mmkg.nn.interactions.TransEInteraction`). (default: :obj:`False`)
 
     Shapes:
         - **input:** head, relation and tail indices :math:`[*]` (broadcast)
@@ -84,7 +88,8 @@ class TBKGC(FromDataMixin, KGEModel):
                  features: Mapping[str, Tensor], masks: Optional[Mapping[str, Tensor]] = None,
                  margin: float = 4.0, p_norm: float = 1.0, mask_missing: bool = True,
                  regularization: Optional[str] = 'l2', regularization_weight: float = 0.0,
-                 loss: Optional[torch.nn.Module] = None, fusion='sum'):
+                 loss: Optional[torch.nn.Module] = None, fusion='sum',
+                 normalize: bool = False):
         check_sizes(self, num_nodes, num_relations, hidden_channels)
         margin = real(self, 'margin', margin, 0.0, low_open=True)
         p_norm = real(self, 'p_norm', p_norm, 1.0, finite=False)
@@ -96,7 +101,8 @@ class TBKGC(FromDataMixin, KGEModel):
         inner = build_fusion(self, fusion, hidden_channels, len(representation.modalities),
                              num_relations, mask_missing)
         super().__init__(num_nodes, num_relations, hidden_channels,
-                         MultiViewInteraction(TransEInteraction(p_norm), TBKGC_TERMS),
+                         MultiViewInteraction(TransEInteraction(p_norm, normalize=normalize),
+                                              TBKGC_TERMS),
                          loss or MarginRankingLoss(margin), regularization=regularization,
                          regularization_weight=regularization_weight,
                          representation=representation, fusion=StructureAndFused(inner))

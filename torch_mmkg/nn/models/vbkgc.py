@@ -23,8 +23,10 @@ class VBKGC(TBKGC):
 
     Several feature modalities may be given: :math:`\mathbf{e}_m = \sum_{m \,:\, k_m(e)}
     \mathbf{W}_m \mathbf{h}_m`, a projection of their concatenation in which a missing one
-    contributes nothing. The score adds five TransE scores :math:`f(h, r, t) = -\|h + r -
-    t\|_p` (Eqs. 4–10),
+    contributes nothing. The score adds five TransE scores :math:`f(h, r, t) = -\|\hat{h} +
+    \hat{r} - \hat{t}\|_p` (Eqs. 4–10), with :math:`\hat{x} = x / \|x\|_2` as in the
+    authors' OpenKE-based code (:obj:`norm_flag=True`; the paper does not say,
+    :obj:`normalize=False` scores the raw embeddings),
 
     .. math::
         \mathcal{F}(h, r, t) = \underbrace{f(\mathbf{h}_s, \mathbf{r}, \mathbf{t}_s) +
@@ -45,6 +47,13 @@ class VBKGC(TBKGC):
     :math:`(\mathbf{e}'_s, \mathbf{e}'_m)` as usual, but the cross-modal terms score
     :math:`(\mathbf{e}_s, \mathbf{e}'_m)`: only the multi-modal embedding is replaced, so
     the model learns to align each entity's structural and multi-modal embeddings.
+
+    The negatives of Eq. 14 are *filtered*: corrupted triples that are training triples are
+    never drawn (twins negatives included). :class:`~torch_mmkg.training.Trainer` does so by
+    default for this model (:attr:`default_filter_negatives`, taken by
+    :obj:`TrainConfig(filter_negatives=None)`; configs may state :obj:`filter_negatives:
+    true`); with :meth:`loader` pass
+    :obj:`known=KnownTriples(head_index, rel_type, tail_index, N, R)` of the training triples.
 
     The score is TBKGC's (:class:`~torch_mmkg.nn.TBKGC`, of which this is a subclass); the
     methods differ in the feature (VisualBERT's fused [CLS] instead of separate image and
@@ -74,6 +83,9 @@ class VBKGC(TBKGC):
         loss (torch.nn.Module, optional): Replaces the default loss.
         fusion (str or Fusion, optional): The fusion of several feature modalities into
             :math:`\mathbf{e}_m` (see :class:`~torch_mmkg.nn.TBKGC`). (default: :obj:`"sum"`)
+        normalize (bool, optional): :math:`L_2`-normalise the arguments of every TransE
+            term (the sums :math:`\mathbf{h}_s + \mathbf{h}_m` of :math:`\mathcal{F}_{all}`
+            as a whole), as the authors' OpenKE-based code does. (default: :obj:`True`)
 
     Shapes:
         - **input:** head, relation and tail indices :math:`[*]` (broadcast)
@@ -85,7 +97,7 @@ class VBKGC(TBKGC):
                  margin: float = 6.0, p_norm: float = 1.0, mask_missing: bool = True,
                  regularization: Optional[str] = None, regularization_weight: float = 0.0,
                  loss_aggregate: str = 'mean', loss: Optional[torch.nn.Module] = None,
-                 fusion='sum'):
+                 fusion='sum', normalize: bool = True):
         check_sizes(self, num_nodes, num_relations, hidden_channels)
         margin = real(self, 'margin', margin, 0.0, low_open=True)
         choice(self, 'loss_aggregate', loss_aggregate, ('mean', 'pairwise'))
@@ -94,7 +106,10 @@ class VBKGC(TBKGC):
                          regularization=regularization,
                          regularization_weight=regularization_weight,
                          loss=loss or MarginRankingLoss(margin, aggregate=loss_aggregate),
-                         fusion=fusion)
+                         fusion=fusion, normalize=normalize)
+
+    #: Eq. 14 of the paper filters the negatives.
+    default_filter_negatives = True
 
     def score_parts(self, head_index: Tensor, rel_type: Tensor,
                     tail_index: Tensor) -> Mapping[str, Tensor]:

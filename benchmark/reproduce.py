@@ -1,0 +1,277 @@
+r"""The reproduction harness: methods x datasets x seeds under one stated budget, written as one
+markdown table with the structural backbones and the two answer-frequency reference rows.
+
+    python benchmark/reproduce.py --datasets DB15K --minutes 3 --seeds 0 1 2
+    python benchmark/reproduce.py --datasets WN9-IMG --methods transe vbkgc_twins --minutes 3
+    python benchmark/reproduce.py --table_only          # rewrite the table from the results
+
+Every run trains with :class:`~torch_mmkg.training.Trainer` for at most ``--minutes`` of
+training (and ``--epochs``), selects its checkpoint by MRR on ``val_clean`` every
+``--eval_every`` epochs and evaluates the selected model once on the test split: filtered
+against train + valid + test, both directions, realistic ranks (the mean of the optimistic and
+the pessimistic rank; the optimistic MRR, which the OpenKE-based papers report, beside it).
+The reference rows rank the answers by their training frequency for the query's relation and
+globally (:class:`~torch_mmkg.evaluation.AnswerFrequency`): no training, no seed.
+
+The harness is resumable: every finished run is kept in ``<out>/summary.json`` and skipped when
+the command is run again (an interrupted run starts over). One harness process at a time may
+use an output folder (a lock file says so), since two training processes on the same cores
+slow each other and distort the budget.
+
+The settings are a CPU budget, not the papers' (which train for 1000-2000 epochs on a GPU):
+smaller dimensions, larger learning rates. The paper's number is printed beside ours for
+orientation only.
+"""
+import argparse
+import fcntl
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.realpath(__file__)))
+from _runs import METRICS, Summary  # noqa: E402
+
+from torch_mmkg.data import ENTITY, KnownTriples, get_triples  # noqa: E402
+from torch_mmkg.datasets import DATASETS  # noqa: E402
+from torch_mmkg.evaluation import AnswerFrequency, RankingEvaluator  # noqa: E402
+from torch_mmkg.nn import MODELS  # noqa: E402
+from torch_mmkg.nn.loss import MarginRankingLoss  # noqa: E402
+from torch_mmkg.training import TrainConfig  # noqa: E402
+
+
+class Method(NamedTuple):
+    model: str
+    model_args: Dict[str, Any]
+    train: Dict[str, Any]
+    backbone: Optional[str]  # the row name of its structural backbone
+    label: str
+
+
+def _ns(margin: float, temperature: float = 2.0, dim: int = 64) -> Dict[str, Any]:
+    return {'hidden_channels': dim, 'margin': margin, 'adversarial_temperature': temperature}
+
+
+#: Negative sampling at a CPU budget (the papers: d 250-500, lr 1e-4..1e-5, 1000+ epochs).
+NS_TRAIN = {'batch_size': 1024, 'lr': 1e-3, 'num_negatives': 64}
+#: 1-N at a CPU budget (the papers: d 200-300, batch 1024, lr 5e-4..1e-3, 2000 epochs).
+ONE_N_TRAIN = {'batch_size': 128, 'lr': 3e-3, 'regime': '1-n', 'loss': 'softmax',
+               'label_smoothing': 0.1}
+MOMOK = {'hidden_channels': 64, 'finetune_features': False}
+
+
+def methods(dataset: str) -> Dict[str, Method]:
+    r"""The rows of :obj:`dataset`: backbones first, then the multi-modal methods."""
+    gamma = {'DB15K': 12.0}.get(dataset, 4.0)
+    if dataset == 'WN9-IMG':  # VBKGC's settings: d 128, 16 negatives, margin 8, ~100 batches
+        train = {'batch_size': 118, 'lr': 1e-3, 'num_negatives': 16, 'filter_negatives': True}
+        return {
+            'transe': Method('transe', {'hidden_channels': 128, 'normalize': True,
+                                        'loss': MarginRankingLoss(8.0)}, dict(train), None,
+                             'TransE (margin 8, L2-normalised)'),
+            'vbkgc_twins': Method('vbkgc', {'hidden_channels': 128, 'modalities': ['gloss'],
+                                            'margin': 8.0, 'loss_aggregate': 'pairwise'},
+                                  dict(train, twins=True), 'transe', 'VBKGC + twins'),
+        }
+    return {
+        'rotate': Method('rotate', {'hidden_channels': 64, 'margin': gamma}, dict(NS_TRAIN),
+                         None, 'RotatE'),
+        'transe': Method('transe', {'hidden_channels': 64}, dict(NS_TRAIN), None, 'TransE'),
+        'tucker': Method('tucker', {'hidden_channels': 64}, dict(ONE_N_TRAIN), None, 'TuckER'),
+        'native': Method('native', _ns(gamma), dict(NS_TRAIN), 'rotate', 'NATIVE w/o CoMAT'),
+        'native_comat': Method('native', _ns(gamma), dict(NS_TRAIN, comat={}), 'rotate',
+                               'NATIVE'),
+        'lbmkgc': Method('lbmkgc', _ns({'DB15K': 12.0, 'MKG-W': 16.0}.get(dataset, 24.0), 4.0),
+                         dict(NS_TRAIN), 'rotate', 'LBMKGC'),
+        'tbkgc': Method('tbkgc', {'hidden_channels': 64}, dict(NS_TRAIN), 'transe', 'TBKGC'),
+        'vbkgc': Method('vbkgc', {'hidden_channels': 64}, dict(NS_TRAIN, twins=True), 'transe',
+                        'VBKGC + twins'),
+        'momok': Method('momok', dict(MOMOK), dict(ONE_N_TRAIN), 'tucker', 'MoMoK'),
+    }
+
+
+#: Test MRR (%) in the papers' tables (NATIVE's Table 1 for the structural and earlier
+#: multi-modal rows, MoMoK's Table 1 for TuckER, LBMKGC's Table 1, VBKGC's Table 2).
+PAPER = {
+    'DB15K': {'rotate': 29.28, 'transe': 24.86, 'tucker': 33.86, 'native_comat': 37.16,
+              'lbmkgc': 37.23, 'tbkgc': 28.40, 'vbkgc': 30.61, 'momok': 39.57},
+    'MKG-W': {'rotate': 33.67, 'transe': 29.19, 'tucker': 29.59, 'native_comat': 36.58,
+              'lbmkgc': 38.46, 'tbkgc': 31.48, 'vbkgc': 30.61, 'momok': 35.89},
+    'MKG-Y': {'rotate': 34.95, 'transe': 30.73, 'tucker': 37.05, 'native_comat': 39.04,
+              'lbmkgc': 40.03, 'tbkgc': 33.99, 'vbkgc': 37.04, 'momok': 37.91},
+    'WN9-IMG': {'transe': 76.6, 'vbkgc_twins': 85.7},
+}
+FREQUENCY = {'frequency_relation': ('per-relation answer frequency', True),
+             'frequency_global': ('global answer frequency', False)}
+
+
+def build_model(method: Method, data):
+    args = dict(method.model_args)
+    dim = args.pop('hidden_channels')
+    cls = MODELS[method.model]
+    if hasattr(cls, 'from_data'):
+        return cls.from_data(data, dim, **args)
+    return cls(data[ENTITY].num_nodes, data.num_relations, dim, **args)
+
+
+def frequency_rows(summary: Summary, dataset: str, data):
+    known = KnownTriples.from_data(data, 'all')
+    evaluator = RankingEvaluator(known)
+    test = get_triples(data, 'test')
+    for key, (_, per_relation) in FREQUENCY.items():
+        name = f'{dataset}/{key}'
+        if name in summary:
+            continue
+        res = evaluator.evaluate(AnswerFrequency.from_data(data, per_relation), *test)
+        summary[name] = {**{k: 100 * res.metrics()[k] for k in METRICS},
+                         **{f'optimistic_{k}': 100 * res.metrics('optimistic')[k]
+                            for k in METRICS}, 'epochs': 0}
+        summary.write()
+
+
+def _stats(entries: List[Dict[str, Any]], key: str):
+    values = [e[key] for e in entries if key in e]
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cell(mean, std) -> str:
+    return '—' if mean is None else f'{mean:.2f} ± {std:.2f}'
+
+
+def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
+    r"""The markdown table of every dataset in :obj:`summary`."""
+    lines = [f"Budget: {settings['minutes']} min of training per run (at most "
+             f"{settings['epochs']} epochs), {settings['device']}, torch "
+             f"{settings['torch']}, {settings['threads']} threads; seeds "
+             f"{', '.join(map(str, settings['seeds']))}. Protocol: filtered (train + valid + "
+             f"test), both directions, realistic ranks (optimistic MRR beside them), selection "
+             f"by MRR on `val_clean`, one test evaluation of the selected model; the query "
+             f"entity {'is not' if settings.get('exclude_query_entity') else 'is'} a candidate "
+             f"of its own query. Mean ± std over the seeds (the frequency rows have none).", '']
+    datasets = sorted({k.split('/')[0] for k in summary if '/' in k})
+    for dataset in datasets:
+        lines += [f'**{dataset}**', '',
+                  '| method | MRR | H@1 | H@3 | H@10 | MRR (optimistic) | paper MRR | epochs '
+                  '| seeds | beats backbone and both frequency rows |',
+                  '|---|---|---|---|---|---|---|---|---|---|']
+        rows: Dict[str, List[Dict[str, Any]]] = {}
+        for key, entry in summary.items():
+            parts = key.split('/')
+            if parts[0] == dataset and 'mrr' in entry:
+                rows.setdefault(parts[1], []).append(entry)
+        specs = methods(dataset)
+        freq = {k: _stats(rows[k], 'mrr')[0] for k in FREQUENCY if k in rows}
+        order = list(FREQUENCY) + [m for m in specs if specs[m].backbone is None] + [
+            m for m in specs if specs[m].backbone is not None]
+        for name in order:
+            if name not in rows:
+                continue
+            entries = rows[name]
+            cells = [_cell(*_stats(entries, k)) for k in METRICS]
+            mean, std = _stats(entries, 'mrr')
+            verdict = ''
+            if name in specs and specs[name].backbone is not None:
+                bb = specs[name].backbone
+                b_mean, b_std = _stats(rows.get(bb, []), 'mrr')
+                if b_mean is None or len(freq) < 2:
+                    verdict = 'no backbone or frequency rows'
+                else:
+                    spread = max(std, b_std)
+                    ok = mean - b_mean > spread and all(mean - f > spread
+                                                        for f in freq.values())
+                    verdict = (f"{'yes' if ok else 'no'} ({mean - b_mean:+.2f} vs "
+                               f"{specs[bb].label}, spread {spread:.2f})")
+            label = FREQUENCY[name][0] if name in FREQUENCY else specs[name].label
+            paper = PAPER.get(dataset, {}).get(name)
+            epochs = _stats(entries, 'epochs')[0]
+            lines.append(f"| {label} | {' | '.join(cells)} | "
+                         f"{_cell(*_stats(entries, 'optimistic_mrr'))} | "
+                         f"{'—' if paper is None else f'{paper:.2f}'} | {epochs:.0f} | "
+                         f"{len(entries) if name not in FREQUENCY else '—'} | {verdict} |")
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--datasets', nargs='+', default=['DB15K'])
+    parser.add_argument('--methods', nargs='*', default=None,
+                        help='row names (default: all of the dataset)')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--minutes', type=float, default=3.0,
+                        help='training budget per run')
+    parser.add_argument('--epochs', type=int, default=1000)
+    parser.add_argument('--eval_every', type=int, default=2)
+    parser.add_argument('--exclude_query_entity', action='store_true')
+    parser.add_argument('--root', default=osp.join(osp.dirname(osp.realpath(__file__)), '..',
+                                                   'data'))
+    parser.add_argument('--out', default=osp.join('runs', 'reproduce'))
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--table_only', action='store_true')
+    args = parser.parse_args(argv)
+
+    os.makedirs(args.out, exist_ok=True)
+    lock = open(osp.join(args.out, '.lock'), 'w')
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"another harness process is using {args.out}: one at a time", file=sys.stderr)
+        return 2
+    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
+                          ('cpu' if args.device == 'auto' else args.device))
+    settings = {'minutes': args.minutes, 'epochs': args.epochs, 'seeds': args.seeds,
+                'eval_every': args.eval_every, 'threads': torch.get_num_threads(),
+                'torch': torch.__version__, 'exclude_query_entity': args.exclude_query_entity,
+                'device': (torch.cuda.get_device_name(device) if device.type == 'cuda' else
+                           f'CPU ({platform.processor() or platform.machine()}, '
+                           f'{os.cpu_count()} cores)')}
+    summary = Summary(args.out, settings)
+    if not args.table_only:
+        for dataset in args.datasets:
+            if dataset not in DATASETS:
+                print(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}",
+                      file=sys.stderr)
+                return 2
+            data = DATASETS[dataset](osp.join(args.root, dataset))[0]
+            frequency_rows(summary, dataset, data)
+            specs = methods(dataset)
+            unknown = sorted(set(args.methods or ()) - set(specs))
+            if unknown:
+                print(f"no method {unknown} on {dataset}; have {sorted(specs)}",
+                      file=sys.stderr)
+                return 2
+            for seed in args.seeds:
+                for name, method in specs.items():
+                    if args.methods and name not in args.methods:
+                        continue
+                    key = f'{dataset}/{name}/seed{seed}'
+                    if key in summary:
+                        continue
+                    torch.manual_seed(seed)
+                    model = build_model(method, data)
+                    extra = ({'exclude_query_entity': True} if args.exclude_query_entity
+                             else {})
+                    cfg = TrainConfig.from_dict({
+                        'epochs': args.epochs, 'max_minutes': args.minutes,
+                        'eval_every': args.eval_every, 'seed': seed, 'progress': False,
+                        'device': str(device), **method.train, **extra})
+                    t0 = time.perf_counter()
+                    summary.run(key, model, data, cfg)
+                    summary[key]['wall_minutes'] = (time.perf_counter() - t0) / 60
+                    summary.write()
+    text = table(dict(summary), settings)
+    with open(osp.join(args.out, 'table.md'), 'w') as f:
+        f.write(text + '\n')
+    print(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,95 @@
+r"""The reproduction harness (``benchmark/reproduce.py``): the table's statistics and verdicts,
+resumability, one process per output folder, and a real run of every row kind on a fake
+graph."""
+import fcntl
+import json
+import os
+import os.path as osp
+import statistics
+import sys
+
+import pytest
+
+ROOT = osp.join(osp.dirname(__file__), '..', '..', 'benchmark')
+sys.path.insert(0, ROOT)
+reproduce = pytest.importorskip('reproduce')
+
+SETTINGS = {'minutes': 1.0, 'epochs': 3, 'seeds': [0, 1, 2], 'device': 'CPU', 'torch': 'x',
+            'threads': 2}
+
+
+def _entry(mrr, epochs=3):
+    return {'mrr': mrr, 'hits@1': mrr / 2, 'hits@3': mrr, 'hits@10': mrr * 1.5,
+            'optimistic_mrr': mrr + 1, 'optimistic_hits@1': 0, 'optimistic_hits@3': 0,
+            'optimistic_hits@10': 0, 'epochs': epochs}
+
+
+def _row(text, label):
+    return next(line for line in text.splitlines() if line.startswith(f'| {label} |'))
+
+
+def test_table_means_stds_and_verdicts():
+    s = {'DB15K/frequency_relation': _entry(14.0, 0), 'DB15K/frequency_global': _entry(7.0, 0)}
+    for seed, (r, n, m) in enumerate([(30.0, 35.0, 31.0), (31.0, 36.0, 20.0),
+                                      (32.0, 37.0, 40.0)]):
+        s[f'DB15K/rotate/seed{seed}'] = _entry(r)
+        s[f'DB15K/native/seed{seed}'] = _entry(n)
+        s[f'DB15K/lbmkgc/seed{seed}'] = _entry(m)
+    text = reproduce.table(s, SETTINGS)
+    native = _row(text, 'NATIVE w/o CoMAT')
+    sd = statistics.stdev([35.0, 36.0, 37.0])
+    assert f'36.00 ± {sd:.2f}' in native  # MRR mean ± sample std
+    assert '| 37.00 ± ' in native  # optimistic MRR beside it
+    assert 'yes (+5.00 vs RotatE, spread 1.00)' in native
+    lbmkgc = _row(text, 'LBMKGC')  # mean 30.33, std 10.02: within its spread of RotatE
+    assert '| no (' in lbmkgc
+    assert '37.23' in lbmkgc  # the paper's number
+    assert '| 3 |' in lbmkgc  # seeds
+    freq = _row(text, 'per-relation answer frequency')
+    assert '14.00 ± 0.00' in freq
+    assert 'realistic ranks' in text and 'val_clean' in text and 'is a candidate' in text
+    # below a frequency row is a "no" even when above the backbone
+    s2 = dict(s, **{'DB15K/frequency_relation': _entry(36.5, 0)})
+    assert '| no (' in _row(reproduce.table(s2, SETTINGS), 'NATIVE w/o CoMAT')
+
+
+def test_second_process_is_refused(tmp_path):
+    with open(tmp_path / '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert reproduce.main(['--out', str(tmp_path), '--table_only']) == 2
+
+
+def test_runs_every_row_kind_and_resumes(tmp_path, monkeypatch):
+    from torch_mmkg.datasets import FakeMMKGDataset
+    data = FakeMMKGDataset(num_entities=40, num_relations=3, num_clusters=4, num_triples=300,
+                           modalities={'image': 6, 'text': 5}, seed=1)[0]
+    monkeypatch.setattr(reproduce, 'DATASETS', {'Fake': lambda root: [data]})
+    real = reproduce.methods('DB15K')
+    keep = ('rotate', 'native', 'tucker', 'momok')
+    small = {k: real[k]._replace(model_args=dict(real[k].model_args, hidden_channels=8),
+                                 train=dict(real[k].train, batch_size=64, num_negatives=4))
+             for k in keep}
+    monkeypatch.setattr(reproduce, 'methods', lambda dataset: small)
+    args = ['--datasets', 'Fake', '--seeds', '0', '1', '--epochs', '2', '--eval_every', '1',
+            '--out', str(tmp_path)]
+    assert reproduce.main(args) == 0
+    summary = json.load(open(tmp_path / 'summary.json'))
+    for k in keep:
+        for seed in (0, 1):
+            assert summary[f'Fake/{k}/seed{seed}']['epochs'] == 2
+    assert 0 < summary['Fake/frequency_relation']['mrr'] <= 100
+    # two seeds of one method differ (the seed reaches the model and the sampling)
+    assert summary['Fake/rotate/seed0']['mrr'] != summary['Fake/rotate/seed1']['mrr']
+    table = open(tmp_path / 'table.md').read()
+    assert '**Fake**' in table and '| NATIVE w/o CoMAT |' in table
+    # resumable: a second call trains nothing, a missing run is redone
+    mtime = os.path.getmtime(tmp_path / 'summary.json')
+    del summary['Fake/momok/seed1']
+    json.dump(summary, open(tmp_path / 'summary.json', 'w'))
+    calls = []
+    orig = reproduce.Summary.run
+    monkeypatch.setattr(reproduce.Summary, 'run',
+                        lambda self, name, *a: calls.append(name) or orig(self, name, *a))
+    assert reproduce.main(args) == 0
+    assert calls == ['Fake/momok/seed1']
+    assert os.path.getmtime(tmp_path / 'summary.json') >= mtime
