@@ -583,19 +583,28 @@ class KGEModel(PyGKGEModel):
             neg = self._twins_scores(h, r, t, cand_repr, ch)
         elif neg is None:
             neg = self.interaction.score_gathered(anchor, r, cand_repr, ch)
-        terms = {}
-        if self._penalized and self.regularize == 'raw_batch':
-            terms['regularization'] = self._raw_batch_penalty(
-                *self._negative_grid(head_index, tail_index, negatives), rel_type)
-        elif self._penalized:
-            if self.regularize == 'raw':
-                reps = (self.representation.structural(head_index), self.rel_emb(rel_type),
-                        self.representation.structural(tail_index))
-            else:
-                reps = self._split_views(h, t, cand_repr, r)
-            terms['regularization'] = self.penalty(*reps)
+        terms = self._negative_batch_penalty(head_index, rel_type, tail_index, negatives,
+                                             (h, t, cand_repr, r))
         terms.update(self.batch_terms(stack, mask, hi, ti))
         return ScoredBatch([(None, pos, neg)], terms, {'entity_index': head_index})
+
+    def _negative_batch_penalty(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                                negatives: Negatives, scored: Tuple) -> Dict[str, Tensor]:
+        r"""The regularisation term of a negative-sampling batch: on the raw embeddings of
+        positives and negatives (:obj:`"raw_batch"`), of the positives (:obj:`"raw"`) or on
+        the scored views :obj:`(h, t, candidates, r)` (:obj:`"scored"`)."""
+        if not self._penalized:
+            return {}
+        if self.regularize == 'raw_batch':
+            return {'regularization': self._raw_batch_penalty(
+                *self._negative_grid(head_index, tail_index, negatives), rel_type)}
+        if self.regularize == 'raw':
+            reps = (self.representation.structural(head_index), self.rel_emb(rel_type),
+                    self.representation.structural(tail_index))
+        else:
+            h, t, cand_repr, r = scored
+            reps = self._split_views(h, t, cand_repr, r)
+        return {'regularization': self.penalty(*reps)}
 
     def _score_per_negative(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                             negatives: Negatives) -> ScoredBatch:
@@ -660,17 +669,8 @@ class KGEModel(PyGKGEModel):
                                                                  ch_n)
             else:
                 neg = self.interaction.score_candidates(anchor, r_n, table, ci_n, ch_n)
-        terms = {}
-        if self._penalized and self.regularize == 'raw_batch':
-            terms['regularization'] = self._raw_batch_penalty(
-                *self._negative_grid(head_index, tail_index, negatives), rel_type)
-        elif self._penalized:
-            if self.regularize == 'raw':
-                reps = (self.representation.structural(head_index), self.rel_emb(rel_type),
-                        self.representation.structural(tail_index))
-            else:
-                reps = self._split_views(h, t, cand_repr, r)
-            terms['regularization'] = self.penalty(*reps)
+        terms = self._negative_batch_penalty(head_index, rel_type, tail_index, negatives,
+                                             (h, t, cand_repr, r))
         terms.update(self.batch_terms(stack, mask, hi, ti))
         return ScoredBatch([(None, pos, neg.view(B, K))], terms, {'entity_index': head_index})
 
