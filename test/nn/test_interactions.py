@@ -363,3 +363,21 @@ def test_float32_close_to_float64():
         assert torch.allclose(out.double(), ref, atol=1e-4, rtol=1e-4), name
         if name == 'tucker':
             inter.to(DTYPE)
+
+
+def test_rotate_gradient_is_finite_where_query_and_tail_coincide():
+    # A component where h e^{i theta} = t exactly (here h = t = 0 in one coordinate): sqrt'(0)
+    # is infinite, and without a floor the gradient is inf * 0 = NaN (seen training NATIVE).
+    inter = RotatEInteraction(margin=12.0).to(DTYPE)
+    h = torch.tensor([[0.0, 1.0, 0.0, 2.0]], dtype=DTYPE, requires_grad=True)
+    t = torch.tensor([[0.0, 3.0, 0.0, -1.0]], dtype=DTYPE, requires_grad=True)
+    r = torch.tensor([[0.4, 0.7]], dtype=DTYPE, requires_grad=True)
+    score = inter(h, r, t)
+    score.backward()
+    for x in (h, r, t):
+        assert torch.isfinite(x.grad).all()
+    # the value is the formula's (the floor changes no square above 1e-30)
+    q = torch.polar(torch.ones(2, dtype=DTYPE), r.detach()[0]) * torch.complex(
+        h.detach()[0, :2], h.detach()[0, 2:])
+    ref = 12.0 - (q - torch.complex(t.detach()[0, :2], t.detach()[0, 2:])).abs().sum()
+    assert torch.allclose(score.detach()[0], ref)

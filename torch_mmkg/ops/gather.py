@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .compile import AUTO_COMPILE_TRAIN_ELEMENTS, _want_compile, fused
+from .pairwise import TINY
 
 __all__ = ['gather_modulus_sum', 'weighted_gather_modulus_sum']
 
@@ -24,7 +25,8 @@ def _fused(name: str, eager: Callable) -> Callable:
 def _candidate_modulus_sum(q_re: Tensor, q_im: Tensor, c: Tensor) -> Tensor:
     # sum_j |q_bj - c_bkj| for per-query candidates c [B, K, 2d] (real, then imaginary parts)
     d = q_re.size(-1)
-    return torch.sqrt((q_re[:, None] - c[..., :d])**2 + (q_im[:, None] - c[..., d:])**2).sum(-1)
+    return torch.sqrt(((q_re[:, None] - c[..., :d])**2 +
+                       (q_im[:, None] - c[..., d:])**2).clamp_min(TINY)).sum(-1)
 
 
 def _candidate_modulus_grad(g: Tensor, q_re: Tensor, q_im: Tensor, c: Tensor) -> Tensor:

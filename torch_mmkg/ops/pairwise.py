@@ -63,13 +63,13 @@ def _complex_modulus_sum_eager(q_re: Tensor, q_im: Tensor, e_re: Tensor,
     # the last bit.
     if q_re.requires_grad or e_re.requires_grad or q_im.requires_grad or e_im.requires_grad:
         if torch.is_grad_enabled():  # autograd keeps the intermediates: out of place
-            return torch.sqrt((q_re[:, None] - e_re[None])**2 +
-                              (q_im[:, None] - e_im[None])**2).sum(-1)
+            return torch.sqrt(((q_re[:, None] - e_re[None])**2 +
+                               (q_im[:, None] - e_im[None])**2).clamp_min(TINY)).sum(-1)
     shape = (q_re.size(0), e_re.size(0), q_re.size(1))
     dr, di = _scratch_views(q_re, shape)
     dr = torch.sub(q_re[:, None], e_re[None], out=dr)
     di = torch.sub(q_im[:, None], e_im[None], out=di)
-    return dr.mul_(dr).add_(di.mul_(di)).sqrt_().sum(-1)
+    return dr.mul_(dr).add_(di.mul_(di)).clamp_min_(TINY).sqrt_().sum(-1)
 
 
 def _l1_eager(q: Tensor, e: Tensor) -> Tensor:
@@ -80,10 +80,13 @@ def _complex_modulus_sum_formula(q_re: Tensor, q_im: Tensor, e_re: Tensor,
                                  e_im: Tensor) -> Tensor:
     # The plain formula: what torch.compile fuses (the in-place tile above, with its
     # thread-local scratch memory, compiles to a kernel twice as slow).
-    return torch.sqrt((q_re[:, None] - e_re[None])**2 +
-                      (q_im[:, None] - e_im[None])**2).sum(-1)
+    return torch.sqrt(((q_re[:, None] - e_re[None])**2 +
+                       (q_im[:, None] - e_im[None])**2).clamp_min(TINY)).sum(-1)
 
 
+#: The floor of a squared complex modulus before its square root: a finite gradient where two
+#: points coincide (sqrt'(0) is infinite, and inf * 0 is NaN), no change above 1e-30.
+TINY = 1e-30
 _EAGER = {'complex': _complex_modulus_sum_eager, 'l1': _l1_eager}
 #: What is compiled, per kernel.
 _FORMULA = {'complex': _complex_modulus_sum_formula, 'l1': _l1_eager}

@@ -3,6 +3,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
+from torch_mmkg.ops.pairwise import TINY
 from torch_mmkg.ops import (complex_modulus_sum, gather_modulus_sum,
                             weighted_gather_modulus_sum)
 from .base import Interaction, split_complex
@@ -50,7 +51,10 @@ class RotatEInteraction(Interaction):
     def forward(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         q_re, q_im = self.rotate(h, r)
         t_re, t_im = split_complex(t)
-        return self.margin - torch.sqrt((q_re - t_re)**2 + (q_im - t_im)**2).sum(dim=-1)
+        # The floor keeps the gradient finite where q = t exactly (sqrt'(0) is infinite, and
+        # inf * 0 is NaN); it changes no square above 1e-30.
+        return self.margin - torch.sqrt(((q_re - t_re)**2 + (q_im - t_im)**2).clamp_min(TINY)
+                                        ).sum(dim=-1)
 
     def score_tails(self, h: Tensor, r: Tensor, t_all: Tensor) -> Tensor:
         q_re, q_im = self.rotate(h, r)
