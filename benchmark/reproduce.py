@@ -119,9 +119,9 @@ def build_model(method: Method, data):
     return cls(data[ENTITY].num_nodes, data.num_relations, dim, **args)
 
 
-def frequency_rows(summary: Summary, dataset: str, data):
+def frequency_rows(summary: Summary, dataset: str, data, exclude_query_entity: bool = False):
     known = KnownTriples.from_data(data, 'all')
-    evaluator = RankingEvaluator(known)
+    evaluator = RankingEvaluator(known, exclude_query_entity=exclude_query_entity)
     test = get_triples(data, 'test')
     for key, (_, per_relation) in FREQUENCY.items():
         name = f'{dataset}/{key}'
@@ -145,6 +145,12 @@ def _cell(mean, std) -> str:
     return '—' if mean is None else f'{mean:.2f} ± {std:.2f}'
 
 
+def _seeds(done: int, diverged: int, name: str) -> str:
+    if name in FREQUENCY:
+        return '—'
+    return f'{done} (+{diverged} diverged)' if diverged else str(done)
+
+
 def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
     r"""The markdown table of every dataset in :obj:`summary`."""
     lines = [f"Budget: {settings['minutes']} min of training per run (at most "
@@ -162,10 +168,13 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
                   '| seeds | beats backbone and both frequency rows |',
                   '|---|---|---|---|---|---|---|---|---|---|']
         rows: Dict[str, List[Dict[str, Any]]] = {}
+        diverged: Dict[str, int] = {}
         for key, entry in summary.items():
             parts = key.split('/')
             if parts[0] == dataset and 'mrr' in entry:
                 rows.setdefault(parts[1], []).append(entry)
+            elif parts[0] == dataset and 'diverged' in entry:
+                diverged[parts[1]] = diverged.get(parts[1], 0) + 1
         specs = methods(dataset)
         freq = {k: _stats(rows[k], 'mrr')[0] for k in FREQUENCY if k in rows}
         order = list(FREQUENCY) + [m for m in specs if specs[m].backbone is None] + [
@@ -194,7 +203,7 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
             lines.append(f"| {label} | {' | '.join(cells)} | "
                          f"{_cell(*_stats(entries, 'optimistic_mrr'))} | "
                          f"{'—' if paper is None else f'{paper:.2f}'} | {epochs:.0f} | "
-                         f"{len(entries) if name not in FREQUENCY else '—'} | {verdict} |")
+                         f"{_seeds(len(entries), diverged.get(name, 0), name)} | {verdict} |")
         lines.append('')
     return '\n'.join(lines)
 
@@ -240,7 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       file=sys.stderr)
                 return 2
             data = DATASETS[dataset](osp.join(args.root, dataset))[0]
-            frequency_rows(summary, dataset, data)
+            frequency_rows(summary, dataset, data, args.exclude_query_entity)
             specs = methods(dataset)
             unknown = sorted(set(args.methods or ()) - set(specs))
             if unknown:

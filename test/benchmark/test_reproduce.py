@@ -45,6 +45,8 @@ def test_table_means_stds_and_verdicts():
     assert '| no (' in lbmkgc
     assert '37.23' in lbmkgc  # the paper's number
     assert '| 3 |' in lbmkgc  # seeds
+    s3 = dict(s, **{'DB15K/lbmkgc/seed3': {'diverged': 'nan at epoch 3'}})
+    assert '| 3 (+1 diverged) |' in _row(reproduce.table(s3, SETTINGS), 'LBMKGC')
     freq = _row(text, 'per-relation answer frequency')
     assert '14.00 ± 0.00' in freq
     assert 'realistic ranks' in text and 'val_clean' in text and 'is a candidate' in text
