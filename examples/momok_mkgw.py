@@ -18,7 +18,7 @@ model, which is saved. At the end, which scorer predicts which relations best (t
 Table 4) and the modality and expert weights of a few relations (its Figure 5).
 
 The CPU defaults (d=64, batch 512, lr 1e-2, 7.5 minutes of training: about 18 epochs, where
-the authors run 2000 epochs of batch 1024 on a GPU) reach about 26 test MRR against the
+the authors run 2000 epochs of batch 1024 on a GPU) reach 26-27 test MRR against the
 paper's 35.89, and against the two answer-frequency reference rows printed at the end (14.2
 and 7.5); validation MRR is still rising when the budget ends.
 Set ``TORCH_MMKG_MIRROR`` to a local mirror of the raw files to run offline.

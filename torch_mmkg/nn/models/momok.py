@@ -161,7 +161,7 @@ class MoMoK(FromDataMixin, KGEModel):
             authors' code (binary cross-entropy, :class:`~torch_mmkg.nn.loss.BCELoss`), both
             with :obj:`label_smoothing`. On MKG-W (d=64, batch 128, lr 3e-3, 4 CPU minutes,
             :obj:`init="library"`) the softmax reached test MRR 18–19, the BCE 6.65; the
-            quick start (batch 512, lr 1e-2, 7.5 minutes) reaches 26.9–27.0.
+            quick start (batch 512, lr 1e-2, 7.5 minutes) reaches 26.1–27.0.
             (default: :obj:`"softmax"`)
         finetune_features (bool, optional): Fine-tune the (normalised) feature tables with
             the model, as the authors' code does; :obj:`False` keeps them frozen.
