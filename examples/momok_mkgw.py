@@ -143,8 +143,8 @@ comparison = scorer_comparison(model, data, known=known, min_count=10, top_k=4)
 print('Test MRR per scorer: ' + ', '.join(f"{s} {met['mrr']:.4f}"
                                           for s, met in comparison.overall.items()))
 for scorer, rows in comparison.best.items():
-    print(f"  best by {scorer:>9}: " + ', '.join(f'{name} (+{margin:.3f})'
-                                                for name, margin, _ in rows))
+    print(f"  best by {scorer:>9}: "
+          + ', '.join(f'{name} (+{margin:.3f})' for name, margin, _ in rows))
 
 # Modality weights of the joint embedding and expert gates of the most frequent relations.
 weights = expert_weights(model, data)
