@@ -153,8 +153,9 @@ def _seeds(done: int, diverged: int, name: str) -> str:
 
 def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
     r"""The markdown table of every dataset in :obj:`summary`."""
-    lines = [f"Budget: {settings['minutes']} min of training per run (at most "
-             f"{settings['epochs']} epochs), {settings['device']}, torch "
+    budget = (f"{settings['minutes']} min of training per run (at most {settings['epochs']} "
+              f"epochs)" if settings['minutes'] else f"{settings['epochs']} epochs per run")
+    lines = [f"Budget: {budget}, {settings['device']}, torch "
              f"{settings['torch']}, {settings['threads']} threads; seeds "
              f"{', '.join(map(str, settings['seeds']))}. Protocol: filtered (train + valid + "
              f"test), both directions, realistic ranks (optimistic MRR beside them), selection "
@@ -215,7 +216,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='row names (default: all of the dataset)')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--minutes', type=float, default=3.0,
-                        help='training budget per run')
+                        help='training budget per run (0: none, --epochs only)')
     parser.add_argument('--epochs', type=int, default=1000)
     parser.add_argument('--eval_every', type=int, default=2)
     parser.add_argument('--exclude_query_entity', action='store_true')
@@ -268,7 +269,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     extra = ({'exclude_query_entity': True} if args.exclude_query_entity
                              else {})
                     cfg = TrainConfig.from_dict({
-                        'epochs': args.epochs, 'max_minutes': args.minutes,
+                        'epochs': args.epochs, 'max_minutes': args.minutes or None,
                         'eval_every': args.eval_every, 'seed': seed, 'progress': False,
                         'device': str(device), **method.train, **extra})
                     t0 = time.perf_counter()

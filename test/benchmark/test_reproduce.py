@@ -73,7 +73,7 @@ def test_runs_every_row_kind_and_resumes(tmp_path, monkeypatch):
              for k in keep}
     monkeypatch.setattr(reproduce, 'methods', lambda dataset: small)
     args = ['--datasets', 'Fake', '--seeds', '0', '1', '--epochs', '2', '--eval_every', '1',
-            '--out', str(tmp_path)]
+            '--minutes', '0', '--out', str(tmp_path)]  # equal epochs, no wall budget
     assert reproduce.main(args) == 0
     summary = json.load(open(tmp_path / 'summary.json'))
     for k in keep:
@@ -84,6 +84,7 @@ def test_runs_every_row_kind_and_resumes(tmp_path, monkeypatch):
     assert summary['Fake/rotate/seed0']['mrr'] != summary['Fake/rotate/seed1']['mrr']
     table = open(tmp_path / 'table.md').read()
     assert '**Fake**' in table and '| NATIVE w/o CoMAT |' in table
+    assert table.startswith('Budget: 2 epochs per run,')
     # resumable: a second call trains nothing, a missing run is redone
     mtime = os.path.getmtime(tmp_path / 'summary.json')
     del summary['Fake/momok/seed1']
