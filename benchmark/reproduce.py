@@ -29,7 +29,6 @@ import os.path as osp
 import platform
 import statistics
 import sys
-import time
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import torch
@@ -266,16 +265,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                         continue
                     torch.manual_seed(seed)
                     model = build_model(method, data)
-                    extra = ({'exclude_query_entity': True} if args.exclude_query_entity
-                             else {})
                     cfg = TrainConfig.from_dict({
                         'epochs': args.epochs, 'max_minutes': args.minutes or None,
                         'eval_every': args.eval_every, 'seed': seed, 'progress': False,
-                        'device': str(device), **method.train, **extra})
-                    t0 = time.perf_counter()
-                    summary.run(key, model, data, cfg)
-                    summary[key]['wall_minutes'] = (time.perf_counter() - t0) / 60
-                    summary.write()
+                        'device': str(device),
+                        'exclude_query_entity': args.exclude_query_entity, **method.train})
+                    summary.run(key, model, data, cfg)  # records its minutes, writes
     text = table(dict(summary), settings)
     with open(osp.join(args.out, 'table.md'), 'w') as f:
         f.write(text + '\n')
