@@ -10,9 +10,9 @@ Every run trains with :class:`~torch_mmkg.training.Trainer` (1-N for MoMoK and T
 ``--batch_size`` and ``--lr``; negative sampling for NATIVE with its own batch 1024 and lr
 1e-3) until ``--minutes`` (``--ablation_minutes`` for the ablation rows) of training have
 passed, selects its checkpoint on the cleaned validation split every ``--eval_every`` epochs,
-and is tested filtered on both sides (realistic ranks). A wall-clock budget is the fair one
-on a CPU: MoMoK costs several times TuckER's seconds per epoch. The summary (MRR / Hits@1/3/10 in %, seconds
-per epoch, peak memory) and each run's ``results.json`` are written under ``--out``. The
+and is tested filtered on both sides (realistic ranks). A wall-clock budget is the fair one on a
+CPU: MoMoK costs several times TuckER's seconds per epoch. The summary (MRR / Hits@1/3/10 in %,
+seconds per epoch, peak memory) and each run's ``results.json`` are written under ``--out``. The
 single-modality rows train a MoMoK with that scorer alone, as the paper does.
 """
 import argparse

@@ -36,6 +36,8 @@ parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else
 parser.add_argument('--memory_of', default=None, choices=['momok', 'tucker'],
                     help='(internal) measure the peak memory of one model and exit')
 parser.add_argument('--root', default=None)
+parser.add_argument('--graph', default=None,
+                    help='a graph file of benchmark/graphs.py to use instead of building')
 parser.add_argument('--out', default=None, help='write the figures as JSON here')
 args = parser.parse_args()
 device = torch.device(args.device)
@@ -46,7 +48,12 @@ from torch_mmkg.datasets import DB15K, MKGW  # noqa: E402
 from torch_mmkg.evaluation import RankingEvaluator  # noqa: E402
 from torch_mmkg.nn import MoMoK, TuckER  # noqa: E402
 
-data = {'MKG-W': MKGW, 'DB15K': DB15K}[args.dataset](root)[0]
+if args.graph:
+    sys.path.insert(0, osp.dirname(osp.realpath(__file__)))
+    from graphs import load_graph
+    data = load_graph(args.graph)
+else:
+    data = {'MKG-W': MKGW, 'DB15K': DB15K}[args.dataset](root)[0]
 N, R = data[ENTITY].num_nodes, data.num_relations
 
 
@@ -83,6 +90,7 @@ for batch in loader:
     batches.append(batch)
     if len(batches) == args.batches:
         break
+
 
 def _status_kb(field: str) -> Optional[int]:
     try:
@@ -146,6 +154,7 @@ for name in models:
     cmd = [sys.executable, __file__, '--memory_of', name, '--dataset', args.dataset, '--dim',
            str(args.dim), '--batch_size', str(args.batch_size), '--batches', '2',
            '--device', args.device, '--root', root]
+    cmd += ['--graph', args.graph] if args.graph else []
     memory[name] = json.loads(subprocess.run(cmd, check=True, capture_output=True,
                                              text=True).stdout.strip().splitlines()[-1])
 

@@ -4,11 +4,12 @@ Table 2), with the same settings and number of epochs for every row.
     python benchmark/vbkgc_wn9.py --epochs 60                  # CPU budget
     python benchmark/vbkgc_wn9.py --feature text               # MiniLM features instead
 
-The ``_pairwise`` rows use one hinge per negative instead of Eq. 15's hinge on the mean
-negative (``VBKGC(loss_aggregate='pairwise')``). Every run trains with :class:`~torch_mmkg.training.Trainer` (``--num_negatives`` uniform
-negatives, about ``--num_batches`` batches per epoch as in the paper), selects its checkpoint
-on the validation split every ``--eval_every`` epochs and is tested filtered on both sides;
-MRR and Hits are given for realistic and for optimistic ranks (OpenKE's). The paper's
+The ``_pairwise`` rows use one hinge per negative instead of Eq. 15's hinge on the mean negative
+(``VBKGC(loss_aggregate='pairwise')``). Every run trains with
+:class:`~torch_mmkg.training.Trainer` (``--num_negatives`` uniform negatives, about
+``--num_batches`` batches per epoch as in the paper), selects its checkpoint on the validation
+split every ``--eval_every`` epochs and is tested filtered on both sides; MRR and Hits are given
+for realistic and for optimistic ranks (OpenKE's). The paper's
 VBKGC feature is VisualBERT's [CLS]; ours is the 100-d doc2vec gloss embedding released with
 the dataset (``--feature gloss``) or MiniLM over lemmas and gloss (``--feature text``).
 """

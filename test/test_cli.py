@@ -283,3 +283,33 @@ def test_saved_config_holds_canonical_names(tmp_path, monkeypatch, capsys):
     assert cli.main(argv) == 0, capsys.readouterr().err
     res = json.load(open(out / 'results.json'))
     assert res['epochs_trained'] == 3 and res['resumes'][0]['changed'] == {'epochs': [2, 3]}
+
+
+def test_build_model():
+    import copy
+
+    from torch_mmkg.nn import MoMoK, RotatE
+    data = FakeMMKGDataset(num_entities=25, num_relations=3, num_clusters=5, num_triples=60,
+                           modalities={'image': 4, 'text': 3}, seed=0)[0]
+    cfg = {'dataset': 'fake', 'model': 'RotatE',
+           'model_args': {'hidden_channels': 12, 'margin': 6.0}}
+    before = copy.deepcopy(cfg)
+    model = cli.build_model(cfg, data)
+    assert type(model) is RotatE
+    assert (model.num_nodes, model.num_relations, model.hidden_channels) == (25, 3, 12)
+    assert cfg == before  # the config is not changed
+    # a multi-modal model takes the graph's features, the modalities the config names
+    cfg = {'dataset': 'fake', 'model': 'momok',
+           'model_args': {'hidden_channels': 8, 'modalities': ['text']}}
+    model = cli.build_model(cfg, data)
+    assert type(model) is MoMoK and model.modalities == ['text']
+    assert (model.num_nodes, model.num_relations, model.hidden_channels) == (25, 3, 8)
+    cfg['model_args']['modalities'] = ['image', 'audio']
+    with pytest.raises(ValueError, match=r"needs the modalities \['audio'\]"):
+        cli.build_model(cfg, data)
+    for name in ('rotate', 'momok'):
+        with pytest.raises(ValueError, match=f"bad model_args for {name}: .*no_such_argument"):
+            cli.build_model({'dataset': 'fake', 'model': name, 'model_args': {
+                'hidden_channels': 8, 'no_such_argument': 1}}, data)
+    with pytest.raises(ValueError, match="unknown model 'rotat'"):
+        cli.build_model({'dataset': 'fake', 'model': 'rotat', 'model_args': {}}, data)

@@ -267,7 +267,6 @@ def run(cfg: Dict[str, Any], root: str = 'data', out: Optional[str] = None,
             holds another run's checkpoint (without :obj:`resume`), or a resumed run whose
             dataset, model or training options differ from the interrupted one.
     """
-    from torch_mmkg.data import ENTITY
     from torch_mmkg.datasets import DATASETS
     from torch_mmkg.nn import MODELS
     from torch_mmkg.training import TrainConfig, Trainer, seed_everything
@@ -285,7 +284,31 @@ def run(cfg: Dict[str, Any], root: str = 'data', out: Optional[str] = None,
     except TypeError as e:
         raise ValueError(f"bad dataset_args for {cfg['dataset']}: {e}") from None
     data = dataset[0]
-    model_args = dict(cfg['model_args'])
+    model = build_model(cfg, data, dataset)
+    trainer = Trainer(model, data, train_cfg, out_dir=out)
+    if out and not resume:
+        _save_config(cfg, out)
+    return trainer.fit(resume=resume)
+
+
+def build_model(cfg: Dict[str, Any], data, dataset=None):
+    r"""The model of a resolved config (:obj:`cfg['model']`, :obj:`cfg['model_args']`) for the
+    graph :obj:`data`: multi-modal models take their features from it.
+
+    Args:
+        cfg (dict): The config (:func:`resolve_config` or a config file's mapping).
+        data (HeteroData): The graph.
+        dataset (optional): The dataset :obj:`data` came from, for its hint of what to supply
+            when the config names modalities the graph lacks. (default: :obj:`None`)
+
+    Raises:
+        ValueError: for an unknown model, bad :obj:`model_args`, or modalities the graph
+            lacks.
+    """
+    from torch_mmkg.data import ENTITY
+    from torch_mmkg.nn import MODELS
+    cfg = {**cfg, 'model': MODELS.canonical(cfg.get('model'))}
+    model_args = dict(cfg.get('model_args') or {})
     dim = model_args.pop('hidden_channels', 200)
     cls = MODELS[cfg['model']]
     multimodal = hasattr(cls, 'from_data')
@@ -300,13 +323,10 @@ def run(cfg: Dict[str, Any], root: str = 'data', out: Optional[str] = None,
         from torch_mmkg.data.mmkg import get_modalities
         if not multimodal or get_modalities(data) or not hasattr(dataset, 'modality_hint'):
             raise
-        raise ValueError(f"{cfg['model']} on {cfg['dataset']}: {e}; the graph has no "
+        raise ValueError(f"{cfg['model']} on {cfg.get('dataset')}: {e}; the graph has no "
                          f"modality. {dataset.modality_hint(_author_modalities(dataset))}"
                          ) from None
-    trainer = Trainer(model, data, train_cfg, out_dir=out)
-    if out and not resume:
-        _save_config(cfg, out)
-    return trainer.fit(resume=resume)
+    return model
 
 
 def _author_modalities(dataset) -> List[str]:
@@ -329,7 +349,7 @@ def _check_modalities(cfg: Dict[str, Any], dataset, data, wanted: Optional[List[
     if not missing:
         return
     hint = dataset.modality_hint(missing) if hasattr(dataset, 'modality_hint') else ''
-    raise ValueError(f"{cfg['model']} on {cfg['dataset']} needs the modalities {missing}, "
+    raise ValueError(f"{cfg['model']} on {cfg.get('dataset')} needs the modalities {missing}, "
                      f"which the graph lacks (it has {have or 'none'}). {hint}".rstrip())
 
 
