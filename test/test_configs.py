@@ -83,6 +83,59 @@ EXPECTED = {
         dataset='WN9-IMG', model='vbkgc',
         model_args=dict(hidden_channels=128, margin=8.0),
         train=dict(batch_size=118, num_negatives=16, twins=True, filter_negatives=True)),
+    # IKRL's original C++ code (research/baselines.md 2.1: Train.cpp, Test.cpp, README): d 50,
+    # margin 4, L1, one hinge per energy, ranking with d(i, i), 100 batches per epoch drawn
+    # with replacement, one filtered uniform negative, SGD at 0.001 per triple (x 792, the
+    # batch, for a batch-mean loss), 15000 epochs
+    'ikrl_db15k.yaml': dict(
+        dataset='DB15K', model='ikrl',
+        model_args=dict(hidden_channels=50, margin=4.0, p_norm=1.0, test_energy='image',
+                        per_term_loss=True, multi_image_attention=True, normalize=False),
+        train=dict(epochs=15000, batch_size=792, optimizer='sgd', lr=0.792, num_negatives=1,
+                   sampling='uniform', filter_negatives=True, sample_with_replacement=True)),
+    # QEB's TensorFlow code (research/baselines.md 2.4: parameters.py, train.py): d 100,
+    # margin 10, the ten L1 energies summed, tanh, Adam 1e-3, batch 100, 1000 epochs, a tail-
+    # and a head-corrupted negative per positive
+    'qeb_tiva.yaml': dict(
+        dataset='TIVA', model='qeb',
+        model_args=dict(hidden_channels=100, margin=10.0, p_norm=1.0, aggregate='sum',
+                        activation='tanh', normalize=False),
+        train=dict(epochs=1000, batch_size=100, optimizer='adam', lr=1e-3, num_negatives=2,
+                   corrupt_side_per='negative', filter_negatives=True)),
+    # LiteralE's README command for DistMult+LiteralE (research/baselines.md 2.13:
+    # main_literal.py, model.py DistMultLiteral_gate): d 100, batch 128, lr 1e-3, 100 epochs,
+    # input dropout 0.2, 1-N BCE without label smoothing
+    'literale_db15k.yaml': dict(
+        dataset='DB15K', model='literale',
+        model_args=dict(hidden_channels=100, base='distmult', gate=True, input_dropout=0.2,
+                        label_smoothing=0.0),
+        train=dict(regime='1-n', epochs=100, batch_size=128, lr=1e-3)),
+    # KBLN in the LiteralE repository (research/baselines.md 2.14: main_kbln.py, model.py
+    # KBLN): d 200 hard-coded, batch 128, lr 1e-3, label smoothing 0.1 (the ConvE framework's
+    # default), 1-N BCE; 100 epochs and input dropout 0.2 of the README's LiteralE commands
+    'kbln_db15k.yaml': dict(
+        dataset='DB15K', model='kbln',
+        model_args=dict(hidden_channels=200, input_dropout=0.2, label_smoothing=0.1),
+        train=dict(regime='1-n', epochs=100, batch_size=128, lr=1e-3)),
+    # TransAE (research/baselines.md 2.2: ksolaiman/TransAE main.py flags): d 50, margin 1,
+    # beta 0.4 with the reconstruction weighted 1, lr 0.01, batch 128, one uniform negative per
+    # positive, 2000 epochs, selection on validation Hits@10; the text input only (no images
+    # offline), Adam for its RMSprop
+    'transae_wn9.yaml': dict(
+        dataset='WN9-IMG', model='transae',
+        model_args=dict(hidden_channels=50, modalities=['gloss'], margin=1.0,
+                        ranking_weight=0.4, reconstruction_weight=1.0, missing='noise'),
+        train=dict(epochs=2000, batch_size=128, lr=0.01, num_negatives=1, sampling='uniform',
+                   corrupt_side_per='positive', filter_negatives=False, metric='hits@10')),
+    # MMKRL (research/baselines.md 2.3): no script exists for it; ours, near the zjukg
+    # framework: d 250 and batch 1024 (NATIVE 5.5.2), Adam, margin 6 (OpenKE MarginLoss),
+    # knowledge alignment weight 1, OpenKE's sampler, 32 negatives, lr 1e-3, 1000 epochs
+    'mmkrl_db15k.yaml': dict(
+        dataset='DB15K', model='mmkrl',
+        model_args=dict(hidden_channels=250, margin=6.0, alignment_weight=1.0,
+                        trainable_features=True),
+        train=dict(epochs=1000, batch_size=1024, lr=1e-3, optimizer='adam', num_negatives=32,
+                   **OPENKE_SAMPLER)),
     # ours: the defaults of examples/rotate_mkgw.py (checked below)
     'rotate_mkgw.yaml': dict(
         dataset='MKG-W', model='rotate',

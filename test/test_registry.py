@@ -192,6 +192,7 @@ def test_model_registry():
     from torch_mmkg.nn import MODELS, RotatE, TuckER
     assert isinstance(MODELS, Registry) and MODELS.kind == 'model'
     assert MODELS.names() == ['transe', 'distmult', 'complex', 'rotate', 'pairre', 'tucker',
-                              'native', 'tbkgc', 'momok', 'lbmkgc', 'vbkgc']
+                              'native', 'tbkgc', 'momok', 'lbmkgc', 'vbkgc', 'literale', 'kbln',
+                              'ikrl', 'qeb', 'transae', 'mmkrl']
     assert MODELS['RotatE'] is MODELS['ROTATE'] is MODELS['rotate'] is RotatE
     assert MODELS['Tuck-ER'] is TuckER and MODELS.lookup(RotatE) == 'rotate'

@@ -16,6 +16,7 @@ from torch_mmkg.nn.interactions import (ComplExInteraction, DistMultInteraction,
                                         MultiViewInteraction, PairREInteraction,
                                         RotatEInteraction, TransEInteraction,
                                         TuckERInteraction)
+from torch_mmkg.nn.interactions import WeightedMultiViewInteraction
 from torch_mmkg.nn.loss import BCELoss, MarginRankingLoss, SoftmaxCrossEntropyLoss
 from torch_mmkg.testing import (FusionCase, InteractionCase, ModelCase, RegimeCase,
                                 missing_cases)
@@ -222,6 +223,71 @@ class TestMultiViewWeighted(InteractionCase):
         x = self.make_inputs(self.B, self.K, self.N)
         parts = [self.interaction(x.h, x.r, x.t, terms=g) for g in ('a', 'b')]
         torch.testing.assert_close(parts[0] + parts[1], self.interaction(x.h, x.r, x.t))
+
+
+class TestWeightedMultiViewQEB(InteractionCase):
+    r"""QEB's ten TransE terms over two entity views and two relation views, averaged,
+    gamma - E (zjukg's version): written out from the card, not from QEB_TERMS."""
+    cls = WeightedMultiViewInteraction
+    #: (head, relation, tail) as view names: s, m, 'sm' = s + m; r, rm.
+    terms = (('s', 'r', 's'), ('m', 'r', 's'), ('s', 'r', 'm'), ('m', 'r', 'm'),
+             ('sm', 'r', 'sm'), ('m', 'rm', 'm'), ('sm', 'rm', 'sm'), ('s', 'rm', 's'),
+             ('m', 'rm', 's'), ('s', 'rm', 'm'))
+
+    def make(self):
+        from torch_mmkg.nn.models.qeb import QEB_TERMS
+        return WeightedMultiViewInteraction(TransEInteraction(1.0, margin=6.0), QEB_TERMS,
+                                            reduce='mean').double().eval()
+
+    def entity_shape(self):
+        return (2, D)
+
+    def relation_shape(self):
+        return (2 * D, )
+
+    def naive(self, h, r, t):
+        ent = lambda x, v: {'s': x[0], 'm': x[1], 'sm': x[0] + x[1]}[v]  # noqa: E731
+        rel = {'r': r[:D], 'rm': r[D:]}
+        return sum(_transe(ent(h, a), rel[c], ent(t, b), 1, 6.0)
+                   for a, c, b in self.terms) / 10
+
+
+class TestWeightedMultiViewEvalTerms(InteractionCase):
+    r"""IKRL's four energies, weighted, of which evaluation mode scores the image-image one
+    only (the original code's ranking energy)."""
+    cls = WeightedMultiViewInteraction
+
+    def make(self):
+        from torch_mmkg.nn.models.ikrl import IKRL_TERMS
+        return WeightedMultiViewInteraction(TransEInteraction(2.0), IKRL_TERMS,
+                                            weights=(1.0, 0.5, 2.0, 3.0),
+                                            eval_terms=(1, )).double().eval()
+
+    def entity_shape(self):
+        return (2, D)
+
+    def naive(self, h, r, t):
+        return 0.5 * _transe(h[1], r, t[1], 2, 0.0)
+
+    def test_training_mode_scores_every_term(self):
+        x = self.make_inputs(self.B, self.K, self.N)
+        self.interaction.train()
+        want = [1.0 * _transe(x.h[b][0], x.r[b], x.t[b][0], 2, 0.0)
+                + 0.5 * _transe(x.h[b][1], x.r[b], x.t[b][1], 2, 0.0)
+                + 2.0 * _transe(x.h[b][0], x.r[b], x.t[b][1], 2, 0.0)
+                + 3.0 * _transe(x.h[b][1], x.r[b], x.t[b][0], 2, 0.0) for b in range(self.B)]
+        torch.testing.assert_close(self.interaction(x.h, x.r, x.t),
+                                   torch.tensor(want, dtype=torch.float64))
+
+    def test_groups_in_evaluation_mode(self):
+        r"""A group scores its active terms only: d(i, i) for the unimodal group, zero for
+        the cross-modal one (twins negatives in evaluation mode)."""
+        x = self.make_inputs(self.B, self.K, self.N)
+        f = self.interaction
+        torch.testing.assert_close(f(x.h, x.r, x.t, terms='unimodal'), f(x.h, x.r, x.t))
+        assert torch.equal(f(x.h, x.r, x.t, terms='crossmodal'), torch.zeros(self.B).double())
+        with pytest.raises(ValueError, match="no term of group 'joint'"):
+            f(x.h, x.r, x.t, terms='joint')
 
 
 class _Ensemble(InteractionCase):
@@ -550,6 +616,174 @@ class TestVBKGCUnnormalized(ModelCase):
     name = 'vbkgc'
     multimodal = True
     kwargs = dict(normalize=False)
+
+
+def _literal_features(N):
+    r"""A numeric table in this library's [values | presence] layout (4 attributes, some
+    missing per attribute, entities 0 and 5 without any) and a dense 'text' vector with
+    holes, for the literal models."""
+    gen = torch.Generator().manual_seed(2024)
+    k = torch.arange(N)
+    present = torch.rand(N, 4, generator=gen) > 0.35
+    present[k % 5 == 0] = False
+    values = torch.randn(N, 4, generator=gen) * present
+    return ({'numeric': torch.cat([values, present.float()], dim=1),
+             'text': torch.randn(N, 5, generator=gen)},
+            {'numeric': present.any(dim=1), 'text': k % 4 != 1})
+
+
+def _train_edge_index(N, E=30):
+    gen = torch.Generator().manual_seed(7)
+    return torch.randint(0, N, (2, E), generator=gen)
+
+
+class _LiteralCase(ModelCase):
+    multimodal = True
+
+    def make_features(self):
+        return _literal_features(self.num_nodes)
+
+
+class TestLiteralE(_LiteralCase):
+    r"""DistMult with the gate (the paper's LiteralE), entities without literals masked."""
+    name = 'literale'
+
+
+class TestLiteralEComplEx(_LiteralCase):
+    r"""ComplEx: one gate per part."""
+    name = 'literale'
+    kwargs = dict(base='complex')
+
+
+class TestLiteralELinear(_LiteralCase):
+    r"""The linear g_lin."""
+    name = 'literale'
+    kwargs = dict(gate=False)
+
+
+class TestLiteralEUnmasked(_LiteralCase):
+    r"""The original: entities without literals gated with l = 0."""
+    name = 'literale'
+    kwargs = dict(mask_missing=False)
+
+
+class TestLiteralEPresenceInput(_LiteralCase):
+    r"""Presence indicators appended to the literal vector."""
+    name = 'literale'
+    kwargs = dict(presence_input=True)
+
+
+class TestLiteralEInverse(_LiteralCase):
+    r"""ComplEx with inverse relations for head queries."""
+    name = 'literale'
+    kwargs = dict(base='complex', inverse_relations=True)
+
+
+class TestKBLN(_LiteralCase):
+    r"""RBF terms only where both entities have the attribute (the default)."""
+    name = 'kbln'
+    kwargs = dict(train_edge_index=_train_edge_index(20))
+
+
+class TestKBLNUnmasked(_LiteralCase):
+    r"""The original: every attribute, missing ones as 0."""
+    name = 'kbln'
+    kwargs = dict(train_edge_index=_train_edge_index(20), mask_missing=False)
+
+
+def _instance_features(N):
+    r"""Modality 'image' as three instances per entity with holes (entity 0 has none, some
+    have one or two), 'text' as one vector per entity."""
+    gen = torch.Generator().manual_seed(4321)
+    image = torch.randn(N, 3, 6, generator=gen)
+    k = torch.arange(N)
+    mask = torch.stack([k % 3 != 0, k % 2 == 0, k % 5 == 1], dim=1)
+    mask[0] = False
+    return ({'image': image, 'text': torch.randn(N, 5, generator=gen)},
+            {'image': mask, 'text': k % 4 != 1})
+
+
+class TestIKRL(ModelCase):
+    r"""The four energies in training and evaluation (the tables' re-implementation)."""
+    name = 'ikrl'
+    multimodal = True
+
+
+class TestIKRLImageEnergy(ModelCase):
+    r"""The original code's ranking energy d(i, i) in evaluation mode, one hinge per energy
+    in training."""
+    name = 'ikrl'
+    multimodal = True
+    kwargs = dict(test_energy='image', per_term_loss=True)
+
+
+class TestIKRLZjukg(ModelCase):
+    r"""zjukg's version: normalised TransE terms, W x + b on fine-tuned features."""
+    name = 'ikrl'
+    multimodal = True
+    kwargs = dict(normalize=True, projection_bias=True, trainable_features=True)
+
+
+class TestIKRLInstances(ModelCase):
+    r"""Attention over several images per entity ([N, K, F] features, [N, K] masks)."""
+    name = 'ikrl'
+    multimodal = True
+
+    def make_features(self):
+        return _instance_features(self.num_nodes)
+
+
+class TestIKRLInstancesMean(TestIKRLInstances):
+    r"""The mean of an entity's images (IKRL (AVG)), one hinge per energy."""
+    kwargs = dict(multi_image_attention=False, per_term_loss=True)
+
+
+class TestQEB(ModelCase):
+    r"""The original: the ten energies summed, tanh dense layer."""
+    name = 'qeb'
+    multimodal = True
+
+
+class TestQEBZjukg(ModelCase):
+    r"""zjukg's version: the mean of the ten normalised energies, gamma - E, a linear layer on
+    fine-tuned features."""
+    name = 'qeb'
+    multimodal = True
+    kwargs = dict(aggregate='mean', score_margin=6.0, activation='linear', normalize=True,
+                  trainable_features=True)
+
+
+class TestTransAE(ModelCase):
+    r"""The autoencoder's code as the entity; missing rows as the original's fixed noise."""
+    name = 'transae'
+    multimodal = True
+
+
+class TestTransAEMasked(ModelCase):
+    r"""Missing rows as zeros in the encoder, left out of the reconstruction."""
+    name = 'transae'
+    multimodal = True
+    kwargs = dict(missing='mask', modality_channels=3)
+
+
+class TestTransAENoAutoencoder(ModelCase):
+    r"""The comparison tables' TransE-like re-implementation (a free entity table)."""
+    name = 'transae'
+    multimodal = True
+    kwargs = dict(autoencoder=False, normalize=True)
+
+
+class TestMMKRL(ModelCase):
+    r"""Four energies over the views [e, e'_h, e'_t, m], with the alignment term."""
+    name = 'mmkrl'
+    multimodal = True
+
+
+class TestMMKRLUnmasked(ModelCase):
+    r"""Missing rows as stored, frozen features, no alignment."""
+    name = 'mmkrl'
+    multimodal = True
+    kwargs = dict(mask_missing=False, trainable_features=False, alignment_weight=0.0)
 
 
 # Regimes ######################################################################################

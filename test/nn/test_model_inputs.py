@@ -91,9 +91,21 @@ BAD_HYPERPARAMETERS = {
     'alignment_weight': [-0.1, NAN, INF],
     'alignment_temperature': [0.0, -1.0, INF, NAN],
     'loss_aggregate': ['sum'],
+    'base': ['transe', None],
+    'literal_presence': ['mask', None],
+    'literal_normalization': ['zscore', None],
+    'test_energy': ['image_only', None],
+    'aggregate': ['max', None],
+    'score_margin': [NAN, INF, '1'],
+    'activation': ['relu', None],
+    'ranking_weight': [-0.1, NAN, INF],
+    'reconstruction_weight': [-1.0, NAN, '1'],
+    'modality_channels': [0, 2.5, True],
+    'missing': ['zeros', None],
 }
 #: Arguments with no numeric constraint to check here (flags, objects, name lists).
 FREE = {'loss', 'features', 'masks', 'scorers'}
+FREE |= {'train_edge_index'}  # KBLN: the training triples' heads and tails
 
 
 def hyperparameters(cls):

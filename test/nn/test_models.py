@@ -88,11 +88,19 @@ def test_entity_and_relation_widths():
               'rotate': (2 * D, D), 'pairre': (D, 2 * D), 'tucker': (D, D),
               'native': (2 * D, D), 'tbkgc': (D, D), 'momok': (D, 256),  # d_r: the authors' r_dim
               'lbmkgc': (2 * D, D), 'vbkgc': (D, D)}
+    widths.update({'ikrl': (D, D), 'qeb': (D, 2 * D)})  # QEB: [r, r_m]
+    widths.update({'literale': (D, D), 'kbln': (D, D + 11)})  # KBLN: [r, w_r], 6 + 5 columns
+    widths.update({'transae': (D, D), 'mmkrl': (D, D)})  # TransAE: the code is the entity
     assert set(widths) == set(MODELS)
     for name, (de, dr) in widths.items():
         model = make(name)
+        if model.node_emb is None:  # TransAE: no entity table, the autoencoder's code
+            assert model.code().shape == (N, de) and model.rel_emb.weight.shape == (R, dr)
+            continue
         assert model.node_emb.weight.shape == (N, de)
         rows = 2 * R if name in ONE_TO_N else R
+        if name in ('literale', 'kbln'):  # 1-N with the relation itself for head queries
+            rows = R
         if name == 'momok':  # one relation table per modality slot
             assert model.rel_emb.shape == (len(model.slots), rows, dr)
         else:
@@ -159,6 +167,11 @@ def test_loss(name, explicit, single_thread):
     loss = model.loss(h, r, t, negatives)
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
+    if model.node_emb is None:  # TransAE: the autoencoder's code is the entity
+        assert all(p.grad is not None and torch.isfinite(p.grad).all()
+                   for p in model.representation.parameters())
+        assert model.rel_emb.weight.grad.abs().sum() > 0
+        return
     for emb in (model.node_emb, model.rel_emb):
         grad = emb.weight.grad
         assert grad is not None and torch.isfinite(grad).all()
@@ -332,6 +345,7 @@ def _with_features(name, image):
     masks = {'image': torch.ones(N, dtype=torch.bool), 'text': torch.arange(N) % 4 != 1}
     # MoMoK fine-tunes its feature tables by default: then the state dict holds them.
     kwargs = {'finetune_features': False} if name == 'momok' else {}
+    kwargs = {'trainable_features': False} if name == 'mmkrl' else kwargs  # likewise
     return MODELS[name](N, R, D, features=features, masks=masks, **kwargs)
 
 

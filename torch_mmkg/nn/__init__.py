@@ -16,6 +16,10 @@ from .interactions import (Interaction, TransEInteraction, DistMultInteraction,
 from .kge import (KGEModel, EmbeddingKGEModel, FeatureMismatchWarning, TransE, DistMult,
                   ComplEx, RotatE, PairRE, TuckER)
 from .models import NATIVE, TBKGC, MoMoK, LBMKGC, VBKGC
+from .models import LiteralE, KBLN
+from .models import IKRL, QEB
+from .interactions import WeightedMultiViewInteraction
+from .models import TransAE, MMKRL
 from .models._modalities import FromDataMixin
 from .representation import EntityRepresentation, ExpertRepresentation
 from .regimes import REGIMES, NegativeSampling, OneToN
@@ -39,6 +43,12 @@ MODELS.register('tbkgc', TBKGC)
 MODELS.register('momok', MoMoK)
 MODELS.register('lbmkgc', LBMKGC)
 MODELS.register('vbkgc', VBKGC)
+MODELS.register('literale', LiteralE)
+MODELS.register('kbln', KBLN)
+MODELS.register('ikrl', IKRL)
+MODELS.register('qeb', QEB)
+MODELS.register('transae', TransAE)
+MODELS.register('mmkrl', MMKRL)
 
 __all__ = [
     'EntityRepresentation',
@@ -47,6 +57,7 @@ __all__ = [
     'ContextGatedFusion',
     'SumFusion',
     'MultiViewInteraction',
+    'WeightedMultiViewInteraction',
     'EnsembleInteraction',
     'NegativeSampling',
     'OneToN',
@@ -83,6 +94,12 @@ __all__ = [
     'MoMoK',
     'LBMKGC',
     'VBKGC',
+    'LiteralE',
+    'KBLN',
+    'IKRL',
+    'QEB',
+    'TransAE',
+    'MMKRL',
     'SelfAdversarialLoss',
     'MarginRankingLoss',
     'SoftplusLoss',

@@ -9,6 +9,7 @@ from .rotate import RotatEInteraction
 from .pairre import PairREInteraction
 from .tucker import TuckERInteraction
 from .multiview import MultiViewInteraction, TBKGC_TERMS
+from .weighted_multiview import WeightedMultiViewInteraction
 from .ensemble import EnsembleInteraction
 
 #: The interactions by name (case-insensitive).
@@ -33,5 +34,6 @@ __all__ = [
     'TuckERInteraction',
     'MultiViewInteraction',
     'TBKGC_TERMS',
+    'WeightedMultiViewInteraction',
     'EnsembleInteraction',
 ]

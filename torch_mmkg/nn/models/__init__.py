@@ -4,6 +4,12 @@ from .tbkgc import TBKGC
 from .momok import MoMoK
 from .lbmkgc import LBMKGC
 from .vbkgc import VBKGC
+from .literale import LiteralE
+from .kbln import KBLN
+from .ikrl import IKRL
+from .qeb import QEB
+from .transae import TransAE
+from .mmkrl import MMKRL
 
 __all__ = [
     'NATIVE',
@@ -11,4 +17,10 @@ __all__ = [
     'MoMoK',
     'LBMKGC',
     'VBKGC',
+    'LiteralE',
+    'KBLN',
+    'IKRL',
+    'QEB',
+    'TransAE',
+    'MMKRL',
 ]
