@@ -1,5 +1,5 @@
 r"""LBMKGC against RotatE and the ablations of LBMKGC's Table 2 (w/o LvMC, w/o CMoA, w/o
-CGuAF), on MKG-Y or DB15K with our real features, the same settings and number of epochs
+CGuAF, w/o e_s), on MKG-Y or DB15K with our real features, the same settings and number of epochs
 for every row.
 
     python benchmark/lbmkgc_ablation.py --dataset DB15K --epochs 12       # CPU budget
@@ -17,10 +17,15 @@ The stages, as the paper orders them:
    translator is measured first (``completion_cosine``).
 2. **CMoA**: a :class:`~torch_mmkg.nn.CrossModalAlignment` is fit on the entities that
    originally have both modalities, and replaces every modality by its aligned features.
-3. **CGuAF**: :class:`~torch_mmkg.nn.LBMKGC`; "w/o CGuAF" is its mean fusion.
+3. **CGuAF**: :class:`~torch_mmkg.nn.LBMKGC`; "w/o CGuAF" is its mean fusion, "w/o e_s"
+   leaves the structural embedding out of the fusion (``use_structure=False``).
+
+"w/o LvMC" is the paper's: the missing rows get random vectors with the statistics of the
+present ones (:class:`~torch_mmkg.transforms.RandomFillModality`) and are aligned and fused
+like real ones; ``wo_lvmc_masked`` instead leaves them missing (masked out of the fusion).
 
 MKG-Y has one modality (text, for every entity): nothing to complete or align, so only the
-full model, w/o CGuAF and RotatE run there. ``joint_cmoa`` trains CMoA as an auxiliary loss
+full model, w/o CGuAF, w/o e_s and RotatE run there. ``joint_cmoa`` trains CMoA as an auxiliary loss
 inside LBMKGC instead of as a stage. Every run trains with
 :class:`~torch_mmkg.training.Trainer` (self-adversarial negative sampling), selects its
 checkpoint on the cleaned validation split and is tested filtered on both sides (realistic
@@ -37,7 +42,7 @@ from torch_mmkg.data.mmkg import get_modalities
 from torch_mmkg.datasets import DB15K, MKGY
 from torch_mmkg.nn import LBMKGC, CrossModalAlignment, RotatE
 from torch_mmkg.training import TrainConfig, seed_everything
-from torch_mmkg.transforms import CompleteModality, DropModality
+from torch_mmkg.transforms import CompleteModality, DropModality, RandomFillModality
 
 from _runs import Summary
 
@@ -106,6 +111,7 @@ if multi:
             g = CompleteModality(m, TranslatorCompleter(seed=args.seed, progress=False))(g)
         return g
     completed = stage('lvmc', complete)
+    filled = RandomFillModality(modalities, seed=args.seed)(data)
     summary['completed_rows'] = {m: int(completed[ENTITY][f'completed_{m}'].sum())
                                  for m in modalities}
     # CMoA: fit on the original pairs, applied to the raw and to the completed graph
@@ -116,6 +122,7 @@ if multi:
     summary['cmoa'] = {'val_loss_first': hist['val'][0], 'val_loss_best': min(hist['val']),
                        'temperature': float(align.temperature)}
     graphs.update(completed=completed, aligned=align.transform(data),
+                  filled_aligned=align.transform(filled),
                   completed_aligned=align.transform(completed))
 
 
@@ -131,14 +138,17 @@ RUNS = {'rotate': ('raw', lambda: RotatE(N, R, args.dim, margin=margin,
 if multi:
     RUNS.update({
         'lbmkgc': ('completed_aligned', lbmkgc('completed_aligned')),
-        'wo_lvmc': ('aligned', lbmkgc('aligned')),
+        'wo_lvmc': ('filled_aligned', lbmkgc('filled_aligned')),
+        'wo_lvmc_masked': ('aligned', lbmkgc('aligned')),
         'wo_cmoa': ('completed', lbmkgc('completed')),
         'wo_cguaf': ('completed_aligned', lbmkgc('completed_aligned', fusion='mean')),
+        'wo_es': ('completed_aligned', lbmkgc('completed_aligned', use_structure=False)),
         'joint_cmoa': ('completed', lbmkgc('completed', alignment_weight=args.alignment_weight)),
     })
 else:
     RUNS.update({'lbmkgc': ('raw', lbmkgc('raw')),
-                 'wo_cguaf': ('raw', lbmkgc('raw', fusion='mean'))})
+                 'wo_cguaf': ('raw', lbmkgc('raw', fusion='mean')),
+                 'wo_es': ('raw', lbmkgc('raw', use_structure=False))})
 unknown = sorted(set(args.only or []) - set(RUNS))
 if unknown:
     parser.error(f"unknown runs {unknown}; known: {list(RUNS)}")
