@@ -16,12 +16,15 @@ STRUCTURE = 'structure'
 def register_modalities(module: torch.nn.Module, num_nodes: int,
                         features: Mapping[str, Tensor],
                         masks: Optional[Mapping[str, Tensor]] = None,
-                        reserved: Sequence[str] = (), trainable: bool = False) -> List[str]:
+                        reserved: Sequence[str] = (), trainable: bool = False,
+                        instances: bool = False) -> List[str]:
     r"""Validates per-modality entity features :obj:`[N, F_m]` and bool masks :obj:`[N]` and
     registers them on :obj:`module` as :obj:`x_{m}` (a non-persistent buffer, or with
     :obj:`trainable` a parameter initialised from the features) and the non-persistent
-    buffer :obj:`mask_{m}`; returns the modality names in order. Every error names the
-    modality and what is wrong with it."""
+    buffer :obj:`mask_{m}`; returns the modality names in order. With :obj:`instances` a
+    modality may also hold :math:`K` float vectors per entity, :obj:`[N, K, F_m]` with a mask
+    :obj:`[N, K]` (e.g. several images). Every error names the modality and what is wrong
+    with it."""
     masks = dict(masks or {})
     names = list(features)
     unknown = sorted(set(masks) - set(names))
@@ -35,21 +38,33 @@ def register_modalities(module: torch.nn.Module, num_nodes: int,
         if m in reserved:
             raise ValueError(f"'{m}' is a reserved name here ({list(reserved)}); rename "
                              f"that modality")
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(0) != num_nodes:
-            raise ValueError(f"features of '{m}' must be [{num_nodes}, F], got "
-                             f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
-        if x.size(1) < 1:
-            raise ValueError(f"features of '{m}' have no columns")
+        if instances:
+            if (not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.size(0) != num_nodes
+                    or not x.is_floating_point()):
+                raise ValueError(f"features of '{m}' must be a float [{num_nodes}, F] tensor "
+                                 f"(one vector per entity) or [{num_nodes}, K, F] (K "
+                                 f"instances, e.g. images, per entity), got "
+                                 f"{getattr(x, 'dtype', type(x).__name__)} "
+                                 f"{tuple(getattr(x, 'shape', ()))}")
+            if x.size(-1) < 1 or (x.dim() == 3 and x.size(1) < 1):
+                raise ValueError(f"features of '{m}' are empty: {tuple(x.shape)}")
+        else:
+            if not isinstance(x, Tensor) or x.dim() != 2 or x.size(0) != num_nodes:
+                raise ValueError(f"features of '{m}' must be [{num_nodes}, F], got "
+                                 f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
+            if x.size(1) < 1:
+                raise ValueError(f"features of '{m}' have no columns")
         if not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).any(dim=1).nonzero().view(-1)
-            raise ValueError(f"features of '{m}' contain NaN or Inf (rows "
+            bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().view(-1)
+            raise ValueError(f"features of '{m}' contain NaN or Inf "
+                             f"({'entities' if instances else 'rows'} "
                              f"{bad[:5].tolist()}{'...' if bad.numel() > 5 else ''})")
         mask = masks.get(m)
         if mask is None:
-            mask = torch.ones(num_nodes, dtype=torch.bool, device=x.device)
-        if (not isinstance(mask, Tensor) or mask.shape != (num_nodes, )
+            mask = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+        if (not isinstance(mask, Tensor) or mask.shape != x.shape[:-1]
                 or mask.dtype != torch.bool):
-            raise ValueError(f"mask of '{m}' must be a [{num_nodes}] bool tensor, got "
+            raise ValueError(f"mask of '{m}' must be a {list(x.shape[:-1])} bool tensor, got "
                              f"{getattr(mask, 'dtype', type(mask).__name__)} "
                              f"{tuple(getattr(mask, 'shape', ()))}")
         if trainable:

@@ -1,4 +1,4 @@
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -12,7 +12,7 @@ from torch_mmkg.nn.interactions.weighted_multiview import WeightedMultiViewInter
 from torch_mmkg.nn.kge.base import KGEModel
 from torch_mmkg.nn.loss import MarginRankingLoss
 from torch_mmkg.nn.regimes import ScoredBatch
-from torch_mmkg.nn.representation import STRUCTURE, EntityRepresentation
+from torch_mmkg.nn.representation import STRUCTURE, EntityRepresentation, register_modalities
 from torch_mmkg.nn.validation import check_sizes, choice, real
 from ._modalities import FromDataMixin, features_from_data
 
@@ -25,54 +25,6 @@ IKRL_TERMS = (((1, 0), (1, 0), 'unimodal'), ((0, 1), (0, 1), 'unimodal'),
               ((1, 0), (0, 1), 'crossmodal'), ((0, 1), (1, 0), 'crossmodal'))
 #: The names of :data:`IKRL_TERMS`, in order.
 IKRL_TERM_NAMES = ('ss', 'ii', 'si', 'is')
-
-
-def _register_instances(module: torch.nn.Module, num_nodes: int,
-                        features: Mapping[str, Tensor],
-                        masks: Optional[Mapping[str, Tensor]], trainable: bool) -> List[str]:
-    r"""Validates per-modality features, one vector :obj:`[N, F]` (mask :obj:`[N]`) or
-    :math:`K` instances :obj:`[N, K, F]` (mask :obj:`[N, K]`) per entity, and registers them
-    as :obj:`x_{m}` (a non-persistent buffer, or a parameter with :obj:`trainable`) and the
-    non-persistent buffer :obj:`mask_{m}`; every error names the modality."""
-    masks = dict(masks or {})
-    names = list(features)
-    unknown = sorted(set(masks) - set(names))
-    if unknown:
-        raise ValueError(f"masks given for modalities {unknown} without features (have "
-                         f"{names})")
-    for m, x in features.items():
-        if not isinstance(m, str) or not m or '.' in m:
-            raise ValueError(f"modality names must be non-empty strings without '.', "
-                             f"got {m!r}")
-        if m == STRUCTURE:
-            raise ValueError(f"'{m}' is a reserved name here; rename that modality")
-        if (not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.size(0) != num_nodes
-                or not x.is_floating_point()):
-            raise ValueError(f"features of '{m}' must be a float [{num_nodes}, F] tensor (one "
-                             f"vector per entity) or [{num_nodes}, K, F] (K instances, e.g. "
-                             f"images, per entity), got "
-                             f"{getattr(x, 'dtype', type(x).__name__)} "
-                             f"{tuple(getattr(x, 'shape', ()))}")
-        if x.size(-1) < 1 or (x.dim() == 3 and x.size(1) < 1):
-            raise ValueError(f"features of '{m}' are empty: {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().view(-1)
-            raise ValueError(f"features of '{m}' contain NaN or Inf (entities "
-                             f"{bad[:5].tolist()}{'...' if bad.numel() > 5 else ''})")
-        mask = masks.get(m)
-        if mask is None:
-            mask = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
-        if (not isinstance(mask, Tensor) or mask.shape != x.shape[:-1]
-                or mask.dtype != torch.bool):
-            raise ValueError(f"mask of '{m}' must be a {list(x.shape[:-1])} bool tensor, got "
-                             f"{getattr(mask, 'dtype', type(mask).__name__)} "
-                             f"{tuple(getattr(mask, 'shape', ()))}")
-        if trainable:
-            module.register_parameter(f'x_{m}', torch.nn.Parameter(x.detach().float().clone()))
-        else:
-            module.register_buffer(f'x_{m}', x.float(), persistent=False)
-        module.register_buffer(f'mask_{m}', mask.to(x.device), persistent=False)
-    return names
 
 
 class InstanceAttentionRepresentation(EntityRepresentation):
@@ -127,8 +79,8 @@ class InstanceAttentionRepresentation(EntityRepresentation):
         self.num_nodes, self.channels = int(num_nodes), int(channels)
         if not features:
             raise ValueError("an instance representation needs at least one modality")
-        self.modalities = _register_instances(self, num_nodes, features, masks,
-                                              bool(trainable_features))
+        self.modalities = register_modalities(self, num_nodes, features, masks, (STRUCTURE, ),
+                                              bool(trainable_features), instances=True)
         self.attention = bool(attention)
         self.mask_missing = bool(mask_missing)
         self.init = torch.nn.init.xavier_uniform_
