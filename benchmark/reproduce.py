@@ -23,7 +23,9 @@ smaller dimensions, larger learning rates. The paper's number is printed beside 
 orientation only.
 """
 import argparse
+import concurrent.futures
 import fcntl
+import multiprocessing
 import os
 import os.path as osp
 import platform
@@ -34,7 +36,8 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import torch
 
 sys.path.insert(0, osp.dirname(osp.realpath(__file__)))
-from _runs import METRICS, Summary  # noqa: E402
+from _runs import METRICS, Summary, train_run  # noqa: E402
+from graphs import load_graph, save_graph  # noqa: E402
 
 from torch_mmkg.data import ENTITY, KnownTriples, get_triples  # noqa: E402
 from torch_mmkg.datasets import DATASETS  # noqa: E402
@@ -64,6 +67,33 @@ ONE_N_TRAIN = {'batch_size': 512, 'lr': 1e-2, 'regime': '1-n', 'loss': 'softmax'
 MOMOK = {'hidden_channels': 64}
 
 
+def baselines(dataset: str) -> Dict[str, Method]:
+    r"""The baselines of the field (issue 16) on :obj:`dataset`: each on the budget settings of
+    its score function's family (TransE energies with negative sampling, DistMult, ComplEx and
+    TuckER 1-N), with every modality the graph has."""
+    dim = {'hidden_channels': 64}
+    rows = {
+        'distmult': Method('distmult', dict(dim), dict(ONE_N_TRAIN), None, 'DistMult'),
+        'complex': Method('complex', dict(dim), dict(ONE_N_TRAIN), None, 'ComplEx'),
+        'ikrl': Method('ikrl', dict(dim), dict(NS_TRAIN), 'transe', 'IKRL (four energies)'),
+        'transae': Method('transae', dict(dim), dict(NS_TRAIN), 'transe', 'TransAE'),
+        'mmkrl': Method('mmkrl', dict(dim), dict(NS_TRAIN), 'transe', 'MMKRL'),
+        'qeb': Method('qeb', dict(dim), dict(NS_TRAIN), 'transe', 'QEB'),
+    }
+    if dataset == 'DB15K':  # numeric attributes: LiteralE's and KBLN's input
+        rows['literale'] = Method('literale', dict(dim, modalities=['numeric']),
+                                  dict(ONE_N_TRAIN), 'distmult', 'LiteralE (gated, DistMult)')
+        # KBLN's one-vs-all costs ~80 CPU minutes per epoch on DB15K: negative sampling
+        rows['kbln'] = Method('kbln', dict(dim, modalities=['numeric']),
+                              dict(NS_TRAIN, regime='negative_sampling'), 'distmult',
+                              'KBLN (negative sampling)')
+    else:  # no numeric literals: the text vector as the literal (LiteralE's text variant)
+        rows['literale'] = Method('literale', dict(dim, modalities=['text']),
+                                  dict(ONE_N_TRAIN), 'distmult',
+                                  'LiteralE (gated, DistMult, text literals)')
+    return rows
+
+
 def methods(dataset: str) -> Dict[str, Method]:
     r"""The rows of :obj:`dataset`: backbones first, then the multi-modal methods."""
     gamma = {'DB15K': 12.0}.get(dataset, 4.0)
@@ -91,16 +121,27 @@ def methods(dataset: str) -> Dict[str, Method]:
         'vbkgc': Method('vbkgc', {'hidden_channels': 64}, dict(NS_TRAIN, twins=True), 'transe',
                         'VBKGC + twins'),
         'momok': Method('momok', dict(MOMOK), dict(ONE_N_TRAIN), 'tucker', 'MoMoK'),
+        **baselines(dataset),
     }
 
 
 #: Test MRR (%) in the papers' tables (NATIVE's Table 1 for the structural and earlier
-#: multi-modal rows, MoMoK's Table 1 for TuckER, LBMKGC's Table 1, VBKGC's Table 2).
+#: multi-modal rows, MoMoK's Table 1 for TuckER, LBMKGC's Table 1, VBKGC's Table 2; for the
+#: baselines of issue 16 MoMoK's Table 1, KBGAN from NATIVE's Table 2, AdaMF-MAT and MyGO from
+#: LBMKGC's Table 1).
 PAPER = {
     'DB15K': {'rotate': 29.28, 'transe': 24.86, 'tucker': 33.86, 'native_comat': 37.16,
-              'lbmkgc': 37.23, 'tbkgc': 28.40, 'vbkgc': 30.61, 'momok': 39.57},
+              'lbmkgc': 37.23, 'tbkgc': 28.40, 'vbkgc': 30.61, 'momok': 39.57,
+              'distmult': 23.03, 'complex': 27.48, 'ikrl': 26.82, 'transae': 28.09,
+              'mmkrl': 26.81, 'rsme': 29.76, 'otkge': 23.86, 'mose': 28.38, 'imf': 32.25,
+              'qeb': 28.18, 'vista': 30.42, 'adamf': 32.51, 'adamf_mat': 35.14, 'mans': 28.82,
+              'mmrns': 32.68, 'kbgan': 25.73, 'mygo': 37.17},
     'MKG-W': {'rotate': 33.67, 'transe': 29.19, 'tucker': 29.59, 'native_comat': 36.58,
-              'lbmkgc': 38.46, 'tbkgc': 31.48, 'vbkgc': 30.61, 'momok': 35.89},
+              'lbmkgc': 38.46, 'tbkgc': 31.48, 'vbkgc': 30.61, 'momok': 35.89,
+              'distmult': 20.99, 'complex': 24.93, 'ikrl': 32.36, 'transae': 30.00,
+              'mmkrl': 30.10, 'rsme': 29.23, 'otkge': 34.36, 'mose': 33.34, 'imf': 34.50,
+              'qeb': 32.38, 'vista': 32.91, 'adamf': 34.27, 'adamf_mat': 35.77, 'mans': 30.88,
+              'mmrns': 35.03, 'kbgan': 29.47, 'mygo': 36.09},
     'MKG-Y': {'rotate': 34.95, 'transe': 30.73, 'tucker': 37.05, 'native_comat': 39.04,
               'lbmkgc': 40.03, 'tbkgc': 33.99, 'vbkgc': 37.04, 'momok': 37.91},
     'WN9-IMG': {'transe': 76.6, 'vbkgc_twins': 85.7},
@@ -116,6 +157,25 @@ def build_model(method: Method, data):
     if hasattr(cls, 'from_data'):
         return cls.from_data(data, dim, **args)
     return cls(data[ENTITY].num_nodes, data.num_relations, dim, **args)
+
+
+def _isolated_run(key: str, method: Method, graph: str, cfg: Dict[str, Any], seed: int,
+                  out: str) -> Dict[str, Any]:
+    # One run in a fresh process, so that its peak resident memory is its own.
+    data = load_graph(graph)
+    torch.manual_seed(seed)
+    model = build_model(method, data)
+    return {**train_run(key, model, data, TrainConfig.from_dict(cfg), out), 'isolated': True}
+
+
+def run_isolated(key: str, method: Method, graph: str, cfg: Dict[str, Any], seed: int,
+                 out: str) -> Dict[str, Any]:
+    r"""Trains one run in a fresh (spawned) process and returns its entry
+    (:func:`_runs.train_run`); the process reads the graph from :obj:`graph`, a file of
+    :func:`graphs.save_graph` (tensors and plain containers only)."""
+    ctx = multiprocessing.get_context('spawn')
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_isolated_run, key, method, graph, cfg, seed, out).result()
 
 
 def frequency_rows(summary: Summary, dataset: str, data, exclude_query_entity: bool = False):
@@ -144,6 +204,22 @@ def _cell(mean, std) -> str:
     return '—' if mean is None else f'{mean:.2f} ± {std:.2f}'
 
 
+def _cost(entries: List[Dict[str, Any]]) -> str:
+    # the median seconds per epoch and the largest peak memory over the seeds; in brackets
+    # what training added to the data and the model (runs in their own process only)
+    per_epoch = [e['seconds_per_epoch'] for e in entries if e.get('seconds_per_epoch')]
+    if not per_epoch:
+        return '— | —'
+    peak = max(e['peak_memory'].get('cuda_max_allocated_bytes',
+                                    e['peak_memory']['cpu_max_rss_bytes']) for e in entries)
+    gib = 1024 ** 3
+    added = [e['peak_memory']['cpu_max_rss_bytes'] - e['rss_before_training_bytes']
+             for e in entries if e.get('isolated')
+             and 'cuda_max_allocated_bytes' not in e['peak_memory']]
+    extra = f' (+{max(added) / 1024 ** 2:.0f} MiB)' if added else ''
+    return f'{statistics.median(per_epoch):.2f} | {peak / gib:.2f}{extra}'
+
+
 def _seeds(done: int, diverged: int, name: str) -> str:
     if name in FREQUENCY:
         return '—'
@@ -165,8 +241,9 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
     for dataset in datasets:
         lines += [f'**{dataset}**', '',
                   '| method | MRR | H@1 | H@3 | H@10 | MRR (optimistic) | paper MRR | epochs '
-                  '| seeds | beats backbone and both frequency rows |',
-                  '|---|---|---|---|---|---|---|---|---|---|']
+                  '| s/epoch | peak memory GiB (+ training) | seeds '
+                  '| beats backbone and both frequency rows |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|---|']
         rows: Dict[str, List[Dict[str, Any]]] = {}
         diverged: Dict[str, int] = {}
         for key, entry in summary.items():
@@ -203,6 +280,7 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
             lines.append(f"| {label} | {' | '.join(cells)} | "
                          f"{_cell(*_stats(entries, 'optimistic_mrr'))} | "
                          f"{'—' if paper is None else f'{paper:.2f}'} | {epochs:.0f} | "
+                         f"{_cost(entries)} | "
                          f"{_seeds(len(entries), diverged.get(name, 0), name)} | {verdict} |")
         lines.append('')
     return '\n'.join(lines)
@@ -224,6 +302,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--out', default=osp.join('runs', 'reproduce'))
     parser.add_argument('--device', default='auto')
     parser.add_argument('--table_only', action='store_true')
+    parser.add_argument('--isolate', action=argparse.BooleanOptionalAction, default=True,
+                        help='train every run in a fresh process, so that its peak memory '
+                             'is its own (default); --no-isolate trains in this process')
     args = parser.parse_args(argv)
 
     os.makedirs(args.out, exist_ok=True)
@@ -251,6 +332,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             data = DATASETS[dataset](osp.join(args.root, dataset))[0]
             frequency_rows(summary, dataset, data, args.exclude_query_entity)
             specs = methods(dataset)
+            graph = osp.join(args.out, f'{dataset}.graph.pt')  # what the run processes read
+            if args.isolate:
+                save_graph(data, graph)
             unknown = sorted(set(args.methods or ()) - set(specs))
             if unknown:
                 print(f"no method {unknown} on {dataset}; have {sorted(specs)}",
@@ -263,14 +347,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                     key = f'{dataset}/{name}/seed{seed}'
                     if key in summary:
                         continue
+                    cfg = {'epochs': args.epochs, 'max_minutes': args.minutes or None,
+                           'eval_every': args.eval_every, 'seed': seed, 'progress': False,
+                           'device': str(device),
+                           'exclude_query_entity': args.exclude_query_entity, **method.train}
+                    if args.isolate:
+                        summary.record(key, run_isolated(key, method, graph, cfg, seed,
+                                                         args.out))
+                        continue
                     torch.manual_seed(seed)
                     model = build_model(method, data)
-                    cfg = TrainConfig.from_dict({
-                        'epochs': args.epochs, 'max_minutes': args.minutes or None,
-                        'eval_every': args.eval_every, 'seed': seed, 'progress': False,
-                        'device': str(device),
-                        'exclude_query_entity': args.exclude_query_entity, **method.train})
-                    summary.run(key, model, data, cfg)  # records its minutes, writes
+                    summary.run(key, model, data, TrainConfig.from_dict(cfg))  # writes
     text = table(dict(summary), settings)
     with open(osp.join(args.out, 'table.md'), 'w') as f:
         f.write(text + '\n')
