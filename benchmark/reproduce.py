@@ -205,19 +205,26 @@ def _cell(mean, std) -> str:
 
 
 def _cost(entries: List[Dict[str, Any]]) -> str:
-    # the median seconds per epoch and the largest peak memory over the seeds; in brackets
-    # what training added to the data and the model (runs in their own process only)
+    # The median seconds per epoch, and the largest peak memory over the seeds of the runs
+    # that had a process of their own (a run in a shared process reports the process's peak
+    # so far), with in brackets what training added to the data and the model.
     per_epoch = [e['seconds_per_epoch'] for e in entries if e.get('seconds_per_epoch')]
     if not per_epoch:
         return '— | —'
-    peak = max(e['peak_memory'].get('cuda_max_allocated_bytes',
-                                    e['peak_memory']['cpu_max_rss_bytes']) for e in entries)
-    gib = 1024 ** 3
-    added = [e['peak_memory']['cpu_max_rss_bytes'] - e['rss_before_training_bytes']
-             for e in entries if e.get('isolated')
-             and 'cuda_max_allocated_bytes' not in e['peak_memory']]
-    extra = f' (+{max(added) / 1024 ** 2:.0f} MiB)' if added else ''
-    return f'{statistics.median(per_epoch):.2f} | {peak / gib:.2f}{extra}'
+    gib, mib = 1024 ** 3, 1024 ** 2
+    cuda = [e['peak_memory']['cuda_max_allocated_bytes'] for e in entries
+            if 'cuda_max_allocated_bytes' in e.get('peak_memory', {})]
+    own = [e for e in entries if e.get('isolated')]
+    if cuda:
+        memory = f'{max(cuda) / gib:.2f} (GPU)'
+    elif own:
+        peak = max(e['peak_memory']['cpu_max_rss_bytes'] for e in own)
+        added = max(e['peak_memory']['cpu_max_rss_bytes'] - e['rss_before_training_bytes']
+                    for e in own)
+        memory = f'{peak / gib:.2f} (+{added / mib:.0f} MiB)'
+    else:
+        memory = '—'
+    return f'{statistics.median(per_epoch):.2f} | {memory}'
 
 
 def _seeds(done: int, diverged: int, name: str) -> str:
