@@ -1,6 +1,7 @@
 from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Interaction
@@ -37,14 +38,29 @@ class EnsembleInteraction(Interaction):
             a joint scorer).
         relation_fusion (Fusion, optional): Fuses relation views likewise.
         joint_training (bool, optional): (default: :obj:`True`)
+        average (str, optional): What the combined score averages: :obj:`"probability"`
+            (the shifted mean of :math:`\sigma(\mathcal{S}_m)` above) or :obj:`"logit"` (the
+            mean of the logits :math:`\mathcal{S}_m`, MoSE's average inference); by default
+            the probabilities with :obj:`joint_training`, else the logits. Training scores
+            each view separately with :obj:`joint_training` either way.
+            (default: :obj:`None`)
+        decision_weights (bool, optional): Learned decision fusion (IMF): the scorers' votes
+            are weighted by :math:`\omega = \mathrm{softmax}(\mathbf{w})` (learnable
+            :math:`\mathbf{w}`, initially 0: equal weights), renormalised over the scorers
+            that judge a pair, and with :obj:`joint_training` :meth:`view_logits` adds the
+            fused view, the logit of :math:`\sum_m \omega_m \sigma(\mathcal{S}_m) /
+            \sum_m \omega_m`, whose loss trains :math:`\mathbf{w}`. (default: :obj:`False`)
     """
     uses_masks = True
 
     def __init__(self, views: Sequence[str], scorers: Mapping[str, Interaction],
                  entity_fusion: Optional[torch.nn.Module] = None,
                  relation_fusion: Optional[torch.nn.Module] = None,
-                 joint_training: bool = True):
+                 joint_training: bool = True, average: Optional[str] = None,
+                 decision_weights: bool = False):
         super().__init__()
+        if average not in (None, 'probability', 'logit'):
+            raise ValueError(f"average must be 'probability' or 'logit', got {average!r}")
         self.views = list(views)
         names = [v for v in self.views if v in scorers] + ([JOINT] if JOINT in scorers else [])
         unknown = sorted(set(scorers) - set(names))
@@ -56,6 +72,11 @@ class EnsembleInteraction(Interaction):
         self.names = tuple(names)
         self.active = self.names
         self.joint_training = bool(joint_training)
+        self.average = average or ('probability' if joint_training else 'logit')
+        if decision_weights:
+            self.decision_logits = torch.nn.Parameter(torch.zeros(len(names)))
+        else:
+            self.register_parameter('decision_logits', None)
         if JOINT in names:
             self.entity_fusion = entity_fusion
             self.relation_fusion = relation_fusion
@@ -64,6 +85,8 @@ class EnsembleInteraction(Interaction):
         self.entity_width, self.relation_width = first.entity_width, first.relation_width
 
     def reset_parameters(self):
+        if self.decision_logits is not None:
+            torch.nn.init.zeros_(self.decision_logits)
         if JOINT in self.names:
             self.entity_fusion.reset_parameters()
             self.relation_fusion.reset_parameters()
@@ -92,28 +115,74 @@ class EnsembleInteraction(Interaction):
                 rows = q_mask[..., i].nonzero().view(-1)
                 yield s, rows, q[rows, i], r[rows, i], i
 
-    def combine(self, parts: List[Part], shape: Tuple[int, ...]) -> Tensor:
-        r"""Averages the scorers' probabilities (or, without joint training, logits) over
-        the scorers that judge each pair; :obj:`parts` holds (rows, logits, candidate
+    def decision_weights(self) -> Optional[Tensor]:
+        r"""The learned decision weights :math:`\omega = \mathrm{softmax}(\mathbf{w})` of
+        the trained scorers (:obj:`None` without learned decision fusion)."""
+        if self.decision_logits is None:
+            return None
+        return torch.softmax(self.decision_logits, dim=0)
+
+    def _scorer_weights(self, names: Optional[Sequence[str]]) -> Optional[List[Tensor]]:
+        omega = self.decision_weights()
+        if omega is None or names is None:
+            return None
+        return [omega[self.names.index(s)] for s in names]
+
+    def combine(self, parts: List[Part], shape: Tuple[int, ...],
+                names: Optional[Sequence[str]] = None) -> Tensor:
+        r"""Averages the scorers' probabilities (or logits, see :obj:`average`) over
+        the scorers that judge each pair, weighted by the decision weights of the scorers
+        :obj:`names` where learned; :obj:`parts` holds (rows, logits, candidate
         weights)."""
         ref = parts[0][1]
         num = ref.new_zeros(shape)
         den = ref.new_zeros(shape)
-        for rows, logits, weight in parts:
-            value = torch.sigmoid(-logits) if self.joint_training else logits
-            if rows is None and weight is None:  # judges every pair: no [B, N] of ones
+        probability = self.average == 'probability'
+        omegas = self._scorer_weights(names) or [None] * len(parts)
+        for (rows, logits, weight), omega in zip(parts, omegas):
+            value = torch.sigmoid(-logits) if probability else logits
+            if rows is None and weight is None and omega is None:  # no [B, N] of ones
                 num, den = num + value, den + 1.0
                 continue
             w = torch.ones_like(value) if weight is None else weight.expand_as(value)
+            if omega is not None:
+                w = w * omega
             value = value * w
             if rows is None:
                 num, den = num + value, den + w
             else:
                 num, den = num.index_add(0, rows, value), den.index_add(0, rows, w)
-        if self.joint_training:  # nothing to judge a pair: probability 0, score -1
-            return -(num + (den == 0).to(num.dtype)) / den.clamp(min=1.0)
-        return torch.where(den > 0, num / den.clamp(min=1.0),
+        safe = torch.where(den > 0, den, torch.ones_like(den))
+        if probability:  # nothing to judge a pair: probability 0, score -1
+            return -(num + (den == 0).to(num.dtype)) / safe
+        return torch.where(den > 0, num / safe,
                            torch.full_like(num, torch.finfo(num.dtype).min))
+
+    def fused_logits(self, parts: List[Part], shape: Tuple[int, ...],
+                     names: Sequence[str]) -> Tensor:
+        r"""The logit of the decision-weighted mean probability :math:`p = \sum_{m \in
+        M_{ht}} \omega_m \sigma(\mathcal{S}_m) / \sum_{m \in M_{ht}} \omega_m`,
+        computed stably as :math:`\log \sum_m \omega_m \sigma(\mathcal{S}_m) - \log
+        \sum_m \omega_m \sigma(-\mathcal{S}_m)` (log-sum-exp over the judging scorers);
+        0 where no scorer judges."""
+        omegas = self._scorer_weights(names)
+        pos, neg = [], []
+        for (rows, logits, weight), omega in zip(parts, omegas):
+            judged = torch.ones_like(logits, dtype=torch.bool)
+            if weight is not None:
+                judged = judged & (weight.expand_as(logits) > 0)
+            log_w = torch.log(omega)
+            lp = torch.where(judged, log_w + F.logsigmoid(logits), float('-inf'))
+            ln = torch.where(judged, log_w + F.logsigmoid(-logits), float('-inf'))
+            if rows is not None:
+                full = logits.new_full(shape, float('-inf'))
+                lp, ln = full.index_copy(0, rows, lp), full.index_copy(0, rows, ln)
+            pos.append(lp.expand(shape))
+            neg.append(ln.expand(shape))
+        lp, ln = torch.logsumexp(torch.stack(pos), 0), torch.logsumexp(torch.stack(neg), 0)
+        ok = torch.isfinite(lp) & torch.isfinite(ln)
+        zero = torch.zeros_like(lp)
+        return torch.where(ok, torch.where(ok, lp, zero) - torch.where(ok, ln, zero), zero)
 
     def _all_parts(self, names, h, r, t_all, h_mask) -> List[Part]:
         table, mask, joint = t_all
@@ -130,14 +199,17 @@ class EnsembleInteraction(Interaction):
         r"""The training logits of every trained scorer, :obj:`(rows, logits [b, N],
         candidate weights [1, N])`; without joint training the one combined logit matrix."""
         parts = self._all_parts(self.names, h, r, t_all, h_mask)
+        shape = (h.size(0), t_all[0].size(0))
         if self.joint_training:
+            if self.decision_logits is not None:  # the fused view trains the weights
+                parts = parts + [(None, self.fused_logits(parts, shape, self.names), None)]
             return parts
-        return [(None, self.combine(parts, (h.size(0), t_all[0].size(0))), None)]
+        return [(None, self.combine(parts, shape, self.names), None)]
 
     def score_tails(self, h: Tensor, r: Tensor, t_all, h_mask: Optional[Tensor] = None,
                     t_mask: Optional[Tensor] = None) -> Tensor:
         parts = self._all_parts(self.active, h, r, t_all, h_mask)
-        return self.combine(parts, (h.size(0), t_all[0].size(0)))
+        return self.combine(parts, (h.size(0), t_all[0].size(0)), self.active)
 
     def score_heads(self, h_all, r, t, h_mask=None, t_mask=None) -> Tensor:
         raise NotImplementedError("an ensemble scores queries (e, r, ?): train it with inverse "
@@ -162,7 +234,8 @@ class EnsembleInteraction(Interaction):
             weight = (None if slot is None or t_mask is None else
                       (t_mask[:, slot] if rows is None else t_mask[rows, slot]).to(q.dtype))
             parts.append((rows, self.scorers[s](q, rel, cand), weight))
-        return self.combine(parts, (h.size(0), )).view(shape)
+        return self.combine(parts, (h.size(0), ), self.active).view(shape)
 
     def extra_repr(self) -> str:
-        return f'views={self.views}, scorers={list(self.names)}, active={list(self.active)}'
+        return (f'views={self.views}, scorers={list(self.names)}, active={list(self.active)}, '
+                f'average={self.average!r}')
