@@ -1,9 +1,11 @@
 from contextlib import nullcontext
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .adversarial import ModalityAdversary
 
 GAN_LOSSES = ('wasserstein', 'vanilla')
 DISCRIMINATORS = ('score', 'mlp', 'triple_mlp')
@@ -11,7 +13,7 @@ PENALTY_MODES = ('authors', 'through_fusion')
 REDUCTIONS = ('sum', 'mean')
 
 
-class CoMAT(torch.nn.Module):
+class CoMAT(ModalityAdversary):
     r"""Collaborative modality adversarial training from the `"NATIVE: Multi-modal Knowledge
     Graph Completion in the Wild" <https://arxiv.org/abs/2406.17605>`_ paper, as a training
     regime that wraps any model exposing its per-modality representations.
@@ -76,7 +78,8 @@ class CoMAT(torch.nn.Module):
       authors use; torch_mmkg used :obj:`0.2` before).
 
     The critic never moves in the generator step (gradients are taken for the generator
-    only).
+    only). The step is :class:`~torch_mmkg.training.adversarial.ModalityAdversary`'s, which
+    :class:`~torch_mmkg.training.MAT` shares.
 
     Missing modalities are zeros in the generator's input, and the penalty of
     :obj:`"through_fusion"` takes them from the synthetic entity, unless the model was built
@@ -137,11 +140,7 @@ class CoMAT(torch.nn.Module):
                  penalty_mode: str = 'authors', negative_slope: float = 0.01,
                  critic_through_generator: bool = True, adversarial_reduction: str = 'sum',
                  mask_missing: Optional[bool] = None):
-        super().__init__()
-        missing = [a for a in ('modality_stack', 'score_stacks') if not hasattr(model, a)]
-        if missing:
-            raise TypeError(f"CoMAT needs a model exposing its per-modality representations; "
-                            f"{model.__class__.__name__} lacks {missing}")
+        super().__init__(model, noise_channels, mask_missing)
         for name, value, choices in (('gan_loss', gan_loss, GAN_LOSSES),
                                      ('discriminator', discriminator, DISCRIMINATORS),
                                      ('penalty_mode', penalty_mode, PENALTY_MODES),
@@ -159,20 +158,15 @@ class CoMAT(torch.nn.Module):
                 raise TypeError(f"CoMAT's discriminator={discriminator!r}, "
                                 f"penalty_mode={penalty_mode!r} reads the model's joint "
                                 f"embeddings; {model.__class__.__name__} lacks {lacks}")
-        self.model = [model]  # not a submodule: the trainer owns the model's parameters
         device = next(model.parameters()).device
-        with torch.no_grad():
-            index = torch.zeros(1, dtype=torch.long, device=device)
-            stack, smask = model.modality_stack(index)
-            joint = (model.fuse(stack, smask, index) if discriminator == 'mlp' else None)
-        self.num_slots, self.channels = stack.size(-2), stack.size(-1)
-        if self.num_slots < 2:
-            raise ValueError("CoMAT needs at least one modality besides the structure")
-        if joint is not None and joint.shape != (1, self.channels):
-            raise ValueError(f"discriminator='mlp' scores joint embeddings of the width of a "
-                             f"slot ({self.channels}); {model.__class__.__name__}'s are "
-                             f"{tuple(joint.shape[1:])}")
-        self.noise_channels = int(noise_channels)
+        if discriminator == 'mlp':
+            with torch.no_grad():
+                index = self._probe_index()
+                joint = model.fuse(*model.modality_stack(index), index)
+            if joint.size(-1) != self.channels:
+                raise ValueError(f"discriminator='mlp' scores joint embeddings (or views) of "
+                                 f"the width of a slot ({self.channels}); "
+                                 f"{model.__class__.__name__}'s are {tuple(joint.shape[1:])}")
         self.adversarial_weight = float(adversarial_weight)
         self.gradient_penalty = float(gradient_penalty)
         self.gan_loss = gan_loss
@@ -182,8 +176,6 @@ class CoMAT(torch.nn.Module):
         self.negative_slope = float(negative_slope)
         self.critic_through_generator = bool(critic_through_generator)
         self.adversarial_reduction = adversarial_reduction
-        self.mask_missing = bool(getattr(model, 'mask_missing', True)
-                                 if mask_missing is None else mask_missing)
         S, D = self.num_slots, self.channels
         self.generator = torch.nn.Sequential(
             torch.nn.Linear(self.noise_channels + S * D, hidden_channels),
@@ -206,13 +198,6 @@ class CoMAT(torch.nn.Module):
             self.mlp_rel = torch.nn.Embedding(model.num_relations, D)
         self.to(device)
 
-    @property
-    def wrapped(self) -> torch.nn.Module:
-        return self.model[0]
-
-    def generator_parameters(self) -> Iterator[torch.nn.Parameter]:
-        return self.generator.parameters()
-
     def critic_parameters(self) -> Iterator[torch.nn.Parameter]:
         r"""The discriminator's parameters beyond the model's own (the MLP's, if any)."""
         if self.mlp is None:
@@ -221,11 +206,6 @@ class CoMAT(torch.nn.Module):
         return iter(list(self.mlp.parameters()) + extra)
 
     # Pieces ###################################################################################
-
-    def present(self, mask: Tensor) -> Tensor:
-        r"""The availability CoMAT goes by: :obj:`mask`, or all present where missing rows
-        are not treated as missing (:obj:`mask_missing=False`)."""
-        return mask if self.mask_missing else torch.ones_like(mask)
 
     def generate(self, stack: Tensor, mask: Tensor, noise: Optional[Tensor] = None,
                  detach: bool = False, detach_input: bool = True) -> Tuple[Tensor, Tensor]:
@@ -246,8 +226,7 @@ class CoMAT(torch.nn.Module):
         if detach_input:
             real = real.detach()
         if noise is None:
-            noise = torch.randn(*real.shape[:-1], self.noise_channels, device=real.device,
-                                dtype=real.dtype)
+            noise = self.noise(real, self.noise_channels)
         with torch.no_grad() if detach else nullcontext():
             fake = self.generator(torch.cat([noise, real], dim=-1))
         fake = fake.view(*stack.shape[:-2], self.num_slots - 1, self.channels)
@@ -262,8 +241,7 @@ class CoMAT(torch.nn.Module):
             raise RuntimeError("discriminator='mlp' scores entities (entity_critic), not "
                                "triples")
         if self.mlp is None:
-            return self.wrapped.score_stacks(head_stack, head_mask, rel_type, tail_stack,
-                                             tail_mask)
+            return super().critic(head_stack, head_mask, rel_type, tail_stack, tail_mask)
         zero = head_stack.new_zeros(())
         h = torch.where(self.present(head_mask)[..., None], head_stack, zero)
         t = torch.where(self.present(tail_mask)[..., None], tail_stack, zero)
@@ -277,16 +255,6 @@ class CoMAT(torch.nn.Module):
         x = torch.where(present[..., None], stack, stack.new_zeros(())).sum(dim=-2)
         x = x / present.sum(dim=-1, keepdim=True).clamp(min=1).to(stack.dtype)
         return self.mlp(x).squeeze(-1)
-
-    def synthetic_scores(self, real: Sequence[Tensor], fake: Sequence[Tensor],
-                         rel_type: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        r"""The critic's scores of :math:`(h^*, r, t)`, :math:`(h, r, t^*)` and
-        :math:`(h^*, r, t^*)` from the real and synthetic (stack, mask) of heads and tails
-        (:obj:`real = (hs, hm, ts, tm)`, likewise :obj:`fake`)."""
-        hs, hm, ts, tm = real
-        fhs, fhm, fts, ftm = fake
-        return (self.critic(fhs, fhm, rel_type, ts, tm), self.critic(hs, hm, rel_type, fts, ftm),
-                self.critic(fhs, fhm, rel_type, fts, ftm))
 
     def _reduce(self, terms: List[Tensor]) -> Tensor:
         total = sum(terms)
@@ -340,8 +308,10 @@ class CoMAT(torch.nn.Module):
             for stack, mask, fstack, fmask in ((hs, hm, fhs, fhm), (ts, tm, fts, ftm)):
                 with torch.no_grad():
                     joint = model.fuse(stack, self.present(mask), rel_type)
-                    fake_score = self.entity_critic(fstack, fmask)[..., None]
-                a = draw()[:, None]
+                    # [B, D], or [B, V, D] for the views of a multi-view interaction
+                    shape = (-1, ) + (1, ) * (joint.dim() - 1)
+                    fake_score = self.entity_critic(fstack, fmask).view(shape)
+                a = draw().view(shape)
                 x = (a * joint + (1 - a) * fake_score).requires_grad_(True)
                 total = total + self._gradient_norm_penalty(self.mlp(x), x)
             return total
@@ -363,75 +333,42 @@ class CoMAT(torch.nn.Module):
         x_t = a * ts + (1 - a) * fts.detach()
         return self._gradient_norm_penalty(self.critic(x_h, ftm, rel_type, x_t, ftm), x_h)
 
-    # The step #################################################################################
+    # The step (ModalityAdversary.train_step) ################################################
 
-    def train_step(self, batch: Sequence, critic_optimizer: torch.optim.Optimizer,
-                   generator_optimizer: torch.optim.Optimizer,
-                   grad_clip: Optional[float] = None,
-                   kgc_loss: Optional[Callable[[Sequence], Tensor]] = None
-                   ) -> Dict[str, Tensor]:
-        r"""One critic step, then one generator step (none with :obj:`discriminator="mlp"`),
-        on a batch :obj:`(head, rel, tail, negatives)` from the model's :meth:`loader`;
-        returns the (detached) loss terms, :obj:`"loss"` being the critic's total.
-        :obj:`kgc_loss` maps the batch to the completion loss :math:`\mathcal{L}_{kgc}`
-        (default: the model's :meth:`~torch_mmkg.nn.KGEModel.loss`; the trainer passes its
-        regime's)."""
-        model = self.wrapped
-        h, r, t, negatives = batch
-        # critic (discriminator) step: the model, plus the MLP if any
-        critic_optimizer.zero_grad(set_to_none=True)
-        loss_kgc = (kgc_loss(batch) if kgc_loss is not None else
-                    model.loss(h, r, t, negatives))
-        hs, hm = model.modality_stack(h)
-        ts, tm = model.modality_stack(t)
-        hm, tm = self.present(hm), self.present(tm)
+    def critic_terms(self, real: Sequence[Tensor], rel_type: Tensor
+                     ) -> Tuple[Tensor, Dict[str, Tensor]]:
+        r""":math:`\lambda_1 (\mathcal{L}_{adv} + \beta\, \mathcal{L}_{gp})` and the terms
+        :obj:`"adv"`, :obj:`"gp"`."""
+        hs, hm, ts, tm = real
         detach = not self.critic_through_generator
         fake = (*self.generate(hs, hm, detach=detach, detach_input=detach),
                 *self.generate(ts, tm, detach=detach, detach_input=detach))
-        real = (hs, hm, ts, tm)
         if self.discriminator == 'mlp':
             adv = self.adversarial_loss(
                 [self.entity_critic(hs, hm), self.entity_critic(ts, tm)],
                 [self.entity_critic(fake[0], fake[1]), self.entity_critic(fake[2], fake[3])])
         else:
-            real_score = self.critic(hs, hm, r, ts, tm)
-            adv = self.adversarial_loss(real_score, self.synthetic_scores(real, fake, r))
-        gp = (self.penalty(real, fake, r) if self.gradient_penalty > 0 else
-              loss_kgc.new_zeros(()))
-        loss = loss_kgc + self.adversarial_weight * (adv + self.gradient_penalty * gp)
-        if not torch.isfinite(loss):
-            return {'loss': loss.detach(), 'kgc': loss_kgc.detach(), 'adv': adv.detach(),
-                    'gp': gp.detach(), 'generator': loss.new_full((), float('nan'))}
-        params = [p for g in critic_optimizer.param_groups for p in g['params']
-                  if p.requires_grad]
-        loss.backward(inputs=params)  # nothing reaches the generator's parameters
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        critic_optimizer.step()
+            real_score = self.critic(hs, hm, rel_type, ts, tm)
+            adv = self.adversarial_loss(real_score, self.synthetic_scores(real, fake, rel_type))
+        gp = (self.penalty(real, fake, rel_type) if self.gradient_penalty > 0 else
+              adv.new_zeros(()))
+        return (self.adversarial_weight * (adv + self.gradient_penalty * gp),
+                {'adv': adv, 'gp': gp})
 
-        # generator step: gradients for the generator only
-        generator_optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            hs, hm = model.modality_stack(h)
-            ts, tm = model.modality_stack(t)
-            hm, tm = self.present(hm), self.present(tm)
-        if self.discriminator == 'mlp':  # the authors never step the generator here
+    def generator_step(self, real: Sequence[Tensor], rel_type: Tensor,
+                       optimizer: torch.optim.Optimizer,
+                       grad_clip: Optional[float] = None) -> Tensor:
+        r""":math:`\mathcal{L}_{\mathcal{G}}` after one step (none with
+        :obj:`discriminator="mlp"`: the authors never step the generator there)."""
+        hs, hm, ts, tm = real
+        if self.discriminator == 'mlp':
             with torch.no_grad():
                 fh, ft = self.generate(hs, hm), self.generate(ts, tm)
-                loss_g = self.generator_loss([self.entity_critic(*fh),
-                                              self.entity_critic(*ft)])
-        else:
-            fake = (*self.generate(hs, hm), *self.generate(ts, tm))
-            loss_g = self.generator_loss(self.synthetic_scores((hs, hm, ts, tm), fake, r))
-            gen_params = list(self.generator.parameters())
-            grads = torch.autograd.grad(loss_g, gen_params)
-            for p, g in zip(gen_params, grads):
-                p.grad = g
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(gen_params, grad_clip)
-            generator_optimizer.step()
-        return {'loss': loss.detach(), 'kgc': loss_kgc.detach(), 'adv': adv.detach(),
-                'gp': gp.detach(), 'generator': loss_g.detach()}
+                return self.generator_loss([self.entity_critic(*fh), self.entity_critic(*ft)])
+        fake = (*self.generate(hs, hm), *self.generate(ts, tm))
+        loss_g = self.generator_loss(self.synthetic_scores(real, fake, rel_type))
+        self._step_generator(loss_g, optimizer, grad_clip)
+        return loss_g
 
     def extra_repr(self) -> str:
         return (f'slots={self.num_slots}, channels={self.channels}, '

@@ -291,10 +291,12 @@ class KGEModel(PyGKGEModel):
                      tail_stack: Tensor, tail_mask: Tensor) -> Tensor:
         r"""Scores of triples given the heads' and tails' stacks (see
         :meth:`modality_stack`), broadcast over their leading dimensions: the interface
-        :class:`~torch_mmkg.training.CoMAT` scores synthetic entities through."""
-        return self.interaction(self.fuse(head_stack, head_mask, rel_type),
-                                self.relation(rel_type),
-                                self.fuse(tail_stack, tail_mask, rel_type))
+        :class:`~torch_mmkg.training.CoMAT` and :class:`~torch_mmkg.training.MAT` score
+        synthetic entities through (with the masks, as :meth:`forward`, for an interaction
+        that judges views by them)."""
+        return self._interact(self.fuse(head_stack, head_mask, rel_type),
+                              self.relation(rel_type),
+                              self.fuse(tail_stack, tail_mask, rel_type), head_mask, tail_mask)
 
     def prepare_scoring(self) -> Any:
         r"""What :meth:`score_tails`/:meth:`score_heads` need for all entities, once per

@@ -85,13 +85,15 @@ def projected_rotate(owner, num_nodes: int, num_relations: int, hidden_channels:
                      features, masks, margin: float, epsilon: float,
                      adversarial_temperature: float, regularization_weight: float,
                      projection_layers: int, fusion, mask_missing: bool, loss=None,
-                     entity_range: Optional[float] = None, **fusion_kwargs) -> dict:
+                     entity_range: Optional[float] = None, trainable_features: bool = False,
+                     **fusion_kwargs) -> dict:
     r"""The parts NATIVE and LBMKGC share, as keyword arguments of
     :class:`~torch_mmkg.nn.KGEModel`: complex structural embeddings and projected features
     (the structural table uniform in :math:`\pm` :obj:`entity_range`, by default
     :math:`\pm(\gamma + \epsilon)/d`, which it sets as :obj:`owner.embedding_range`), the
     fusion, RotatE with relation phases :math:`\pi \mathbf{r} /` :obj:`embedding_range`,
-    the self-adversarial loss and the :math:`L_2` penalty on the raw embeddings."""
+    the self-adversarial loss and the :math:`L_2` penalty on the raw embeddings; the feature
+    tables are parameters with :obj:`trainable_features`."""
     from torch_mmkg.nn.interactions import RotatEInteraction
     from torch_mmkg.nn.loss import SelfAdversarialLoss
     from torch_mmkg.nn.representation import EntityRepresentation
@@ -99,6 +101,7 @@ def projected_rotate(owner, num_nodes: int, num_relations: int, hidden_channels:
     owner.embedding_range = (margin + epsilon) / hidden_channels
     representation = EntityRepresentation(
         num_nodes, width, features, masks, projection_layers=projection_layers,
+        trainable_features=trainable_features,
         init=uniform_init(owner.embedding_range if entity_range is None else entity_range))
     fusion = build_fusion(owner, fusion, width, representation.num_slots, num_relations,
                           mask_missing, **fusion_kwargs)

@@ -92,6 +92,9 @@ class NATIVE(FromDataMixin, KGEModel):
             or :obj:`"positives"` (torch_mmkg's earlier :math:`\lambda\,(\overline{h^2} +
             \overline{t^2} + \overline{r^2})` over the positives only); the paper states
             none. (default: :obj:`"authors"`)
+        trainable_features (bool, optional): Fine-tune the feature tables, initialised from
+            the features (the authors' DB15K code makes its text table trainable; AdaMF's
+            code all of them); else frozen buffers. (default: :obj:`False`)
 
     The ablation switches of the paper's Table 4 that concern training (w/o CoMAT, w/o the
     gradient penalty, vanilla GAN loss, MLP discriminator) are options of
@@ -111,15 +114,18 @@ class NATIVE(FromDataMixin, KGEModel):
                  adversarial_temperature: float = 2.0, regularization_weight: float = 1e-5,
                  mask_missing: bool = True, relation_temperature: bool = True,
                  fusion='adaptive', projection_layers: int = 2, loss=None,
-                 init: str = 'authors', regularization_style: str = 'authors'):
+                 init: str = 'authors', regularization_style: str = 'authors',
+                 trainable_features: bool = False):
         margin, epsilon, adversarial_temperature, projection_layers = (
             check_projected_stack_args(self, num_nodes, num_relations, hidden_channels,
                                        margin, epsilon, adversarial_temperature,
                                        projection_layers))
         choice(self, 'init', init, INITS)
         choice(self, 'regularization_style', regularization_style, REGULARIZATION_STYLES)
+        choice(self, 'trainable_features', trainable_features, (True, False))
         if not features:
-            raise ValueError("NATIVE needs at least one modality (use RotatE without any)")
+            raise ValueError(f"{type(self).__name__} needs at least one modality (use RotatE "
+                             f"without any)")
         rho = margin + epsilon
         fusion_kwargs = dict(relation_temperature=relation_temperature)
         if isinstance(fusion, str) and fusion.lower() in CONCAT_ABLATIONS:
@@ -132,7 +138,8 @@ class NATIVE(FromDataMixin, KGEModel):
         parts = projected_rotate(
             self, num_nodes, num_relations, hidden_channels, features, masks, margin, epsilon,
             adversarial_temperature, regularization_weight, projection_layers, fusion,
-            mask_missing, loss, entity_range=self.entity_range, **fusion_kwargs)
+            mask_missing, loss, entity_range=self.entity_range,
+            trainable_features=trainable_features, **fusion_kwargs)
         width = parts['fusion'].output_width(2 * hidden_channels)
         if width % 2:
             raise ValueError(f"NATIVE scores complex entities: the fusion's output width must "
@@ -149,6 +156,7 @@ class NATIVE(FromDataMixin, KGEModel):
             self.rel_emb = torch.nn.Embedding(num_relations, relation_width)
         self.mask_missing = bool(mask_missing)
         self.init, self.regularization_style = init, regularization_style
+        self.trainable_features = bool(trainable_features)
         self.reset_parameters()
 
     def reset_parameters(self):
