@@ -57,6 +57,41 @@ def momok(dataset, dim, lr):
                 train=dict(epochs=2000, batch_size=1024, lr=lr))
 
 
+def adamf(dataset, dim, mu):
+    r"""AdaMF-MAT's run_adamf_mat.py and scripts/run_*.sh (anchors §3.3): gamma 12, batch
+    1024, 128 negatives, lr 2e-5, 1000 epochs, adversarial temperature 2, the generators'
+    lr 1e-4 (args.py), noise 64, hidden 512, OpenKE's sampler (bern_flag=1, filter_flag=1);
+    the scripts pass -mu=0."""
+    return dict(dataset=dataset, model='adamf',
+                model_args=dict(hidden_channels=dim, margin=12.0, adversarial_temperature=2.0),
+                train=dict(epochs=1000, batch_size=1024, lr=2e-5, num_negatives=128,
+                           **OPENKE_SAMPLER,
+                           mat=dict(adversarial_weight=mu, generator_lr=1e-4, noise_channels=64,
+                                    hidden_channels=512)))
+
+
+def rsme(dataset):
+    r"""RSME's learn.py defaults and config.py (research/baselines.md 2.5)."""
+    return dict(dataset=dataset, model='rsme',
+                model_args=dict(modalities=['image'], hidden_channels=1000, alpha=0.7,
+                                beta=0.5, forget_gate='mrp', combine='mix', similarity='raw',
+                                regularization='n3', regularization_weight=0.0,
+                                init_scale=1e-3),
+                train=dict(regime='1-n', optimizer='adagrad', epochs=50, batch_size=1000,
+                           lr=0.1))
+
+
+def otkge(dataset):
+    r"""OTKGE's FB-IMG settings (research/baselines.md 2.6)."""
+    return dict(dataset=dataset, model='otkge',
+                model_args=dict(modalities=['image', 'text'], hidden_channels=500,
+                                modality_weights={'image': 0.1, 'text': 0.7}, scale=300.0,
+                                ot_entities=10, ot_epsilon=10.0, regularization='n3',
+                                regularization_weight=1e-3, init_scale=1e-3),
+                train=dict(regime='1-n', optimizer='adagrad', epochs=150, batch_size=5000,
+                           lr=0.1))
+
+
 #: Per config, the values it must hold (model_args, train and the CoMAT block).
 EXPECTED = {
     'native_db15k.yaml': native('DB15K', 250, 12.0, 1e-4, 128, 1e-4, 0.0),
@@ -83,6 +118,50 @@ EXPECTED = {
         dataset='WN9-IMG', model='vbkgc',
         model_args=dict(hidden_channels=128, margin=8.0),
         train=dict(batch_size=118, num_negatives=16, twins=True, filter_negatives=True)),
+    # KBGAN (research/baselines.md 2.15: config_fb15k237.yaml, gan_train.py): TransE D and
+    # DistMult G of d 50, hinge 3, 20 candidates, 1 negative, previous epoch's mean reward,
+    # G weight decay 0.01, Adam 1e-3, 100 batches per epoch, 5000 epochs
+    'kbgan_db15k.yaml': dict(
+        dataset='DB15K', model='transe',
+        model_args=dict(hidden_channels=50, p_norm=1.0),
+        train=dict(regime='kbgan', epochs=5000, batch_size=793, optimizer='adam', lr=1e-3,
+                   num_negatives=1, sampling='bernoulli',
+                   regime_args=dict(generator='distmult',
+                                    generator_args=dict(hidden_channels=50,
+                                                        regularization_weight=0.0),
+                                    num_candidates=20, temperature=1.0, baseline='epoch',
+                                    generator_reduction='sum', generator_weight_decay=0.01,
+                                    margin=3.0, generator_checkpoint=None,
+                                    discriminator_checkpoint=None))),
+    # MANS (research/baselines.md 2.16: scripts/run_*_db15k.sh, run.py, MMTransE.py): d 128,
+    # margin 12, K = 1, 400 batches per epoch, 1000 epochs, Adam lr 1.0, beta 0.3, OpenKE's
+    # sampler, normalised L1 TransE energies, linear image projection with bias
+    'mans_db15k.yaml': dict(
+        dataset='DB15K', model='ikrl',
+        model_args=dict(hidden_channels=128, modalities=['image'], margin=12.0, p_norm=1.0,
+                        normalize=True, projection_bias=True, trainable_features=False,
+                        test_energy='all', per_term_loss=False),
+        train=dict(regime='mans', epochs=1000, batch_size=199, optimizer='adam', lr=1.0,
+                   num_negatives=1, **OPENKE_SAMPLER, regime_args=dict(mode='A', beta=0.3))),
+    # MMRNS's README command (research/baselines.md 2.17): TransE d 200, gamma 6, alpha 0.5,
+    # K = 20, pre-sample 1500, exploration temperature 10, loss rate 100, lr and KCA lr 1e-4,
+    # batch 400, 100,000 steps with validation every 10,000
+    'mmrns_mkgw.yaml': dict(
+        dataset='MKG-W', model='transe',
+        model_args=dict(hidden_channels=200, margin=6.0, adversarial_temperature=0.5),
+        train=dict(regime='mmrns', epochs=1163, batch_size=400, lr=1e-4, num_negatives=20,
+                   eval_every=116,
+                   regime_args=dict(pre_sample=1500, temperature=10.0, loss_rate=100.0,
+                                    kca_lr=1e-4, visual='image', textual='text',
+                                    attention_channels=50, gate_channels=100))),
+    'mmrns_db15k.yaml': dict(
+        dataset='DB15K', model='transe',
+        model_args=dict(hidden_channels=200, margin=6.0, adversarial_temperature=0.5),
+        train=dict(regime='mmrns', epochs=503, batch_size=400, lr=1e-4, num_negatives=20,
+                   eval_every=50,
+                   regime_args=dict(pre_sample=1500, temperature=10.0, loss_rate=100.0,
+                                    kca_lr=1e-4, visual='image', textual='text',
+                                    attention_channels=50, gate_channels=100))),
     # IKRL's original C++ code (research/baselines.md 2.1: Train.cpp, Test.cpp, README): d 50,
     # margin 4, L1, one hinge per energy, ranking with d(i, i), 100 batches per epoch drawn
     # with replacement, one filtered uniform negative, SGD at 0.001 per triple (x 792, the
@@ -136,12 +215,96 @@ EXPECTED = {
                         trainable_features=True),
         train=dict(epochs=1000, batch_size=1024, lr=1e-3, optimizer='adam', num_negatives=32,
                    **OPENKE_SAMPLER)),
+    # AdaMF-MAT's scripts (mu 0, i.e. AdaMF) and MAT switched on (mu 1e-4)
+    'adamf_db15k.yaml': adamf('DB15K', 250, 0.0),
+    'adamf_mkgw.yaml': adamf('MKG-W', 200, 0.0),
+    'adamf_mat_db15k.yaml': adamf('DB15K', 250, 1e-4),
+    'adamf_mat_mkgw.yaml': adamf('MKG-W', 200, 1e-4),
+    # MKGformer's FB15k-237 script (research/baselines.md 2.11: MKG/scripts/fb15k-237-image.sh,
+    # lit_models/base.py): lr 4e-5, batch 96, 12 epochs, --bce 1, max_seq_length 64, AdamW
+    # with weight decay 0.01, M-Encoder in the top 4 of 12 layers (modeling_unimo.py)
+    'mkgformer_db15k.yaml': dict(
+        dataset='DB15K', model='mkgformer',
+        model_args=dict(hidden_channels=768, modalities=['image'], num_fusion_layers=4,
+                        objective='bce', label_smoothing=0.0, max_length=64),
+        train=dict(regime='1-n', epochs=12, batch_size=96, lr=4e-5, optimizer='adamw',
+                   weight_decay=0.01)),
+    # IMF's main.py defaults (research/baselines.md 2.7): d = r_dim = 256, 2 Mutan heads,
+    # BCE with label smoothing 0.1 (0.9 y + 1/N), Adam 5e-4, batch 256, 1000 epochs, seed
+    # 10010, equal decision weights (the code); no MKG-W script, the same settings
+    'imf_db15k.yaml': dict(
+        dataset='DB15K', model='imf',
+        model_args=dict(hidden_channels=256, relation_channels=256, num_heads=2,
+                        label_smoothing=0.1, decision='mean'),
+        train=dict(regime='1-n', epochs=1000, batch_size=256, optimizer='adam', lr=5e-4,
+                   seed=10010)),
+    'imf_mkgw.yaml': dict(
+        dataset='MKG-W', model='imf',
+        model_args=dict(hidden_channels=256, relation_channels=256, num_heads=2,
+                        label_smoothing=0.1, decision='mean'),
+        train=dict(regime='1-n', epochs=1000, batch_size=256, optimizer='adam', lr=5e-4,
+                   seed=10010)),
+    # MoSE's learn.py (research/baselines.md 2.8): ComplEx rank 2000, alpha 1, scale 20, N3
+    # 0.01, Adagrad 0.1, batch 1000, up to 200 epochs, selection on validation Hits@10 with
+    # early stopping after 10 validations; no MKG-W script, the same settings
+    'mose_db15k.yaml': dict(
+        dataset='DB15K', model='mose',
+        model_args=dict(hidden_channels=2000, alpha=1.0, scale=20.0,
+                        regularization_weight=0.01),
+        train=dict(regime='1-n', epochs=200, batch_size=1000, optimizer='adagrad', lr=0.1,
+                   eval_every=1, metric='hits@10', patience=10)),
+    'mose_mkgw.yaml': dict(
+        dataset='MKG-W', model='mose',
+        model_args=dict(hidden_channels=2000, alpha=1.0, scale=20.0,
+                        regularization_weight=0.01),
+        train=dict(regime='1-n', epochs=200, batch_size=1000, optimizer='adagrad', lr=0.1,
+                   eval_every=1, metric='hits@10', patience=10)),
+    # VISTA's only script, test_FB15K237.sh (research/baselines.md 2.9), for both datasets: d 256,
+    # 1/1/1 layers, 64 heads, feed-forward 2048, dropouts 0.1 and 0.8/0.3/0.0, k = 1 image,
+    # no label smoothing, Adam 1e-3, batch 512, 750 epochs, gradient clipping 0.1
+    **{f'vista_{name}.yaml': dict(
+        dataset=dataset, model='vista',
+        model_args=dict(hidden_channels=256, num_heads=64, feedforward_channels=2048,
+                        num_entity_layers=1, num_relation_layers=1, num_decoder_layers=1,
+                        dropout=0.1, structure_dropout=0.8,
+                        modality_dropout={'image': 0.3, 'text': 0.0}, max_instances=1,
+                        label_smoothing=0.0),
+        train=dict(regime='1-n', epochs=750, batch_size=512, lr=1e-3, optimizer='adam',
+                   grad_clip=0.1)) for name, dataset in (('db15k', 'DB15K'), ('mkgw', 'MKG-W'))},
+    # MyGO's run.sh (anchors 3.6) and train_mygo_fgc.py's defaults (batch 2048, dropout 0.01,
+    # 1 entity layer, no label smoothing); FGC temperature 0.5 over 512 entities
+    'mygo_db15k.yaml': dict(
+        dataset='DB15K', model='mygo',
+        model_args=dict(hidden_channels=256, feedforward_channels=1024, num_heads=2,
+                        num_entity_layers=1, num_decoder_layers=1, dropout=0.01,
+                        structure_dropout=0.6, modality_dropout={'image': 0.3, 'text': 0.1},
+                        fgc_weight=1e-2, fgc_temperature=0.5, fgc_entities=512,
+                        label_smoothing=0.0),
+        train=dict(regime='1-n', epochs=1500, batch_size=2048, lr=1e-3, grad_clip=0.1)),
+    'mygo_mkgw.yaml': dict(
+        dataset='MKG-W', model='mygo',
+        model_args=dict(hidden_channels=256, feedforward_channels=1024, num_heads=4,
+                        num_entity_layers=1, num_decoder_layers=2, dropout=0.01,
+                        structure_dropout=0.9, modality_dropout={'image': 0.4, 'text': 0.1},
+                        fgc_weight=1e-3, fgc_temperature=0.5, fgc_entities=512,
+                        label_smoothing=0.0),
+        train=dict(regime='1-n', epochs=1500, batch_size=2048, lr=5e-4, grad_clip=0.1)),
     # ours: the defaults of examples/rotate_mkgw.py (checked below)
     'rotate_mkgw.yaml': dict(
         dataset='MKG-W', model='rotate',
         model_args=dict(hidden_channels=250, margin=6.0, adversarial_temperature=1.0),
         train=dict(epochs=1000, max_minutes=15.0, batch_size=1024, lr=1e-3, num_negatives=64,
                    eval_every=5, seed=0)),
+    # RSME (research/baselines.md 2.5: wangmengsd/RSME learn.py, config.py): rank 1000, alpha
+    # 0.7 constant, beta 0.5, forget gate by MRP, 1-N with reciprocal relations and N3 (reg 0,
+    # learn.py's default), Adagrad 0.1, batch 1000, 50 epochs, init 1e-3
+    'rsme_db15k.yaml': rsme('DB15K'),
+    'rsme_mkgw.yaml': rsme('MKG-W'),
+    # OTKGE (research/baselines.md 2.6: Lion-ZS/OTKGE README, models.py OTKGE_fb): rank 500,
+    # alpha 0.1 (image), gamma 0.7 (text), scale 300, plan from entities 0-9 with exp(-0.1 C),
+    # 1-N, N3 1e-3, Adagrad 0.1, batch 5000, 150 epochs, init 1e-3
+    'otkge_db15k.yaml': otkge('DB15K'),
+    'otkge_mkgw.yaml': otkge('MKG-W'),
 }
 
 #: The modalities each dataset builds from public files, offline (DESIGN §3).
@@ -298,6 +461,9 @@ def test_config_builds_on_what_can_be_built(name):
     r"""Every config parses, its training options are known, and its model builds on a small
     graph with the modalities its dataset builds offline; a config that needs modalities no
     public file gives names, in its header, the authors' files to supply."""
+    if name in NEEDS_CHECKPOINTS:
+        pytest.skip("needs user-supplied pretrained checkpoints: see "
+                    "test_checkpoint_config_names_what_is_missing")
     import torch
 
     from torch_mmkg.datasets import DATASETS, FakeMMKGDataset
@@ -338,3 +504,32 @@ def test_config_builds_on_what_can_be_built(name):
     assert model.hidden_channels == dim
     if train.comat is not None:
         CoMAT(model, **train.comat)  # every CoMAT key is known
+    if train.mat is not None:
+        from torch_mmkg.training import MAT
+        MAT(model, **train.mat)  # every MAT key is known
+
+
+#: Configs whose model loads pretrained checkpoints the user must supply (no download here).
+NEEDS_CHECKPOINTS = ('mkgformer_db15k.yaml', )
+
+
+@pytest.mark.parametrize('name', NEEDS_CHECKPOINTS)
+def test_checkpoint_config_names_what_is_missing(name):
+    r"""The config parses, its header says what to supply, and building its model without the
+    checkpoints fails with an error naming the missing paths."""
+    import torch
+
+    from torch_mmkg.datasets import FakeMMKGDataset
+    from torch_mmkg.training import TrainConfig
+    path = osp.join(CONFIG_DIR, name)
+    cfg = cli.resolve_config(cli.build_parser().parse_args(['train', '--config', path]))
+    TrainConfig.from_dict(cfg['train'])
+    text = header(name)
+    assert 'YOU MUST SUPPLY' in text and 'text_model' in text and 'vision_model' in text
+    args = dict(cfg['model_args'])
+    assert args['text_model'] is None and args['vision_model'] is None
+    data = FakeMMKGDataset(num_entities=12, num_relations=2, num_triples=20,
+                           modalities={'image': 3}, seed=0)[0]
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match='text_model and vision_model are missing'):
+        cli.build_model(cfg, data)

@@ -193,6 +193,7 @@ def test_model_registry():
     assert isinstance(MODELS, Registry) and MODELS.kind == 'model'
     assert MODELS.names() == ['transe', 'distmult', 'complex', 'rotate', 'pairre', 'tucker',
                               'native', 'tbkgc', 'momok', 'lbmkgc', 'vbkgc', 'literale', 'kbln',
-                              'ikrl', 'qeb', 'transae', 'mmkrl']
+                              'ikrl', 'qeb', 'transae', 'mmkrl', 'adamf', 'imf', 'mose',
+                              'vista', 'mygo', 'rsme', 'otkge', 'mkgformer']
     assert MODELS['RotatE'] is MODELS['ROTATE'] is MODELS['rotate'] is RotatE
     assert MODELS['Tuck-ER'] is TuckER and MODELS.lookup(RotatE) == 'rotate'

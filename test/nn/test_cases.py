@@ -19,6 +19,7 @@ from torch_mmkg.nn.interactions import (ComplExInteraction, DistMultInteraction,
 from torch_mmkg.nn.interactions import WeightedMultiViewInteraction
 from torch_mmkg.nn.loss import BCELoss, MarginRankingLoss, SoftmaxCrossEntropyLoss
 from torch_mmkg.testing import (FusionCase, InteractionCase, ModelCase, RegimeCase,
+                                model_test_kwargs,
                                 missing_cases)
 
 D = 4
@@ -366,6 +367,74 @@ class TestEnsembleLogits(_Ensemble):
         return _transe(h, r, t, 2, 0.0) if name == 'structure' else _distmult(h, r, t)
 
 
+class TestEnsembleDecisionWeights(_Ensemble):
+    r"""IMF's learned decision fusion: the judging scorers' probabilities weighted by
+    softmax(w), renormalised over the judging scorers (w perturbed away from 0)."""
+    def scorers(self):
+        return {'structure': DistMultInteraction(), 'image': DistMultInteraction(),
+                'text': DistMultInteraction(), 'joint': DistMultInteraction()}
+
+    def make(self):
+        torch.manual_seed(self.seed)
+        out = EnsembleInteraction(self.views, self.scorers(), MeanFusion(D), MeanFusion(D),
+                                  decision_weights=True).double().eval()
+        with torch.no_grad():
+            out.decision_logits.copy_(torch.tensor([0.5, -1.0, 0.25, 1.5]))
+        return out
+
+    def naive(self, h, r, t, h_mask=None, t_mask=None):
+        S = len(self.views)
+        h_mask = [True] * S if h_mask is None else [bool(m) for m in h_mask]
+        t_mask = [True] * S if t_mask is None else [bool(m) for m in t_mask]
+        w = [math.exp(x) for x in self.interaction.decision_logits.tolist()]
+        w = [x / sum(w) for x in w]
+        num = den = 0.0
+        for j, s in enumerate(self.interaction.names):
+            if s == 'joint':
+                def mean(x, m):
+                    n = sum(m)
+                    return (sum(x[i] for i in range(S) if m[i]) / n if n else
+                            torch.zeros(D, dtype=x.dtype))
+                x = _distmult(mean(h, h_mask), mean(r, [True] * S), mean(t, t_mask))
+            else:
+                i = self.views.index(s)
+                if not (h_mask[i] and t_mask[i]):
+                    continue
+                x = _distmult(h[i], r[i], t[i])
+            num, den = num + w[j] * _sigmoid(-x), den + w[j]
+        return -num / den
+
+
+class TestEnsembleLogitAverage(_Ensemble):
+    r"""MoSE's average inference: views trained apart (joint training), scored by the mean
+    of the judging scorers' logits."""
+    def scorers(self):
+        return {'structure': ComplExInteraction(), 'image': ComplExInteraction(),
+                'text': ComplExInteraction()}
+
+    def make(self):
+        torch.manual_seed(self.seed)
+        return EnsembleInteraction(self.views, self.scorers(), joint_training=True,
+                                   average='logit').double().eval()
+
+    def entity_shape(self):
+        return (len(self.views), 2 * D)
+
+    def relation_shape(self):
+        return (len(self.views), 2 * D)
+
+    def naive(self, h, r, t, h_mask=None, t_mask=None):
+        S = len(self.views)
+        h_mask = [True] * S if h_mask is None else [bool(m) for m in h_mask]
+        t_mask = [True] * S if t_mask is None else [bool(m) for m in t_mask]
+        logits = []
+        for i in range(S):
+            if h_mask[i] and t_mask[i]:
+                a, b, c = _complex(h[i]), _complex(r[i]), _complex(t[i])
+                logits.append(sum((x * y * z.conjugate()).real for x, y, z in zip(a, b, c)))
+        return sum(logits) / len(logits) if logits else torch.finfo(torch.float64).min
+
+
 # Fusions ######################################################################################
 
 
@@ -521,6 +590,33 @@ class TestAttentionFusionUniform(TestAttentionFusion):
     r"""Uniform weights (MoMoK's "w/o adaptive fusion"), three heads, another width."""
     kwargs = dict(adaptive=False, num_heads=3, out_channels=5)
     unused_parameters = {'attention': "uniform weights do not read the attention vector"}
+
+
+def _mutan_row(f, x, m):
+    r"""IMF's fusion of one row: ReLU(sum_k prod_{m present} ReLU(W_mk x_m + b_mk))."""
+    K, S, Din, Dout = f.weight.shape
+    if not any(m):
+        return torch.zeros(Dout, dtype=x.dtype)
+    out = [0.0] * Dout
+    for k in range(K):
+        prod = [1.0] * Dout
+        for s in range(S):
+            if not m[s]:
+                continue
+            for o in range(Dout):
+                v = sum(float(x[s, i]) * float(f.weight[k, s, i, o]) for i in range(Din))
+                prod[o] *= max(0.0, v + float(f.bias[k, s, o]))
+        out = [a + b for a, b in zip(out, prod)]
+    return torch.tensor([max(0.0, v) for v in out], dtype=x.dtype)
+
+
+class TestMutanFusion(FusionCase):
+    r"""IMF's interactive fusion, a missing slot's factor skipped, three heads."""
+    name = 'mutan'
+    kwargs = dict(num_heads=3)
+
+    def naive(self, stack, mask, rel):
+        return _rows(lambda x, m, r: _mutan_row(self.fusion, x, m), stack, mask, rel)
 
 
 # Models #######################################################################################
@@ -786,6 +882,52 @@ class TestMMKRLUnmasked(ModelCase):
     kwargs = dict(mask_missing=False, trainable_features=False, alignment_weight=0.0)
 
 
+class TestAdaMF(ModelCase):
+    r"""A relation-free adaptive fusion over single-linear projections of trainable
+    feature tables (RotatE's kernel on the fused table)."""
+    name = 'adamf'
+    multimodal = True
+
+
+class TestAdaMFUnmasked(ModelCase):
+    r"""The paper's fusion: every stored row enters the softmax."""
+    name = 'adamf'
+    multimodal = True
+    kwargs = dict(mask_missing=False)
+
+
+class TestIMF(ModelCase):
+    r"""IMF as its code runs: equal decision weights, projected features."""
+    name = 'imf'
+    multimodal = True
+
+
+class TestIMFPaper(ModelCase):
+    r"""The paper's learned decision fusion, the contrastive term, another relation width."""
+    name = 'imf'
+    multimodal = True
+    kwargs = dict(decision='learned', contrastive_weight=0.1, relation_channels=3)
+
+
+class TestIMFUnmasked(ModelCase):
+    name = 'imf'
+    multimodal = True
+    kwargs = dict(mask_missing=False, num_heads=1)
+
+
+class TestMoSE(ModelCase):
+    r"""Pure modality split (alpha = 1), tau = 20, N3."""
+    name = 'mose'
+    multimodal = True
+
+
+class TestMoSEMixed(ModelCase):
+    r"""alpha = 0.5 (the structure mixed into every modality), unmasked, tau = 2."""
+    name = 'mose'
+    multimodal = True
+    kwargs = dict(alpha=0.5, scale=2.0, mask_missing=False, init_size=0.1)
+
+
 # Regimes ######################################################################################
 
 
@@ -819,6 +961,235 @@ class TestOneToNSmoothedBCE(RegimeCase):
     kwargs = dict(loss=BCELoss(0.2))
 
 
+def _one(i):
+    return torch.tensor([int(i)])
+
+
+def _naive_triple_scores(model, h, r, t, negatives):
+    r"""The model's forward score of every positive and of every negative triple, one triple
+    at a time (:obj:`[B]`, :obj:`[B, K]`)."""
+    from torch_mmkg.testing.cases import DTYPE
+    side = negatives.side_mask()
+    pos, neg = [], []
+    for b in range(h.numel()):
+        pos.append(float(model(_one(h[b]), r[b:b + 1], _one(t[b]))))
+        row = []
+        for k in range(negatives.index.size(1)):
+            e = negatives.index[b, k]
+            hh, tt = (e, t[b]) if side[b, k] else (h[b], e)
+            row.append(float(model(_one(hh), r[b:b + 1], _one(tt))))
+        neg.append(row)
+    return torch.tensor(pos, dtype=DTYPE), torch.tensor(neg, dtype=DTYPE)
+
+
+class _DrawsReplayed:
+    r"""The regime draws from the global generator (not the loader's), which
+    :meth:`RegimeCase.test_naive` restores before the naive transcription: both see the same
+    draws."""
+    def batches(self, regime, model, count: int = 2):
+        out = super().batches(regime, model, count)
+        regime._rng = None
+        return out
+
+
+class TestKBGAN(_DrawsReplayed, RegimeCase):
+    r"""The generator's softmax policy over the candidates (its forward scores, one at a
+    time), the draw, the discriminator's loss of the drawn negatives; the REINFORCE surrogate
+    is worth zero (test/nn/test_regimes_kbgan.py tests its gradient)."""
+    name = 'kbgan'
+    kwargs = dict(num_negatives=2, num_candidates=4)
+    models = ('distmult', 'transe', 'lbmkgc')
+    default_losses = {**RegimeCase.default_losses, 'kbgan': ('SoftplusLoss', {})}
+
+    def naive_loss(self, regime, model, batch):
+        from torch_mmkg.loader import Negatives
+        from torch_mmkg.testing.cases import naive_kge_loss
+        h, r, t, cand = batch
+        _, g = _naive_triple_scores(regime.generator, h, r, t, cand)
+        e = torch.exp(g / regime.temperature - (g / regime.temperature).max(1, True).values)
+        pick = torch.multinomial(e / e.sum(1, keepdim=True), regime.num_negatives,
+                                 replacement=True)
+        negatives = Negatives(cand.index.gather(1, pick), cand.corrupt_head)
+        pos, neg = _naive_triple_scores(model, h, r, t, negatives)
+        terms = model.score_batch(h, r, t, negatives).terms
+        return (naive_kge_loss(regime.loss_for(model), pos, neg) +
+                sum(float(x) for x in terms.values()))
+
+
+class TestMANSHybrid(RegimeCase):
+    r"""The first :math:`\lfloor \beta K B \rfloor` negatives (in OpenKE's order) keep the
+    replaced entity's structural slot and take the candidate's modality slots; the others
+    are whole entities (test/nn/test_regimes_mans.py tests every mode)."""
+    name = 'mans'
+    kwargs = dict(num_negatives=3, mode='H', beta=0.5)
+    models = ('ikrl', 'lbmkgc', 'tbkgc')
+    default_losses = {**RegimeCase.default_losses, 'mans': ('SoftplusLoss', {})}
+
+    def naive_loss(self, regime, model, batch):
+        from torch_mmkg.testing.cases import naive_kge_loss
+        h, r, t, negatives = batch
+        pos, neg = _naive_triple_scores(model, h, r, t, negatives)
+        B, K = negatives.index.shape
+        side = negatives.side_mask()
+        count = int(K * regime.beta * B)
+        for b in range(B):
+            for k in range(K):
+                if k * B + b >= count:
+                    continue
+                own = h[b] if side[b, k] else t[b]
+                s_own, m_own = model.modality_stack(_one(own))
+                s_c, m_c = model.modality_stack(_one(negatives.index[b, k]))
+                hybrid = torch.cat([s_own[:, :1], s_c[:, 1:]], dim=1)
+                mask = torch.cat([m_own[:, :1], m_c[:, 1:]], dim=1)
+                sh, mh = model.modality_stack(_one(h[b]))
+                st, mt = model.modality_stack(_one(t[b]))
+                if side[b, k]:
+                    s = model.score_stacks(hybrid, mask, r[b:b + 1], st, mt)
+                else:
+                    s = model.score_stacks(sh, mh, r[b:b + 1], hybrid, mask)
+                neg[b, k] = float(s)
+        terms = model.score_batch(h, r, t, negatives).terms
+        return (naive_kge_loss(regime.loss_for(model), pos, neg) +
+                sum(float(x) for x in terms.values()))
+
+
+def _mmrns_features():
+    from torch_mmkg.testing.cases import _features
+    return _features(RegimeCase.num_nodes)
+
+
+class TestMMRNS(_DrawsReplayed, RegimeCase):
+    r"""The loss's value is the regime's loss of the model's forward scores of the drawn
+    negatives (the straight-through negatives are exactly the drawn entities forward), plus
+    the terms (test/nn/test_regimes_mmrns.py transcribes the sampler and the contrastive
+    terms)."""
+    name = 'mmrns'
+    kwargs = dict(num_negatives=3, pre_sample=12, features=_mmrns_features()[0],
+                  masks=_mmrns_features()[1])
+    models = ('transe', 'lbmkgc', 'ikrl')
+    default_losses = {**RegimeCase.default_losses,
+                      'mmrns': ('SelfAdversarialLoss', {'temperature': 0.5})}
+
+    def naive_loss(self, regime, model, batch):
+        from torch_mmkg.testing.cases import naive_kge_loss
+        h, r, t, _ = batch
+        out = regime.loss(model, batch)  # the same draws: for its negatives and terms only
+        pos, neg = _naive_triple_scores(model, h, r, t, out.context['negatives'])
+        return (naive_kge_loss(regime.loss_for(model), pos, neg) +
+                sum(float(x) for x in out.terms.values()))
+
+
+class TestVISTA(ModelCase):
+    r"""Entity and relation transformers, the [MASK] decoder, dot-product scores, one
+    vector per modality (masked where missing)."""
+    name = 'vista'
+    multimodal = True
+    kwargs = dict(num_heads=2, feedforward_channels=8, structure_dropout=0.1)
+
+
+class TestVISTAUnmaskedNoRelationEncoder(ModelCase):
+    r"""Every stored input attended, relations as LN(r_s), two decoder layers."""
+    name = 'vista'
+    multimodal = True
+    kwargs = dict(num_heads=1, feedforward_channels=8, structure_dropout=0.1,
+                  mask_missing=False, relation_encoder=False, num_decoder_layers=2)
+
+
+class TestMyGO(ModelCase):
+    r"""MyGO on dense modalities (one token each): TuckER head, FGC term."""
+    name = 'mygo'
+    multimodal = True
+    kwargs = dict(num_heads=2, feedforward_channels=8, structure_dropout=0.1, fgc_weight=0.1,
+                  fgc_entities=6)
+
+
+class TestMyGODot(ModelCase):
+    r"""MyGO with the [MASK] output alone as the query (no TuckER), no FGC."""
+    name = 'mygo'
+    multimodal = True
+    kwargs = dict(num_heads=1, feedforward_channels=8, structure_dropout=0.1, fgc_weight=0.0,
+                  scorer='dot')
+
+
+class TestGatedSimilarityComplEx(InteractionCase):
+    r"""RSME's score: beta ComplEx + (1 - beta)/M sum_m g_{r,m} <x_h,m, x_t,m>, written out
+    from the card."""
+    cls = interactions.GatedSimilarityComplExInteraction
+    kwargs = dict(complex_channels=4, similarity_channels=[3, 2], beta=0.7)
+
+    def naive(self, h, r, t):
+        c = 4
+        hc, rc, tc = _complex(h[:c]), _complex(r[:c]), _complex(t[:c])
+        structural = sum(a * b * e.conjugate() for a, b, e in zip(hc, rc, tc)).real
+        hs, ts, g = _f(h[c:]), _f(t[c:]), _f(r[c:])
+        image = (g[0] * sum(hs[k] * ts[k] for k in range(3)) +
+                 g[1] * sum(hs[k] * ts[k] for k in range(3, 5)))
+        return 0.7 * structural + 0.3 / 2 * image
+
+
+class TestRSME(ModelCase):
+    r"""The paper: alpha-mix of e_s and x W, gated cosine of raw features (the forget gate
+    from MRP on the training triples in the trainer test)."""
+    name = 'rsme'
+    multimodal = True
+
+
+class TestRSMEPerRelationAlpha(ModelCase):
+    r"""alpha per relation (a relation-dependent, decomposable fusion), the authors' code's
+    training (ComplEx alone in training mode), a given forget gate."""
+    name = 'rsme'
+    multimodal = True
+    kwargs = dict(alpha=torch.tensor([0.2, 0.7, 0.9]), train_similarity=False,
+                  forget_gate=torch.tensor([1.0, 0.0, 1.0]))
+
+    def build_from_data(self, data, seed: int = 0):
+        torch.manual_seed(seed)
+        return self.cls.from_data(data, self.channels, alpha=torch.tensor([0.2, 0.7, 0.9]),
+                                  train_similarity=False)
+
+
+class TestRSMEZjukg(ModelCase):
+    r"""zjukg's version: the projection concatenated, cosine of the projections, beta 0.95,
+    W x + b, Xavier, no gate; the stored rows of missing features used as they are."""
+    name = 'rsme'
+    multimodal = True
+    kwargs = dict(combine='concat', similarity='projected', beta=0.95, projection_bias=True,
+                  init_scale=None, mask_missing=False)
+
+
+class TestOTKGE(ModelCase):
+    r"""The authors' code: the plan from entities 0-9, kernel exp(-0.1 C)."""
+    name = 'otkge'
+    multimodal = True
+    kwargs = dict(modality_weights={'image': 0.1, 'text': 0.7}, scale=3.0)
+
+
+class TestOTKGEAllRenormalized(ModelCase):
+    r"""The plan from every entity, a proper epsilon, missing weights renormalised."""
+    name = 'otkge'
+    multimodal = True
+    kwargs = dict(ot_entities='all', ot_epsilon=0.5, missing='renormalize', scale=3.0)
+
+
+class TestOTKGEUnmasked(ModelCase):
+    r"""Missing features as the authors' zero rows, the plan from entities 0-4."""
+    name = 'otkge'
+    multimodal = True
+    kwargs = dict(mask_missing=False, ot_entities=5, scale=3.0)
+
+
+class TestMKGformer(ModelCase):
+    r"""MKGformer on tiny randomly initialised BERT and CLIP-ViT configurations (2 layers,
+    the top one fused), precomputed visual features with holes, the offline MiniLM
+    tokenizer; skipped without transformers."""
+    name = 'mkgformer'
+    multimodal = True
+
+    @property
+    def kwargs(self):
+        return model_test_kwargs('mkgformer', self.channels)
+
+
 # The meta-test ################################################################################
 
 TEMPLATES = (InteractionCase, FusionCase, ModelCase, RegimeCase)
@@ -837,7 +1208,8 @@ def test_missing_cases_notices_new_components(monkeypatch):
         pass
 
     assert missing_cases([c for c in CASES if not issubclass(c, RegimeCase)]) == [
-        "regime 'negative_sampling'", "regime '1-n'"]
+        "regime 'negative_sampling'", "regime '1-n'", "regime 'kbgan'", "regime 'mans'",
+        "regime 'mmrns'"]
     MODELS.register('template_probe', object)
     try:
         monkeypatch.setattr(interactions, 'NewInteraction', NewInteraction, raising=False)

@@ -15,6 +15,7 @@ from torch_mmkg.loader import Negatives
 from torch_mmkg.nn import MODELS
 from torch_mmkg.nn.models._modalities import features_from_data
 from torch_mmkg.nn.validation import IndexSpec, check_indices
+from torch_mmkg.testing import model_test_kwargs
 
 D = 4
 
@@ -35,6 +36,7 @@ def construct(cls, num_nodes=N, num_relations=R, hidden_channels=D, **kwargs):
     if 'features' in inspect.signature(cls).parameters:
         _, _, features, masks = graph()
         kwargs = dict(features=features, masks=masks, **kwargs)
+    kwargs = {**model_test_kwargs(MODELS.lookup(cls), hidden_channels), **kwargs}
     return cls(num_nodes, num_relations, hidden_channels, **kwargs)
 
 
@@ -102,10 +104,60 @@ BAD_HYPERPARAMETERS = {
     'reconstruction_weight': [-1.0, NAN, '1'],
     'modality_channels': [0, 2.5, True],
     'missing': ['zeros', None],
+    'feature_encoder': ['pool', None],  # IMF
+    'decision': ['vote', None],
+    'contrastive_weight': [-0.1, NAN, INF],
+    'alpha': [-0.1, 1.5, NAN],  # MoSE
+    'scale': [0.0, -1.0, NAN],
+    'init_size': [0.0, -1.0, NAN],
 }
 #: Arguments with no numeric constraint to check here (flags, objects, name lists).
 FREE = {'loss', 'features', 'masks', 'scorers'}
 FREE |= {'train_edge_index'}  # KBLN: the training triples' heads and tails
+# VISTA and MyGO (transformers; the modality inputs are objects)
+BAD_HYPERPARAMETERS.update({
+    'feedforward_channels': [0, 2.5, True],
+    'num_entity_layers': [0, 2.5, True],
+    'num_relation_layers': [0, -1, True],
+    'num_decoder_layers': [0, 2.5, True],
+    'dropout': [1.0, -0.1, NAN],
+    'structure_dropout': [1.0, -0.1, NAN],
+    'modality_dropout': [1.0, -0.1, NAN],
+    'max_instances': [0, 2.5, True],
+    'instance_order': ['random', None],
+    'fgc_weight': [-0.1, NAN, INF],
+    'fgc_temperature': [0.0, -1.0, NAN],
+    'fgc_entities': [0, 2.5, True],
+    'scorer': ['distmult', None],
+    'tucker_dropout': [(1.0, 0.0, 0.0), (0.1, 0.1)],
+})
+FREE |= {'relation_features', 'relation_masks', 'tokens', 'token_masks', 'token_tables'}
+# RSME and OTKGE
+BAD_HYPERPARAMETERS.update({
+    'beta': [-0.1, 1.5, NAN],
+    'combine': ['sum', None],
+    'similarity': ['text', None],
+    'init_scale': [0.0, -1.0, NAN],
+    'regularize': ['all', None],
+    'modality_weights': [{'image': 0.9, 'text': 0.9}, {'image': 0.1}, [0.1],
+                         {'image': -0.1, 'text': 0.1}],
+    'ot_entities': [0, 2.5, True, 'some'],
+    'ot_epsilon': [0.0, -1.0, NAN],
+    'ot_max_iter': [0, 2.5, True],
+    'ot_tol': [-1.0, NAN],
+})
+FREE |= {'forget_gate'}  # RSME: a tensor (checked in test/nn/models/test_rsme.py)
+# MKGformer: the checkpoints, tokenizer, texts and images are objects, checked in
+# test/nn/models/test_mkgformer.py
+BAD_HYPERPARAMETERS.update({
+    'num_fusion_layers': [0, 2.5, True],
+    'prefix': ['image', None],
+    'prefix_from': ['next_layer', None],
+    'vision_positions': ['yes', None],
+    'max_length': [0, 2.5, True],
+})
+FREE |= {'text_model', 'vision_model', 'tokenizer', 'descriptions', 'relation_texts', 'images',
+         'image_mask'}
 
 
 def hyperparameters(cls):
@@ -135,6 +187,7 @@ def hyperparameter_cases():
         margin = inspect.signature(MODELS[name]).parameters['margin'].default
         yield pytest.param(name, 'epsilon', -margin, id=f'{name}-epsilon--margin')
     yield pytest.param('transe', 'epsilon', -9.0, id='transe-epsilon--margin')
+    yield pytest.param('adamf', 'epsilon', -12.0, id='adamf-epsilon--margin')  # NATIVE's rule
 
 
 @pytest.mark.parametrize('name,arg,value', list(hyperparameter_cases()))

@@ -8,7 +8,7 @@ from torch_mmkg.loader import Negatives, NegativeSampler
 from torch_mmkg.nn import MODELS, BCELoss, DistMult, FromDataMixin, RotatE, TuckER
 from torch_mmkg.nn.fusion import FUSIONS
 from torch_mmkg.nn.loss import KGELoss, MarginRankingLoss
-from torch_mmkg.testing import assert_scoring_consistent
+from torch_mmkg.testing import assert_scoring_consistent, model_test_kwargs
 
 N, R, D, T = 30, 4, 8, 60
 ATOL = 1e-9
@@ -29,9 +29,10 @@ ONE_TO_N = {n for n, cls in MODELS.items() if cls.one_to_n}
 
 def make(name, **kwargs):
     torch.manual_seed(0)
-    if name in MULTIMODAL:
+    if name in MULTIMODAL or 'features' in inspect.signature(MODELS[name]).parameters:
         kwargs['features'] = {'image': torch.randn(N, 6), 'text': torch.randn(N, 5)}
         kwargs['masks'] = {'image': torch.arange(N) % 3 != 0, 'text': torch.arange(N) % 4 != 1}
+    kwargs = {**model_test_kwargs(name, D), **kwargs}
     return MODELS[name](N, R, D, **kwargs).double()
 
 
@@ -91,9 +92,18 @@ def test_entity_and_relation_widths():
     widths.update({'ikrl': (D, D), 'qeb': (D, 2 * D)})  # QEB: [r, r_m]
     widths.update({'literale': (D, D), 'kbln': (D, D + 11)})  # KBLN: [r, w_r], 6 + 5 columns
     widths.update({'transae': (D, D), 'mmkrl': (D, D)})  # TransAE: the code is the entity
+    widths.update({'adamf': (2 * D, D)})
+    widths.update({'imf': (D, D), 'mose': (2 * D, 2 * D)})  # MoSE: complex rank D
+    widths.update({'vista': (D, D), 'mygo': (D, D)})  # [r, direction flag] scored
+    widths.update({'rsme': (2 * D, 2 * D), 'otkge': (2 * D, 2 * D)})  # ComplEx rank D
+    widths.update({'mkgformer': (D, D)})  # entity and relation tokens of BERT's width
     assert set(widths) == set(MODELS)
     for name, (de, dr) in widths.items():
         model = make(name)
+        if name == 'mkgformer':  # entity and relation tokens beside BERT's vocabulary
+            assert model.entity_embeddings.weight.shape == (N, de)
+            assert model.relation_embeddings.weight.shape == (R, dr)
+            continue
         if model.node_emb is None:  # TransAE: no entity table, the autoencoder's code
             assert model.code().shape == (N, de) and model.rel_emb.weight.shape == (R, dr)
             continue
@@ -101,6 +111,11 @@ def test_entity_and_relation_widths():
         rows = 2 * R if name in ONE_TO_N else R
         if name in ('literale', 'kbln'):  # 1-N with the relation itself for head queries
             rows = R
+        if name in ('vista', 'mygo'):  # head queries: relation r with the [MASK] at the head
+            rows = R
+        if name in ('imf', 'mose'):  # one relation table per modality slot
+            assert model.rel_emb.shape == (len(model.slots), rows, dr)
+            continue
         if name == 'momok':  # one relation table per modality slot
             assert model.rel_emb.shape == (len(model.slots), rows, dr)
         else:
@@ -346,6 +361,7 @@ def _with_features(name, image):
     # MoMoK fine-tunes its feature tables by default: then the state dict holds them.
     kwargs = {'finetune_features': False} if name == 'momok' else {}
     kwargs = {'trainable_features': False} if name == 'mmkrl' else kwargs  # likewise
+    kwargs = {'trainable_features': False} if name == 'adamf' else kwargs  # likewise
     return MODELS[name](N, R, D, features=features, masks=masks, **kwargs)
 
 

@@ -21,7 +21,8 @@ def test_optimizer_and_sampling_names():
 
 
 def test_registries():
-    assert isinstance(REGIMES, Registry) and REGIMES.names() == ['negative_sampling', '1-n']
+    assert isinstance(REGIMES, Registry)
+    assert REGIMES.names() == ['negative_sampling', '1-n', 'kbgan', 'mans', 'mmrns']
     assert REGIMES.aliases('ns') == ('ns', 'negatives')
     assert REGIMES.aliases('1-n') == ('one_to_n', 'kvsall')  # '1n' is '1-n' normalised
     assert 'KvsAll' in REGIMES and 'kvsone' not in REGIMES
@@ -31,7 +32,7 @@ def test_registries():
 
 @pytest.mark.parametrize('kwargs,message', [
     ({'regime': 'one-to-all'}, "TrainConfig: unknown regime 'one-to-all'; choose from "
-                               "['1-n', 'negative_sampling']"),
+                               "['1-n', 'kbgan', 'mans', 'mmrns', 'negative_sampling']"),
     ({'regime': 'negative'}, "did you mean 'negative_sampling'?"),
     ({'optimizer': 'adan'}, "TrainConfig: unknown optimizer 'adan'; choose from "
                             "['adagrad', 'adam', 'adamw', 'sgd']; did you mean 'adam'?"),

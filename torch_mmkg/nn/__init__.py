@@ -20,9 +20,18 @@ from .models import LiteralE, KBLN
 from .models import IKRL, QEB
 from .interactions import WeightedMultiViewInteraction
 from .models import TransAE, MMKRL
+from .models import AdaMF
+from .models import IMF, MoSE, MoSEEnsemble
+from .models import VISTA, MyGO
+from .fusion import MutanFusion
+from .models import RSME, OTKGE
+from .models import MKGformer
+from .fusion import WeightedSumFusion
+from .interactions import GatedSimilarityComplExInteraction
 from .models._modalities import FromDataMixin
 from .representation import EntityRepresentation, ExpertRepresentation
 from .regimes import REGIMES, NegativeSampling, OneToN
+from .sampling import KBGAN, MANS, MMRNS
 from .loss import (LOSSES, SelfAdversarialLoss, MarginRankingLoss, SoftplusLoss, BCELoss,
                    SoftmaxCrossEntropyLoss, symmetric_contrastive_loss, l2_regularization,
                    n3_regularization)
@@ -49,6 +58,20 @@ MODELS.register('ikrl', IKRL)
 MODELS.register('qeb', QEB)
 MODELS.register('transae', TransAE)
 MODELS.register('mmkrl', MMKRL)
+MODELS.register('adamf', AdaMF)
+MODELS.register('imf', IMF)
+MODELS.register('mose', MoSE)
+MODELS.register('vista', VISTA)
+MODELS.register('mygo', MyGO)
+MODELS.register('rsme', RSME)
+MODELS.register('otkge', OTKGE)
+MODELS.register('mkgformer', MKGformer)
+
+#: The negative-sampling regimes that choose or build their negatives
+#: (:mod:`torch_mmkg.nn.sampling`).
+REGIMES.register('kbgan', KBGAN)
+REGIMES.register('mans', MANS)
+REGIMES.register('mmrns', MMRNS)
 
 __all__ = [
     'EntityRepresentation',
@@ -62,6 +85,9 @@ __all__ = [
     'NegativeSampling',
     'OneToN',
     'REGIMES',
+    'KBGAN',
+    'MANS',
+    'MMRNS',
     'LOSSES',
     'SoftmaxCrossEntropyLoss',
     'AdaptiveFusion',
@@ -100,6 +126,18 @@ __all__ = [
     'QEB',
     'TransAE',
     'MMKRL',
+    'AdaMF',
+    'IMF',
+    'MoSE',
+    'MoSEEnsemble',
+    'VISTA',
+    'MyGO',
+    'MutanFusion',
+    'RSME',
+    'OTKGE',
+    'WeightedSumFusion',
+    'MKGformer',
+    'GatedSimilarityComplExInteraction',
     'SelfAdversarialLoss',
     'MarginRankingLoss',
     'SoftplusLoss',

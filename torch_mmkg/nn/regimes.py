@@ -5,6 +5,17 @@ A regime owns the batches (:meth:`TrainingRegime.loader`) and the loss of a batc
 for sampled candidates, :meth:`~torch_mmkg.nn.KGEModel.score_queries` for 1-N), so every model
 trains under every regime. Extra training signals (penalties, alignment, CLUB) travel in the
 explicit return values, :class:`ScoredBatch`/:class:`QueryScores` and :class:`RegimeOutput`.
+
+A regime may own trainable parts (KBGAN's generator, MMRNS's cross-modal attention): it is a
+:class:`torch.nn.Module`, builds those parts for its model in :meth:`TrainingRegime.bind`,
+hands them to the optimiser as parameter groups of their own (:meth:`TrainingRegime.
+param_groups`, e.g. with their own learning rate) and keeps them, with any running statistic,
+in its :meth:`~torch.nn.Module.state_dict`, which a checkpoint saves and restores with the
+model's. One backward pass and one optimiser step serve the model and the regime's parts: a
+part trained by its own objective (a REINFORCE generator) adds a surrogate term to the loss
+whose gradient reaches that part only. :meth:`TrainingRegime.start_epoch` tells a regime with
+a schedule where training stands. The regimes that need nothing of this (negative sampling,
+1-N) hold no parameters and no state.
 """
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -71,8 +82,13 @@ def _total(losses: Sequence[Tensor], terms: Dict[str, Tensor], like: Tensor) -> 
     return out
 
 
-class TrainingRegime:
+class TrainingRegime(torch.nn.Module):
     r"""The abstract base of training regimes.
+
+    A regime is a :class:`torch.nn.Module` so that it may own trainable parts and running
+    statistics (see the module's description): :meth:`bind` builds them for a model,
+    :meth:`param_groups` hands them to the optimiser, :meth:`~torch.nn.Module.state_dict`
+    checkpoints them, :meth:`start_epoch` follows the schedule. By default a regime has none.
 
     Args:
         loss (torch.nn.Module, optional): The loss (default: the model's own loss where it
@@ -82,6 +98,7 @@ class TrainingRegime:
     name: str = ''
 
     def __init__(self, loss: Optional[torch.nn.Module] = None):
+        torch.nn.Module.__init__(self)
         if loss is not None and not self.accepts(loss):
             raise ValueError(f"{type(self).__name__} cannot train with "
                              f"{type(loss).__name__}")
@@ -102,6 +119,23 @@ class TrainingRegime:
             return self.loss_fn
         own = getattr(model, 'loss_fn', None)
         return own if own is not None and self.accepts(own) else self.default_loss()
+
+    def bind(self, model, data=None) -> 'TrainingRegime':
+        r"""Builds what the regime trains for :obj:`model` (and the graph :obj:`data` it is
+        trained on, where a part needs its features), on the model's device and dtype, once,
+        before the optimiser is made; returns the regime. Nothing by default."""
+        return self
+
+    def param_groups(self) -> List[Dict[str, Any]]:
+        r"""The regime's own trainable parameters as optimiser parameter groups (dicts with
+        :obj:`"params"` and, where they differ from the run's, :obj:`"lr"` or
+        :obj:`"weight_decay"`), stepped with the model's by one optimiser. None by
+        default."""
+        return []
+
+    def start_epoch(self, epoch: int, num_epochs: Optional[int] = None):
+        r"""Called before training epoch :obj:`epoch` (from 1) of :obj:`num_epochs`, for
+        regimes with a schedule. Nothing by default."""
 
     def loader(self, model, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                **kwargs):

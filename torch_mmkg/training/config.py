@@ -85,6 +85,17 @@ class TrainConfig:
             :data:`REGIMES`; :obj:`None` takes the model's default
             (:attr:`KGEModel.default_regime`). Every model trains under either.
             (default: :obj:`None`)
+            Besides: :obj:`"kbgan"` (adversarial negatives from a generator model,
+            :class:`~torch_mmkg.nn.KBGAN`), :obj:`"mans"` (modality-aware negatives,
+            :class:`~torch_mmkg.nn.MANS`) and :obj:`"mmrns"` (relation-enhanced negatives
+            sampled by a cross-modal attention, :class:`~torch_mmkg.nn.MMRNS`), negative
+            sampling with :obj:`num_negatives`, :obj:`sampling` and :obj:`corrupt_side_per`
+            and options of their own (:obj:`regime_args`).
+        regime_args (dict, optional): The keyword arguments of a regime with options of its
+            own (:obj:`"kbgan"`, :obj:`"mans"`, :obj:`"mmrns"`), e.g.
+            :obj:`{"generator": "distmult", "num_candidates": 20}`; its trainable parts join
+            the optimiser (with their own learning rate where given) and the checkpoints.
+            (default: :obj:`None`)
         loss (str, optional): The regime's loss by name (:data:`~torch_mmkg.nn.loss.LOSSES`):
             :obj:`"self_adversarial"`, :obj:`"margin"`, :obj:`"softplus"` for negative
             sampling, :obj:`"bce"`, :obj:`"softmax"` for 1-N; :obj:`None` takes the model's
@@ -157,6 +168,9 @@ class TrainConfig:
             modality augmentation, with these keyword arguments (:obj:`{}` for its
             defaults; the generator's learning rate defaults to :obj:`lr`); :obj:`None`
             trains without it. (default: :obj:`None`)
+        mat (dict, optional): Train with :class:`~torch_mmkg.training.MAT` (AdaMF-MAT's
+            modality-adversarial training) with these keyword arguments (:obj:`{}` for its
+            defaults); not together with :obj:`comat`. (default: :obj:`None`)
 
     The names of :obj:`optimizer`, :obj:`regime` and :obj:`sampling` may be given in any
     case, with :obj:`'-'`, :obj:`'_'` or spaces anywhere, or as an alias; the config stores
@@ -168,6 +182,7 @@ class TrainConfig:
     optimizer: str = 'adam'
     weight_decay: float = 0.0
     regime: Optional[str] = None
+    regime_args: Optional[Dict[str, Any]] = None
     loss: Optional[str] = None
     label_smoothing: Optional[float] = None
     num_negatives: int = 128
@@ -192,6 +207,7 @@ class TrainConfig:
     test: bool = True
     exclude_query_entity: bool = False
     comat: Optional[Dict[str, Any]] = None
+    mat: Optional[Dict[str, Any]] = None
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -240,6 +256,12 @@ class TrainConfig:
             (self.seed >= 0, f'seed must be >= 0, got {self.seed}'),
             (self.comat is None or isinstance(self.comat, dict),
              'comat must be None or a mapping of CoMAT options'),
+            (self.regime_args is None or isinstance(self.regime_args, dict),
+             'regime_args must be None or a mapping of the regime\'s options'),
+            (self.mat is None or isinstance(self.mat, dict),
+             'mat must be None or a mapping of MAT options'),
+            (self.comat is None or self.mat is None,
+             'comat and mat are two adversarial trainings; give one of them'),
         ]
         for ok, msg in checks:
             if not ok:

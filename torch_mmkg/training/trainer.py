@@ -25,7 +25,7 @@ from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
                                    relation_categories)
 from torch_mmkg.nn.kge.base import FeatureMismatchWarning, feature_mismatch
 from torch_mmkg.nn.loss import LOSSES, BCELoss
-from torch_mmkg.nn.regimes import NegativeSampling, OneToN
+from torch_mmkg.nn.regimes import REGIMES, NegativeSampling, OneToN
 from .config import RESUMABLE_CHANGES, TrainConfig
 
 #: Marks a checkpoint written by :meth:`Trainer.save_checkpoint`.
@@ -94,6 +94,10 @@ class Trainer:
       default :obj:`regime` and negative filtering are the model's
       (:attr:`~torch_mmkg.nn.KGEModel.default_regime`,
       :attr:`~torch_mmkg.nn.KGEModel.default_filter_negatives`);
+    * a regime with options and trainable parts of its own (KBGAN's generator, MMRNS's
+      attention; :obj:`regime_args`) is built for the model and the graph
+      (:meth:`~torch_mmkg.nn.regimes.TrainingRegime.bind`); its parameter groups join the
+      optimiser and its state the checkpoints;
     * validation every :obj:`eval_every` epochs on the cleaned validation split; the best
       model by validation MRR is kept (the test split never selects anything), with optional
       early stopping (:obj:`patience`) and a wall-clock budget (:obj:`max_minutes`);
@@ -154,12 +158,14 @@ class Trainer:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
         self.comat, self.generator_optimizer = None, None
-        if cfg.comat is not None:
+        if cfg.comat is not None or cfg.mat is not None:  # self.comat: CoMAT or MAT
             if self.one_to_n:
-                raise ValueError("CoMAT trains with negative sampling; set regime="
-                                 "'negative_sampling' or drop comat")
+                raise ValueError("CoMAT and MAT train with negative sampling; set regime="
+                                 "'negative_sampling' or drop comat/mat")
             from torch_mmkg.training.comat import CoMAT
-            self.comat = CoMAT(self.model, **cfg.comat)  # on the model's device
+            from torch_mmkg.training.mat import MAT
+            self.comat = (CoMAT(self.model, **cfg.comat) if cfg.comat is not None
+                          else MAT(self.model, **cfg.mat))  # on the model's device
             self.generator_optimizer = torch.optim.Adam(
                 self.comat.generator_parameters(), lr=self.comat.generator_lr or cfg.lr)
         # Parameters with their own objective (e.g. MoMoK's CLUB estimators), stepped after
@@ -211,6 +217,9 @@ class Trainer:
         params = [p for p in self.model.parameters() if id(p) not in aux]
         if self.comat is not None:  # the MLP discriminator of the CoMAT ablation
             params += list(self.comat.critic_parameters())
+        groups = self.regime.param_groups()  # a regime's own parts (KBGAN's generator, ...)
+        if groups:
+            return cls([{'params': params}] + groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _make_regime(self):
@@ -229,6 +238,17 @@ class Trainer:
                 raise ValueError("label_smoothing applies to the 1-N losses; set regime='1-n' "
                                  "or drop label_smoothing")
             loss = BCELoss(cfg.label_smoothing)
+        if name not in ('negative_sampling', '1-n'):  # KBGAN, MANS, MMRNS: options and parts
+            try:
+                regime = REGIMES[name](loss, cfg.num_negatives, cfg.sampling, cfg.twins,
+                                       side_per=cfg.corrupt_side_per, **(cfg.regime_args or {}))
+            except TypeError as e:
+                raise ValueError(f"bad regime_args for the {name} regime: {e}") from None
+            return regime.bind(model, self.data)
+        if cfg.regime_args:
+            own = [n for n in REGIMES if n not in ('1-n', 'negative_sampling')]
+            raise ValueError(f"regime_args configure the regimes with options of their own "
+                             f"({', '.join(own)}), not {name!r}")
         if name == '1-n':
             if cfg.twins:
                 raise ValueError("twins negative sampling needs negative-sampling training, "
@@ -302,6 +322,9 @@ class Trainer:
             ckpt['generator_optimizer'] = self.generator_optimizer.state_dict()
         if self.auxiliary_optimizer is not None:
             ckpt['auxiliary_optimizer'] = self.auxiliary_optimizer.state_dict()
+        regime_state = self.regime.state_dict()
+        if regime_state:  # a regime's parts and statistics (KBGAN's generator, baseline...)
+            ckpt['regime'] = regime_state
         atomic_torch_save(ckpt, path)
 
     def _check_resumable(self, ckpt: Dict[str, Any], path: str):
@@ -379,6 +402,11 @@ class Trainer:
                 raise ValueError(f"{path} holds no optimiser state for the model's auxiliary "
                                  f"parameters; it was written by another kind of run")
             self.auxiliary_optimizer.load_state_dict(ckpt['auxiliary_optimizer'])
+        if self.regime.state_dict():
+            if 'regime' not in ckpt:
+                raise ValueError(f"{path} holds no state of the {self.regime.name} regime; it "
+                                 f"was written by another kind of run")
+            self.regime.load_state_dict(ckpt['regime'])
         changed = {k: [ckpt['config'].get(k), v] for k, v in self.config.to_dict().items()
                    if k in RESUMABLE_CHANGES and ckpt['config'].get(k) != v}
         self.state['resumes'].append({'epoch': self.state['epoch'], 'changed': changed})
@@ -389,6 +417,7 @@ class Trainer:
         r"""One pass over the training triples; returns the mean batch loss."""
         model, cfg = self.model, self.config
         model.train()
+        self.regime.start_epoch(epoch, cfg.epochs)
         total, count = 0.0, 0
         bar = tqdm(self.loader, desc=f'Epoch {epoch:03d}', leave=False,
                    disable=not cfg.progress)
@@ -412,6 +441,9 @@ class Trainer:
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    regime_params = [p for g in self.regime.param_groups() for p in g['params']]
+                    if regime_params:  # a regime's own parts, clipped on their own
+                        torch.nn.utils.clip_grad_norm_(regime_params, cfg.grad_clip)
                 self.optimizer.step()
                 self._auxiliary_step(out.context)
             total += float(loss.detach())

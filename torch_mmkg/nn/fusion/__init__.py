@@ -16,6 +16,8 @@ from .basic import ConcatFusion, MeanFusion, ProductFusion, SumFusion
 from .gated import ContextGatedFusion
 from .projection import ModalityProjection
 from .views import AllSlots, StructureAndFused
+from .mutan import MutanFusion
+from .weighted import WeightedSumFusion
 
 #: The fusions known by name (case-insensitive), built with :meth:`Fusion.build`.
 FUSIONS = Registry('fusion')
@@ -26,6 +28,7 @@ FUSIONS.register('product', ProductFusion)
 FUSIONS.register('sum', SumFusion)
 FUSIONS.register('context', ContextGatedFusion, aliases=('cguaf', ))
 FUSIONS.register('attention', AttentionFusion)
+FUSIONS.register('mutan', MutanFusion)
 
 __all__ = [
     'Fusion',
@@ -42,5 +45,7 @@ __all__ = [
     'AllSlots',
     'ModalityExperts',
     'ModalityProjection',
+    'MutanFusion',
+    'WeightedSumFusion',
     'FUSIONS',
 ]

@@ -11,6 +11,7 @@ from .tucker import TuckERInteraction
 from .multiview import MultiViewInteraction, TBKGC_TERMS
 from .weighted_multiview import WeightedMultiViewInteraction
 from .ensemble import EnsembleInteraction
+from .rsme import GatedSimilarityComplExInteraction
 
 #: The interactions by name (case-insensitive).
 INTERACTIONS = Registry('interaction')
@@ -36,4 +37,5 @@ __all__ = [
     'TBKGC_TERMS',
     'WeightedMultiViewInteraction',
     'EnsembleInteraction',
+    'GatedSimilarityComplExInteraction',
 ]

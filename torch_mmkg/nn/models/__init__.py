@@ -10,6 +10,14 @@ from .ikrl import IKRL
 from .qeb import QEB
 from .transae import TransAE
 from .mmkrl import MMKRL
+from .imf import IMF
+from .mose import MoSE, MoSEEnsemble
+from .adamf import AdaMF
+from .vista import VISTA
+from .mygo import MyGO
+from .rsme import RSME
+from .otkge import OTKGE
+from .mkgformer import MKGformer
 
 __all__ = [
     'NATIVE',
@@ -23,4 +31,13 @@ __all__ = [
     'QEB',
     'TransAE',
     'MMKRL',
+    'AdaMF',
+    'IMF',
+    'MoSE',
+    'MoSEEnsemble',
+    'VISTA',
+    'MyGO',
+    'RSME',
+    'OTKGE',
+    'MKGformer',
 ]
