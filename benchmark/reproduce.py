@@ -79,7 +79,44 @@ def baselines(dataset: str) -> Dict[str, Method]:
         'transae': Method('transae', dict(dim), dict(NS_TRAIN), 'transe', 'TransAE'),
         'mmkrl': Method('mmkrl', dict(dim), dict(NS_TRAIN), 'transe', 'MMKRL'),
         'qeb': Method('qeb', dict(dim), dict(NS_TRAIN), 'transe', 'QEB'),
+        # CoMAT on the earlier methods (NATIVE's Fig. 4)
+        'ikrl_comat': Method('ikrl', dict(dim), dict(NS_TRAIN, comat={}), 'transe',
+                             'IKRL + CoMAT'),
+        'tbkgc_comat': Method('tbkgc', dict(dim), dict(NS_TRAIN, comat={}), 'transe',
+                              'TBKGC + CoMAT'),
+        'vbkgc_comat': Method('vbkgc', dict(dim), dict(NS_TRAIN, twins=True, comat={}),
+                              'transe', 'VBKGC + twins + CoMAT'),
+        # the authors' scripts run MAT with mu = 0: their "AdaMF-MAT" is AdaMF
+        'adamf': Method('adamf', _ns(12.0), dict(NS_TRAIN), 'rotate', 'AdaMF'),
+        'adamf_mat': Method('adamf', _ns(12.0), dict(NS_TRAIN, mat={}), 'rotate',
+                            'AdaMF-MAT (mu 1e-4)'),
+        'imf': Method('imf', dict(dim), dict(ONE_N_TRAIN), 'tucker', 'IMF (equal weights)'),
+        'mose': Method('mose', dict(dim), dict(ONE_N_TRAIN), 'complex', 'MoSE-AI'),
+        # transformers: the authors' lr and gradient clipping
+        'vista': Method('vista', dict(dim), dict(ONE_N_TRAIN, lr=1e-3, grad_clip=0.1), 'tucker',
+                        'VISTA (all entities re-encoded per step)'),
+        'vista_batch': Method('vista', dict(dim, encode_all=False),
+                              dict(ONE_N_TRAIN, lr=1e-3, grad_clip=0.1), 'tucker',
+                              'VISTA (batch re-encoded, cached table)'),
+        'mygo': Method('mygo', dict(dim), dict(ONE_N_TRAIN, lr=1e-3, grad_clip=0.1), 'tucker',
+                       'MyGO (dense modalities as tokens)'),
     }
+    # RSME and OTKGE take an image; the offline graphs have text (and DB15K numbers)
+    rows['rsme'] = Method('rsme', dict(dim, modalities=['text']), dict(ONE_N_TRAIN), 'complex',
+                          'RSME (text as its image, MRP forget gate)')
+    rows['otkge'] = Method('otkge', dict(dim), dict(ONE_N_TRAIN), 'complex', 'OTKGE')
+    # the negative-sampling methods are regimes on a model
+    rows['kbgan'] = Method('transe', dict(dim), dict(NS_TRAIN, regime='kbgan', num_negatives=1,
+                                                     sampling='bernoulli'),
+                           'transe', 'TransE + KBGAN (DistMult generator)')
+    rows['mans'] = Method('ikrl', dict(dim), dict(NS_TRAIN, regime='mans',
+                                                  regime_args={'mode': 'A'}),
+                          'ikrl', 'IKRL + MANS-A')
+    visual = 'numeric' if dataset == 'DB15K' else 'text'
+    rows['mmrns'] = Method('transe', dict(dim), dict(
+        NS_TRAIN, regime='mmrns', num_negatives=20, batch_size=400,
+        regime_args={'visual': visual, 'textual': 'text'}), 'transe',
+        f'TransE + MMRNS ({visual} as its visual view)')
     if dataset == 'DB15K':  # numeric attributes: LiteralE's and KBLN's input
         rows['literale'] = Method('literale', dict(dim, modalities=['numeric']),
                                   dict(ONE_N_TRAIN), 'distmult', 'LiteralE (gated, DistMult)')
