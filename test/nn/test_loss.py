@@ -169,6 +169,16 @@ def test_n3_regularization_complex():
     assert n3_regularization(torch.tensor([[3.0, 4.0]])).item() == pytest.approx(125.0)
 
 
+def test_n3_regularization_gradient_at_zero():
+    # a zero complex coordinate (a masked slot) has the gradient 0 of |x|^3, not NaN
+    x = torch.tensor([[0.0, 1.0, 0.0, 2.0]], dtype=DTYPE, requires_grad=True)
+    n3_regularization(x).backward()
+    # d/d re of (re^2 + im^2)^1.5 is 3 re |x|: 0 at the zero coordinate; at 1 + 2i, 3 * 1 * √5
+    # for the real part and 3 * 2 * √5 for the imaginary part (the second half)
+    want = [0.0, 3.0 * math.sqrt(5.0), 0.0, 6.0 * math.sqrt(5.0)]
+    assert x.grad[0].tolist() == pytest.approx(want, rel=1e-12)
+
+
 def test_n3_regularization_real():
     torch.manual_seed(8)
     x = torch.randn(4, 5, dtype=DTYPE)

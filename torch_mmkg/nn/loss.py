@@ -282,12 +282,12 @@ def n3_regularization(*tensors: Tensor, weight: float = 1.0,
     else the absolute value."""
     total = 0.0
     for x in tensors:
-        if complex_:
+        if complex_:  # |x|^3 = (re^2 + im^2)^(3/2): a zero gradient at 0, where sqrt has none
             re, im = x.chunk(2, dim=-1)
-            mod = torch.sqrt(re**2 + im**2)
+            cube = (re**2 + im**2).pow(1.5)
         else:
-            mod = x.abs()
-        total = total + mod.pow(3).sum(dim=-1).mean()
+            cube = x.abs().pow(3)
+        total = total + cube.sum(dim=-1).mean()
     return weight * total
 
 

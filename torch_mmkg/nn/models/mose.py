@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_mmkg.nn.fusion import AllSlots
 from torch_mmkg.nn.interactions import ComplExInteraction, EnsembleInteraction
 from torch_mmkg.nn.kge.base import KGEModel, ScoringCache
-from torch_mmkg.nn.loss import SoftmaxCrossEntropyLoss
+from torch_mmkg.nn.loss import SoftmaxCrossEntropyLoss, n3_regularization
 from torch_mmkg.nn.representation import EntityRepresentation
 from torch_mmkg.nn.validation import check_sizes, choice, positive_int, real
 from ._modalities import FromDataMixin
@@ -204,16 +204,10 @@ class MoSE(FromDataMixin, KGEModel):
 
     def penalty(self, *representations: Tensor) -> Tensor:
         r""":math:`\lambda \sum_x \frac{1}{B}\sum_b \sum_k |x_{bk}|^3` over the complex
-        views :obj:`representations` (N3, kbc's), with :math:`|x|^3 = (\mathrm{Re}(x)^2 +
-        \mathrm{Im}(x)^2)^{3/2}`: finite gradients at a zero coordinate (a masked slot is
-        zero), where :func:`~torch_mmkg.nn.loss.n3_regularization`'s square root has none."""
+        views :obj:`representations` (N3, kbc's)."""
         if not self._penalized:
             return representations[0].new_zeros(())
-        total = representations[0].new_zeros(())
-        for x in representations:
-            re, im = x.chunk(2, dim=-1)
-            total = total + (re**2 + im**2).pow(1.5).sum(dim=-1).mean()
-        return self.regularization_weight * total
+        return n3_regularization(*representations, weight=self.regularization_weight)
 
     @torch.no_grad()
     def view_scores(self, entity_index: Tensor, rel_type: Tensor,
