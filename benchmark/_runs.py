@@ -20,6 +20,8 @@ class Summary(dict):
         os.makedirs(out, exist_ok=True)
         self.out, self.path, self.settings = out, osp.join(out, 'summary.json'), settings
         old = json.load(open(self.path)) if osp.exists(self.path) else {}
+        #: The settings the file was last written with (:obj:`None` for a new file).
+        self.stored_settings: Optional[Dict[str, Any]] = old.get('settings')
         super().__init__({k: v for k, v in old.items() if k != 'settings'})
 
     def write(self):

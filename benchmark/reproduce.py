@@ -238,8 +238,11 @@ def _stats(entries: List[Dict[str, Any]], key: str):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _cell(mean, std) -> str:
-    return '—' if mean is None else f'{mean:.2f} ± {std:.2f}'
+def _cell(mean, std, count: int = 2) -> str:
+    # one run (a single seed, or a frequency row) has no spread to print
+    if mean is None:
+        return '—'
+    return f'{mean:.2f}' if count < 2 else f'{mean:.2f} ± {std:.2f}'
 
 
 def _cost(entries: List[Dict[str, Any]]) -> str:
@@ -275,9 +278,12 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
     r"""The markdown table of every dataset in :obj:`summary`."""
     budget = (f"{settings['minutes']} min of training per run (at most {settings['epochs']} "
               f"epochs)" if settings['minutes'] else f"{settings['epochs']} epochs per run")
+    seeds = sorted({int(k.rsplit('/seed', 1)[1]) for k in summary if '/seed' in k}
+                   or set(settings['seeds']))
     lines = [f"Budget: {budget}, {settings['device']}, torch "
              f"{settings['torch']}, {settings['threads']} threads; seeds "
-             f"{', '.join(map(str, settings['seeds']))}. Protocol: filtered (train + valid + "
+             f"{', '.join(map(str, seeds))} (the seeds column says how many each row has). "
+             f"Protocol: filtered (train + valid + "
              f"test), both directions, realistic ranks (optimistic MRR beside them), selection "
              f"by MRR on `val_clean`, one test evaluation of the selected model; the query "
              f"entity {'is not' if settings.get('exclude_query_entity') else 'is'} a candidate "
@@ -305,7 +311,7 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
             if name not in rows:
                 continue
             entries = rows[name]
-            cells = [_cell(*_stats(entries, k)) for k in METRICS]
+            cells = [_cell(*_stats(entries, k), len(entries)) for k in METRICS]
             mean, std = _stats(entries, 'mrr')
             verdict = ''
             if name in specs and specs[name].backbone is not None:
@@ -313,6 +319,9 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
                 b_mean, b_std = _stats(rows.get(bb, []), 'mrr')
                 if b_mean is None or len(freq) < 2:
                     verdict = 'no backbone or frequency rows'
+                elif len(entries) < 2 or len(rows[bb]) < 2:  # no spread to judge by
+                    verdict = (f"{mean - b_mean:+.2f} vs {specs[bb].label} (one seed: no "
+                               f"verdict)")
                 else:
                     spread = max(std, b_std)
                     ok = mean - b_mean > spread and all(mean - f > spread
@@ -323,7 +332,7 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
             paper = PAPER.get(dataset, {}).get(name)
             epochs = _stats(entries, 'epochs')[0]
             lines.append(f"| {label} | {' | '.join(cells)} | "
-                         f"{_cell(*_stats(entries, 'optimistic_mrr'))} | "
+                         f"{_cell(*_stats(entries, 'optimistic_mrr'), len(entries))} | "
                          f"{'—' if paper is None else f'{paper:.2f}'} | {epochs:.0f} | "
                          f"{_cost(entries)} | "
                          f"{_seeds(len(entries), diverged.get(name, 0), name)} | {verdict} |")
@@ -368,6 +377,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                            f'CPU ({platform.processor() or platform.machine()}, '
                            f'{os.cpu_count()} cores)')}
     summary = Summary(args.out, settings)
+    if args.table_only and summary.stored_settings:  # the settings the runs were made with
+        settings = summary.stored_settings
     if not args.table_only:
         for dataset in args.datasets:
             if dataset not in DATASETS:
