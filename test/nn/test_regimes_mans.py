@@ -13,12 +13,7 @@ N, R, D = 14, 2, 4
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('single_thread')  # test/conftest.py
 
 
 def _features():
