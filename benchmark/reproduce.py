@@ -249,7 +249,10 @@ def _cost(entries: List[Dict[str, Any]]) -> str:
     # The median seconds per epoch, and the largest peak memory over the seeds of the runs
     # that had a process of their own (a run in a shared process reports the process's peak
     # so far), with in brackets what training added to the data and the model.
-    per_epoch = [e['seconds_per_epoch'] for e in entries if e.get('seconds_per_epoch')]
+    # Runs whose epochs were matched to another seed's ran on a machine that was not quiet:
+    # their times are left out (their memory is not affected).
+    per_epoch = [e['seconds_per_epoch'] for e in entries if e.get('seconds_per_epoch')
+                 and 'epochs_matched_to_seed' not in e]
     if not per_epoch:
         return '— | —'
     gib, mib = 1024 ** 3, 1024 ** 2
@@ -268,10 +271,15 @@ def _cost(entries: List[Dict[str, Any]]) -> str:
     return f'{statistics.median(per_epoch):.2f} | {memory}'
 
 
-def _seeds(done: int, diverged: int, name: str) -> str:
+def _seeds(done: int, diverged: int, name: str, matched: int = 0) -> str:
     if name in FREQUENCY:
         return '—'
-    return f'{done} (+{diverged} diverged)' if diverged else str(done)
+    text = f'{done} ({matched}*)' if matched else str(done)
+    return f'{text} (+{diverged} diverged)' if diverged else text
+
+
+def _matched(entries: List[Dict[str, Any]]) -> int:
+    return sum(1 for e in entries if 'epochs_matched_to_seed' in e)
 
 
 def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
@@ -288,6 +296,15 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
              f"by MRR on `val_clean`, one test evaluation of the selected model; the query "
              f"entity {'is not' if settings.get('exclude_query_entity') else 'is'} a candidate "
              f"of its own query. Mean ± std over the seeds (the frequency rows have none).", '']
+    matched = sorted({e['epochs_matched_to_seed'] for e in summary.values()
+                      if isinstance(e, dict) and 'epochs_matched_to_seed' in e})
+    if matched:
+        count = sum(1 for e in summary.values()
+                    if isinstance(e, dict) and 'epochs_matched_to_seed' in e)
+        lines[0] += (f" {count} runs (counted after the * in the seeds column) were trained, on "
+                     f"a machine that was not quiet, for the number of epochs seed "
+                     f"{', '.join(map(str, matched))} of the same method reached within the "
+                     f"budget instead of for the budget; their seconds per epoch are left out.")
     datasets = sorted({k.split('/')[0] for k in summary if '/' in k})
     for dataset in datasets:
         lines += [f'**{dataset}**', '',
@@ -335,7 +352,8 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
                          f"{_cell(*_stats(entries, 'optimistic_mrr'), len(entries))} | "
                          f"{'—' if paper is None else f'{paper:.2f}'} | {epochs:.0f} | "
                          f"{_cost(entries)} | "
-                         f"{_seeds(len(entries), diverged.get(name, 0), name)} | {verdict} |")
+                         f"{_seeds(len(entries), diverged.get(name, 0), name, _matched(entries))} | "
+                         f"{verdict} |")
         lines.append('')
     return '\n'.join(lines)
 
@@ -349,6 +367,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--minutes', type=float, default=3.0,
                         help='training budget per run (0: none, --epochs only)')
     parser.add_argument('--epochs', type=int, default=1000)
+    parser.add_argument('--match_epochs_of_seed', type=int, default=None, metavar='SEED',
+                        help='train each run for the epochs the same method reached with '
+                             'this seed (no time budget): for seeds run on a machine that '
+                             'is not quiet, whose minutes would buy fewer epochs')
     parser.add_argument('--eval_every', type=int, default=2)
     parser.add_argument('--exclude_query_entity', action='store_true')
     parser.add_argument('--root', default=osp.join(osp.dirname(osp.realpath(__file__)), '..',
@@ -407,9 +429,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                            'eval_every': args.eval_every, 'seed': seed, 'progress': False,
                            'device': str(device),
                            'exclude_query_entity': args.exclude_query_entity, **method.train}
+                    matched = None
+                    if args.match_epochs_of_seed is not None:
+                        reference = summary.get(
+                            f'{dataset}/{name}/seed{args.match_epochs_of_seed}', {})
+                        if 'epochs' not in reference:
+                            print(f"skip {key}: no run of seed {args.match_epochs_of_seed} "
+                                  f"to match", file=sys.stderr)
+                            continue
+                        matched = args.match_epochs_of_seed
+                        cfg.update(epochs=reference['epochs'], max_minutes=None)
                     if args.isolate:
-                        summary.record(key, run_isolated(key, method, graph, cfg, seed,
-                                                         args.out))
+                        entry = run_isolated(key, method, graph, cfg, seed, args.out)
+                        if matched is not None:  # its time was not measured on a quiet machine
+                            entry['epochs_matched_to_seed'] = matched
+                        summary.record(key, entry)
                         continue
                     torch.manual_seed(seed)
                     model = build_model(method, data)
