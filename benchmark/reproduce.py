@@ -352,8 +352,8 @@ def table(summary: Dict[str, Any], settings: Dict[str, Any]) -> str:
                          f"{_cell(*_stats(entries, 'optimistic_mrr'), len(entries))} | "
                          f"{'—' if paper is None else f'{paper:.2f}'} | {epochs:.0f} | "
                          f"{_cost(entries)} | "
-                         f"{_seeds(len(entries), diverged.get(name, 0), name, _matched(entries))} | "
-                         f"{verdict} |")
+                         f"{_seeds(len(entries), diverged.get(name, 0), name, _matched(entries))}"
+                         f" | {verdict} |")
         lines.append('')
     return '\n'.join(lines)
 
@@ -370,7 +370,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--match_epochs_of_seed', type=int, default=None, metavar='SEED',
                         help='train each run for the epochs the same method reached with '
                              'this seed (no time budget): for seeds run on a machine that '
-                             'is not quiet, whose minutes would buy fewer epochs')
+                             "is not quiet, whose minutes would buy fewer epochs")
     parser.add_argument('--eval_every', type=int, default=2)
     parser.add_argument('--exclude_query_entity', action='store_true')
     parser.add_argument('--root', default=osp.join(osp.dirname(osp.realpath(__file__)), '..',
@@ -448,6 +448,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     torch.manual_seed(seed)
                     model = build_model(method, data)
                     summary.run(key, model, data, TrainConfig.from_dict(cfg))  # writes
+                    if matched is not None and key in summary:
+                        summary[key]['epochs_matched_to_seed'] = matched
+                        summary.write()
     text = table(dict(summary), settings)
     with open(osp.join(args.out, 'table.md'), 'w') as f:
         f.write(text + '\n')

@@ -104,6 +104,39 @@ def test_runs_every_row_kind_and_resumes(tmp_path, monkeypatch):
     assert os.path.getmtime(tmp_path / 'summary.json') >= mtime
 
 
+def test_match_epochs_of_seed(tmp_path, monkeypatch):
+    # seeds run on a busy machine train for the epochs seed 0 reached, not for the minutes;
+    # the table counts them and leaves their times out of the cost column
+    from torch_mmkg.datasets import FakeMMKGDataset
+    data = FakeMMKGDataset(num_entities=30, num_relations=3, num_clusters=3, num_triples=200,
+                           seed=2)[0]
+    monkeypatch.setattr(reproduce, 'DATASETS', {'Fake': lambda root: [data]})
+    real = reproduce.methods('DB15K')['rotate']
+    small = {'rotate': real._replace(model_args=dict(real.model_args, hidden_channels=8),
+                                     train=dict(real.train, batch_size=64, num_negatives=4))}
+    monkeypatch.setattr(reproduce, 'methods', lambda dataset: small)
+    common = ['--datasets', 'Fake', '--eval_every', '1', '--out', str(tmp_path),
+              '--no-isolate']
+    assert reproduce.main(common + ['--seeds', '0', '--epochs', '2', '--minutes', '0']) == 0
+    summary = json.load(open(tmp_path / 'summary.json'))
+    summary['Fake/rotate/seed0']['seconds_per_epoch'] = 7.0  # the quiet run's time
+    json.dump(summary, open(tmp_path / 'summary.json', 'w'))
+    assert reproduce.main(common + ['--seeds', '1', '2', '--epochs', '9', '--minutes', '5',
+                                    '--match_epochs_of_seed', '0']) == 0
+    summary = json.load(open(tmp_path / 'summary.json'))
+    for seed in (1, 2):
+        entry = summary[f'Fake/rotate/seed{seed}']
+        assert entry['epochs'] == 2 and entry['epochs_matched_to_seed'] == 0
+    assert 'epochs_matched_to_seed' not in summary['Fake/rotate/seed0']
+    text = open(tmp_path / 'table.md').read()
+    assert '2 runs (counted after the * in the seeds column)' in text
+    row = _row(text, 'RotatE')
+    assert '| 3 (2*) |' in row and '| 7.00 |' in row  # only seed 0's time
+    # a seed without a run to match is skipped, not trained for the budget
+    assert reproduce.main(common + ['--seeds', '3', '--match_epochs_of_seed', '5']) == 0
+    assert 'Fake/rotate/seed3' not in json.load(open(tmp_path / 'summary.json'))
+
+
 def test_isolated_run_records_its_own_cost(tmp_path, monkeypatch):
     # --isolate (the default) trains each run in a fresh process that reads the graph from a
     # file: its entry carries the memory before and at the peak of training, and the table
