@@ -26,3 +26,16 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _data_home(tmp_path_factory):
+    r"""Datasets a test processes without a root go to a temporary data home, never to the
+    user's ($TORCH_MMKG_HOME or ~/.cache/torch_mmkg)."""
+    old = os.environ.get('TORCH_MMKG_HOME')
+    os.environ['TORCH_MMKG_HOME'] = str(tmp_path_factory.mktemp('torch_mmkg_home'))
+    yield
+    if old is None:
+        os.environ.pop('TORCH_MMKG_HOME', None)
+    else:
+        os.environ['TORCH_MMKG_HOME'] = old

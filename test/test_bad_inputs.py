@@ -356,13 +356,14 @@ def _(tmp):
     _main(tmp, 'train', '--dataset', 'MKG-W', '--model', 'rotat')
 
 
-@case('command line', 'unknown dataset', ValueError, r"error: unknown dataset 'MKGW'")
+@case('command line', 'unknown dataset', ValueError, r"error: unknown dataset 'MKG-Q': neither a "
+      r"registered dataset \(DB15K, KVC16K, MKG-W, MKG-Y, TIVA, WN9-IMG\) nor an existing folder")
 def _(tmp):
-    _main(tmp, 'train', '--dataset', 'MKGW', '--model', 'rotate')
+    _main(tmp, 'train', '--dataset', 'MKG-Q', '--model', 'rotate')
 
 
 @case('command line', '--resume without --out', ValueError,
-      r'error: --resume needs --out, the directory of the run to continue')
+      r'error: --resume needs the directory of the run to continue')
 def _(tmp):
     _main(tmp, 'train', '--dataset', 'MKG-W', '--model', 'rotate', '--resume')
 

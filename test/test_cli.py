@@ -60,7 +60,8 @@ def cli_datasets():
     return DATASETS
 
 
-CONFIGS = sorted(os.listdir(osp.join(osp.dirname(__file__), '..', 'examples', 'configs')))
+CONFIGS = sorted(f for f in os.listdir(osp.join(osp.dirname(__file__), '..', 'examples',
+                                                'configs')) if f.endswith('.yaml'))
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -205,7 +206,8 @@ def test_errors_print_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
         (_train(tmp_path, '--model-arg', 'nope=1'), "error: bad model_args for distmult: "),
         (_train(tmp_path, '--config', str(tmp_path / 'missing.yaml')),
          f"error: {tmp_path / 'missing.yaml'}: no such config file"),
-        (_train(tmp_path, '--resume'), 'error: --resume needs --out'),
+        (_train(tmp_path, '--resume'),
+         'error: --resume needs the directory of the run to continue'),
         (_train(tmp_path, '--checkpoint-every', '1'),
          'error: checkpoint_every=1 needs an output directory'),
     ]

@@ -60,3 +60,35 @@ def test_example_preset_works_end_to_end(preset, single_thread):
     before, after = planted_mrr_gain(preset.from_data(data, 8, margin=1.0), data, epochs=30,
                                      lr=0.02)
     assert after > before + 0.1, (before, after)
+
+
+def readme_commands():
+    r"""Every command line of the README's code blocks that calls the torch_mmkg command
+    (continuation lines joined, comments dropped), except lines abbreviated with '...'."""
+    import shlex
+    text = open(README, encoding='utf-8').read()
+    out = []
+    for block in re.findall(r'```bash\n(.*?)```', text, re.S):
+        for line in block.replace('\\\n', ' ').splitlines():
+            line = line.split('  #')[0].strip()
+            for prefix in ('torch-mmkg ', 'python -m torch_mmkg '):
+                if line.startswith(prefix) and '...' not in line:
+                    out.append(shlex.split(line[len(prefix):]))
+    return out
+
+
+def test_readme_commands_parse():
+    # The README's command lines use commands and flags that exist, with values of the right
+    # type: the reference cannot drift from the parser.
+    from torch_mmkg import cli
+    commands = readme_commands()
+    assert len(commands) >= 8
+    parser = cli.build_parser()
+    seen = set()
+    for argv in commands:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            raise AssertionError(f"README command does not parse: torch-mmkg {' '.join(argv)}")
+        seen.add(args.command)
+    assert {'train', 'evaluate', 'predict', 'list', 'tune'} <= seen

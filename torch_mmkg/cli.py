@@ -1,112 +1,68 @@
-r"""The command line: train and evaluate any registered model on any registered dataset.
+r"""The command line (:obj:`torch-mmkg`, or :obj:`python -m torch_mmkg`): train, evaluate,
+predict, tune and list.
 
 .. code-block:: bash
 
-    python -m torch_mmkg list
-    python -m torch_mmkg train --dataset MKG-W --model rotate --dim 250 --epochs 200 \
+    torch-mmkg list models                   # every model, or one with its arguments:
+    torch-mmkg list models rotate
+    torch-mmkg train --dataset MKG-W --model rotate --dim 250 --epochs 200 \
         --lr 2e-3 --num-negatives 32 --model-arg margin=9 --out runs/rotate_mkgw
-    python -m torch_mmkg train --config configs/rotate_mkgw.yaml --epochs 10   # flags win
-    python -m torch_mmkg train --config runs/rotate_mkgw/config.yaml --resume
+    torch-mmkg train --config native_db15k --epochs 10 --out runs/x   # a shipped config
+    torch-mmkg train --resume runs/x --epochs 20      # continue a run (killed or finished)
+    torch-mmkg evaluate runs/x                        # its test metrics, with breakdowns
+    torch-mmkg predict runs/x --head Paris --relation capital_of -k 10
+    torch-mmkg tune search.yaml --trials 20 --out runs/tune     # a config with a search:
 
-A YAML config has the keys :obj:`dataset`, :obj:`dataset_args`, :obj:`model`,
-:obj:`model_args` (constructor keywords, :obj:`hidden_channels` included) and :obj:`train`
-(fields of :class:`~torch_mmkg.training.TrainConfig`); every training field is also a flag
-(:obj:`--num-negatives`, :obj:`--max-minutes`, ...). The resolved config is saved as
-:obj:`<out>/config.yaml` (JSON if PyYAML is missing) next to :obj:`results.json`.
+A config (YAML or JSON) has the sections :obj:`dataset` (a registered name or the folder of
+your own graph, see :class:`~torch_mmkg.datasets.MMKGFolder`), :obj:`dataset_args`,
+:obj:`model`, :obj:`model_args` (constructor keywords, :obj:`hidden_channels` included),
+:obj:`train` (fields of :class:`~torch_mmkg.training.TrainConfig`), and optionally
+:obj:`root`, :obj:`transforms`, :obj:`entity_texts` and :obj:`trackers`. Every training field is
+also a flag (:obj:`--num-negatives`, :obj:`--max-minutes`, ...); flags win over the file. A run
+directory (:obj:`--out`) holds the resolved config with every default, the model's
+constructor arguments, a fingerprint of the data, the history as it happens, checkpoints and
+the best model (see :mod:`torch_mmkg.experiment.run`).
 
-Model names, like the :obj:`regime`, :obj:`optimizer` and :obj:`sampling` options, are
-case-insensitive and ignore :obj:`'-'` and :obj:`'_'` (:obj:`--model RotatE` is
-:obj:`rotate`); the saved config holds the canonical names.
+Names of models, datasets and of the :obj:`regime`, :obj:`optimizer`, :obj:`loss` and
+:obj:`sampling` options are case-insensitive and ignore :obj:`'-'` and :obj:`'_'`
+(:obj:`--model RotatE` is :obj:`rotate`); the saved config holds the canonical names. Values of
+:obj:`--model-arg`, :obj:`--dataset-arg` and of mapping flags are read as YAML
+(:obj:`modalities=[text]` is a list, :obj:`margin=9` a number).
 """
 import argparse
-import ast
 import dataclasses
 import json
+import logging
 import os.path as osp
 import re
 import sys
 import typing
 from typing import Any, Dict, List, Optional
 
-__all__ = ['main', 'build_parser', 'resolve_config', 'run', 'load_config_file']
+from torch_mmkg.experiment.config import load_config_file, saved_config_path
+from torch_mmkg.experiment.model import _check_modalities, build_model  # noqa: F401
 
+__all__ = ['main', 'build_parser', 'resolve_config', 'run', 'load_config_file', 'build_model']
 
-def _yaml_loader():
-    r"""PyYAML's safe loader with two fixes: numbers in exponent notation without a decimal
-    point (``1e-3``) are floats, as in YAML 1.2 and JSON (YAML 1.1 reads them as strings), and
-    a key repeated in a mapping is an error instead of silently replacing the first."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    float_re = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                          |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                          |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                          |[-+]?\.(?:inf|Inf|INF)
-                          |\.(?:nan|NaN|NAN))$""", re.X)
-    Loader.add_implicit_resolver('tag:yaml.org,2002:float', float_re,
-                                 list('-+0123456789.'))
-
-    def mapping(loader, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
-                    key_node.start_mark)
-            seen[key] = key_node.start_mark.line
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                           lambda loader, node: mapping(loader, node))
-    return Loader
-
-
-def load_config_file(path: str) -> Dict[str, Any]:
-    r"""Reads a YAML or JSON (:obj:`.json`) config file into a mapping, without running code
-    (PyYAML's safe loader; ``1e-3`` is a float as in YAML 1.2).
-
-    Raises:
-        FileNotFoundError: if :obj:`path` does not exist.
-        ValueError: naming the file (and line and column for a syntax error), for a syntax
-            error, a duplicate key, or a document that is not a mapping.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"{path}: no such config file")
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
-    if path.endswith('.json'):
-        try:
-            out = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    else:
-        try:
-            import yaml
-        except ImportError as e:  # pragma: no cover - pyyaml is in the test extra
-            raise ImportError(f"reading {path} needs PyYAML (pip install pyyaml)") from e
-        try:
-            out = yaml.load(text, Loader=_yaml_loader())
-        except yaml.YAMLError as e:
-            mark = getattr(e, 'problem_mark', None)
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-            problem = getattr(e, 'problem', None) or str(e)
-            context = getattr(e, 'context', None)
-            raise ValueError(f"{where}: invalid YAML: {problem}"
-                             f"{f' ({context})' if context else ''}") from None
-        if out is None:
-            out = {}
-    if not isinstance(out, dict):
-        raise ValueError(f"{path}: the config must be a mapping, got {type(out).__name__}")
-    return out
+_saved_config_path = saved_config_path
 
 
 def _literal(value: str) -> Any:
+    r"""A command-line value as YAML (safe loader: no code runs), so that :obj:`[text]` is a
+    list, :obj:`9` an int, :obj:`1e-3` a float and :obj:`true` a bool; a value YAML cannot
+    read stays a string."""
     try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
+        from torch_mmkg.experiment.config import _yaml_loader
+        import yaml
+    except ImportError:  # pragma: no cover - pyyaml is in the test extra
+        import ast
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    try:
+        return yaml.load(value, Loader=_yaml_loader())
+    except yaml.YAMLError:
         return value
 
 
@@ -114,7 +70,7 @@ def _mapping(value: str) -> Dict[str, Any]:
     out = _literal(value)
     if not isinstance(out, dict):
         raise argparse.ArgumentTypeError(f"expected a mapping such as "
-                                         f"\"{{'adversarial_weight': 1e-4}}\" or {{}}, got "
+                                         f"\"{{adversarial_weight: 1e-4}}\" or {{}}, got "
                                          f"{value!r}")
     return out
 
@@ -134,39 +90,164 @@ def _field_type(f: dataclasses.Field):
     return args[0] if args else tp
 
 
-def build_parser() -> argparse.ArgumentParser:
+def docstring_args(obj: Any) -> Dict[str, str]:
+    r"""The :obj:`Args:` section of :obj:`obj`'s Google-style docstring as
+    :obj:`{name: description}`, with Sphinx roles reduced to their text: the help of a flag is
+    the documentation of its field, so the two cannot drift apart."""
+    doc = (getattr(obj, '__doc__', None) or '').expandtabs()
+    lines = doc.splitlines()
+    out: Dict[str, str] = {}
+    inside, indent, current = False, None, None
+    for line in lines:
+        stripped = line.strip()
+        if stripped in ('Args:', 'Arguments:'):
+            inside, indent, current = True, None, None
+            continue
+        if not inside:
+            continue
+        if not stripped:
+            continue
+        lead = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = lead
+        if lead < indent:
+            inside = False
+            continue
+        m = re.match(r'^(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$', stripped)
+        if lead == indent and m:
+            current = m.group(1)
+            out[current] = m.group(3)
+        elif current is not None:
+            out[current] += ' ' + stripped
+    return {k: _plain_text(v) for k, v in out.items()}
+
+
+def _plain_text(text: str) -> str:
+    text = re.sub(r':(?:obj|class|func|meth|attr|data|mod|math):`~?([^`<]*?)(?:\s*<[^>]*>)?`',
+                  r'\1', text)
+    text = re.sub(r'`([^`<]*?)\s*<[^>]*>`_', r'\1', text)
+    text = text.replace('%', '%%')  # argparse formats help strings
+    return ' '.join(text.split())
+
+
+def _add_train_flags(p: argparse.ArgumentParser):
     from torch_mmkg.training import TrainConfig
-    parser = argparse.ArgumentParser(prog='python -m torch_mmkg',
-                                     description='Multi-modal knowledge graph completion.')
-    parser.add_argument('--traceback', action='store_true',
-                        help='show the full traceback of an error instead of one line')
-    sub = parser.add_subparsers(dest='command', required=True)
-    sub.add_parser('list', help='list the registered models and datasets')
-    p = sub.add_parser('train', help='train, select on validation, test')
-    p.add_argument('--config', help='YAML or JSON file (flags override it)')
-    p.add_argument('--dataset', help='a registered dataset name')
-    p.add_argument('--model', help='a registered model name')
-    p.add_argument('--dim', type=int, dest='hidden_channels', help='embedding size d')
-    p.add_argument('--model-arg', action='append', default=[], metavar='KEY=VALUE',
-                   help='a model constructor keyword (repeatable)')
-    p.add_argument('--dataset-arg', action='append', default=[], metavar='KEY=VALUE',
-                   help='a dataset constructor keyword (repeatable)')
-    p.add_argument('--root', default=osp.join('data'), help='datasets root (default: data)')
-    p.add_argument('--out', help='output directory for checkpoints and results')
-    p.add_argument('--resume', action='store_true', help='continue from <out>/checkpoint.pt')
-    p.add_argument('--traceback', action='store_true', default=argparse.SUPPRESS,
-                   help='show the full traceback of an error instead of one line')
+    helps = docstring_args(TrainConfig)
+    g = p.add_argument_group('training options (fields of TrainConfig; flags override the '
+                             'config file)')
     for f in dataclasses.fields(TrainConfig):
         flag = '--' + f.name.replace('_', '-')
         tp = _field_type(f)
+        text = helps.get(f.name)
+        if not text:  # a field without documentation is a bug: test_cli checks none is
+            text = 'undocumented'
         if tp is bool:
-            p.add_argument(flag, dest=f.name, default=None, type=_boolean,
-                           metavar='{true,false}')
+            g.add_argument(flag, dest=f.name, default=None, type=_boolean,
+                           metavar='{true,false}', help=text)
         elif typing.get_origin(tp) is dict or tp is dict:
-            p.add_argument(flag, dest=f.name, default=None, type=_mapping,
-                           metavar="'{KEY: VALUE, ...}'")
+            g.add_argument(flag, dest=f.name, default=None, type=_mapping,
+                           metavar="'{KEY: VALUE, ...}'", help=text)
         else:
-            p.add_argument(flag, dest=f.name, type=tp, default=None)
+            g.add_argument(flag, dest=f.name, type=tp, default=None,
+                           metavar=tp.__name__.upper(), help=text)
+
+
+def _add_common(p: argparse.ArgumentParser):
+    p.add_argument('--traceback', action='store_true', default=argparse.SUPPRESS,
+                   help='show the full traceback of an error instead of one line')
+    p.add_argument('--quiet', action='store_true', default=argparse.SUPPRESS,
+                   help='log warnings and errors only (no per-validation lines)')
+
+
+def _version() -> str:
+    import torch_mmkg
+    return torch_mmkg.__version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    r"""The argument parser of every command (each flag with its help)."""
+    parser = argparse.ArgumentParser(
+        prog='torch-mmkg', description='Multi-modal knowledge graph completion: train, '
+        'evaluate, predict and tune models of torch_mmkg.')
+    parser.add_argument('--version', action='version', version=f'torch_mmkg {_version()}',
+                        help='print the version and exit')
+    parser.add_argument('--traceback', action='store_true',
+                        help='show the full traceback of an error instead of one line')
+    parser.add_argument('--quiet', action='store_true',
+                        help='log warnings and errors only (no per-validation lines)')
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+
+    p = sub.add_parser('list', help='list the registered components, or show one with its '
+                       'arguments and defaults')
+    p.add_argument('kind', nargs='?', default=None, choices=sorted(_LISTS),
+                   help='what to list (default: every kind, names only)')
+    p.add_argument('name', nargs='?', default=None,
+                   help='one component: print its arguments, defaults and documentation')
+    _add_common(p)
+
+    p = sub.add_parser('train', help='train, select on validation, test')
+    p.add_argument('--config', help='a YAML or JSON config file, or the name of a shipped '
+                   'config (e.g. native_db15k); flags override it')
+    p.add_argument('--dataset', help='a registered dataset name (any case) or the folder of '
+                   'your own graph (MMKGFolder)')
+    p.add_argument('--model', help='a registered model name (any case); see `list models`')
+    p.add_argument('--dim', type=int, dest='hidden_channels', metavar='INT',
+                   help='embedding size d (model_args.hidden_channels)')
+    p.add_argument('--model-arg', action='append', default=[], metavar='KEY=VALUE',
+                   help='a model constructor keyword, VALUE read as YAML (repeatable); see '
+                   '`list models NAME`')
+    p.add_argument('--dataset-arg', action='append', default=[], metavar='KEY=VALUE',
+                   help='a dataset constructor keyword, VALUE read as YAML (repeatable)')
+    p.add_argument('--tracker', action='append', default=[], metavar='NAME',
+                   help='also track to csv, json, tensorboard, wandb or mlflow (repeatable; '
+                   'history.jsonl and metrics.csv are always written to --out)')
+    p.add_argument('--root', default=None,
+                   help='where registered datasets are processed (default: the config\'s '
+                   'root, else the data home $TORCH_MMKG_HOME/datasets)')
+    p.add_argument('--out', help='the run directory: config, history, checkpoints, best model '
+                   'and results')
+    p.add_argument('--resume', nargs='?', const=True, default=False, metavar='RUN',
+                   help='continue the run in RUN (or in --out) from its last checkpoint, '
+                   'with its saved config; only the options that may change on resume '
+                   '(epochs, max-minutes, patience, ...) may be given')
+    _add_common(p)
+    _add_train_flags(p)
+
+    p = sub.add_parser('evaluate', help='the filtered ranking metrics of a saved run, with '
+                       'breakdowns')
+    p.add_argument('run', metavar='RUN', help='the run directory')
+    p.add_argument('--split', default='test', choices=['test', 'val', 'val_clean', 'train'],
+                   help='the split to rank (default: test)')
+    p.add_argument('--batch-size', type=int, default=None, metavar='INT',
+                   help='queries per batch (default: the run\'s eval_batch_size)')
+    p.add_argument('--device', default='cpu', help='where to score (default: cpu)')
+    p.add_argument('--root', default=None, help='where the run\'s dataset lives, if it moved')
+    p.add_argument('--json', action='store_true',
+                   help='print the full result (breakdowns by side, relation category, '
+                   'entity completeness) as JSON')
+    _add_common(p)
+
+    p = sub.add_parser('predict', help='the top-k completions of (head, relation, ?) or '
+                       '(?, relation, tail) by a saved run, with names and scores')
+    p.add_argument('run', metavar='RUN', help='the run directory')
+    p.add_argument('--head', help='the head entity, by name or id (predicts tails)')
+    p.add_argument('--tail', help='the tail entity, by name or id (predicts heads)')
+    p.add_argument('--relation', required=True, help='the relation, by name or id')
+    p.add_argument('-k', type=int, default=10, help='how many candidates (default: 10)')
+    p.add_argument('--filtered', action='store_true',
+                   help='leave out candidates that complete a known triple (any split)')
+    p.add_argument('--device', default='cpu', help='where to score (default: cpu)')
+    p.add_argument('--root', default=None, help='where the run\'s dataset lives, if it moved')
+    p.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    _add_common(p)
+
+    try:
+        from torch_mmkg.experiment.tune import add_tune_parser
+    except ImportError:  # pragma: no cover - the module is part of the package
+        add_tune_parser = None
+    if add_tune_parser is not None:
+        p = add_tune_parser(sub)
+        _add_common(p)
     return parser
 
 
@@ -176,16 +257,23 @@ def _pairs(items: List[str], what: str) -> Dict[str, Any]:
         if '=' not in item:
             raise ValueError(f"{what} expects KEY=VALUE, got {item!r}")
         k, v = item.split('=', 1)
+        if not k.strip():
+            raise ValueError(f"{what} expects KEY=VALUE, got {item!r}")
         out[k.strip()] = _literal(v.strip())
     return out
 
 
-#: The sections of a config, and the type each must have.
-SECTIONS = {'dataset': str, 'dataset_args': dict, 'model': str, 'model_args': dict,
-            'train': dict}
-#: The sections a resumed run must share with the run it continues (the training options
-#: are checked by :meth:`~torch_mmkg.training.Trainer.load_checkpoint`).
-RUN_IDENTITY = ('dataset', 'dataset_args', 'model', 'model_args')
+def _config_file(value: str) -> str:
+    r"""A config path, or the name of a shipped config (:obj:`native_db15k`)."""
+    if osp.isfile(value):
+        return value
+    try:
+        from torch_mmkg.configs import config_path
+    except ImportError:  # pragma: no cover
+        return value
+    if osp.sep in value or '/' in value:
+        return value  # a path: the loader names it as missing
+    return config_path(value)
 
 
 def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
@@ -197,31 +285,30 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
             model (an :class:`~torch_mmkg.registry.UnknownComponentError` naming the choices
             and the closest one).
     """
+    from torch_mmkg.experiment.config import check_sections
     from torch_mmkg.nn import MODELS
     from torch_mmkg.training import TrainConfig
     cfg: Dict[str, Any] = {'dataset': None, 'dataset_args': {}, 'model': None,
                            'model_args': {}, 'train': {}}
-    if args.config:
-        loaded = load_config_file(args.config)
-        unknown = sorted(set(loaded) - set(cfg))
-        if unknown:
-            raise ValueError(f"{args.config}: unknown keys {unknown}; expected {sorted(cfg)}")
-        for key, value in loaded.items():
-            if value is not None and not isinstance(value, SECTIONS[key]):
-                kind = 'a name' if SECTIONS[key] is str else 'a mapping'
-                raise ValueError(f"{args.config}: '{key}' must be {kind}, got "
-                                 f"{type(value).__name__} {value!r}")
+    if getattr(args, 'config', None):
+        path = _config_file(args.config)
+        loaded = load_config_file(path)
+        check_sections(loaded, path)
         cfg.update({k: v for k, v in loaded.items() if v is not None})
-    if args.dataset:
+    if getattr(args, 'dataset', None):
         cfg['dataset'] = args.dataset
-    if args.model:
+    if getattr(args, 'model', None):
         cfg['model'] = args.model
     if cfg['model'] is not None:
         cfg['model'] = MODELS.canonical(cfg['model'])
-    cfg['dataset_args'] = {**cfg['dataset_args'], **_pairs(args.dataset_arg, '--dataset-arg')}
-    cfg['model_args'] = {**cfg['model_args'], **_pairs(args.model_arg, '--model-arg')}
-    if args.hidden_channels is not None:
+    cfg['dataset_args'] = {**cfg['dataset_args'],
+                           **_pairs(getattr(args, 'dataset_arg', []), '--dataset-arg')}
+    cfg['model_args'] = {**cfg['model_args'],
+                         **_pairs(getattr(args, 'model_arg', []), '--model-arg')}
+    if getattr(args, 'hidden_channels', None) is not None:
         cfg['model_args']['hidden_channels'] = args.hidden_channels
+    if getattr(args, 'tracker', None):
+        cfg['trackers'] = list(cfg.get('trackers') or []) + list(args.tracker)
     for f in dataclasses.fields(TrainConfig):
         v = getattr(args, f.name, None)
         if v is not None:
@@ -229,149 +316,53 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
     return cfg
 
 
-def _saved_config_path(out: str) -> Optional[str]:
-    for name in ('config.yaml', 'config.json'):
-        if osp.isfile(osp.join(out, name)):
-            return osp.join(out, name)
-    return None
-
-
-def _check_run_directory(cfg: Dict[str, Any], out: Optional[str], resume: bool):
-    if not resume:
-        if out and osp.exists(osp.join(out, 'checkpoint.pt')):
-            raise ValueError(f"{out} holds the checkpoint of an earlier run; pass --resume to "
-                             f"continue it, or choose another --out")
-        return
-    if not out:
-        raise ValueError("--resume needs --out, the directory of the run to continue")
-    path = _saved_config_path(out)
-    if path is None:
-        raise FileNotFoundError(f"{out}: no config.yaml of an earlier run to resume")
-    saved = load_config_file(path)
-    changed = [f"{key}: {saved.get(key)!r} in {path}, {cfg.get(key)!r} now"
-               for key in RUN_IDENTITY if (saved.get(key) or None) != (cfg.get(key) or None)]
-    if changed:
-        raise ValueError(f"cannot resume {out} with another dataset or model ("
-                         f"{'; '.join(changed)}); start a new run with another --out")
-
-
-def run(cfg: Dict[str, Any], root: str = 'data', out: Optional[str] = None,
+def run(cfg: Dict[str, Any], root: Optional[str] = None, out: Optional[str] = None,
         resume: bool = False) -> Dict[str, Any]:
-    r"""Builds the dataset, model and trainer of a resolved config and trains.
-
-    Model names and the names among the training options may be spelt in any case or as
-    aliases; the config saved in :obj:`out` holds the canonical names.
-
-    Raises:
-        ValueError: for an unknown dataset or model, bad arguments, a run directory that
-            holds another run's checkpoint (without :obj:`resume`), or a resumed run whose
-            dataset, model or training options differ from the interrupted one.
-    """
-    from torch_mmkg.datasets import DATASETS
-    from torch_mmkg.nn import MODELS
-    from torch_mmkg.training import TrainConfig, Trainer, seed_everything
-    if cfg.get('dataset') not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.get('dataset')!r}; choose from "
-                         f"{sorted(DATASETS)}")
-    cfg = {**cfg, 'model': MODELS.canonical(cfg.get('model'))}  # unknown: ValueError
-    train_cfg = TrainConfig.from_dict(cfg['train'])
-    cfg['train'] = {key: getattr(train_cfg, key) for key in cfg['train']}  # canonical names
-    _check_run_directory(cfg, out, resume)
-    seed_everything(train_cfg.seed)
-    try:
-        dataset = DATASETS[cfg['dataset']](osp.join(root, cfg['dataset']),
-                                           **cfg['dataset_args'])
-    except TypeError as e:
-        raise ValueError(f"bad dataset_args for {cfg['dataset']}: {e}") from None
-    data = dataset[0]
-    model = build_model(cfg, data, dataset)
-    trainer = Trainer(model, data, train_cfg, out_dir=out)
-    if out and not resume:
-        _save_config(cfg, out)
-    return trainer.fit(resume=resume)
+    r"""Trains the config :obj:`cfg` (see :func:`torch_mmkg.experiment.train`)."""
+    from torch_mmkg.experiment import train
+    if cfg.get('dataset') is None:
+        raise ValueError("no dataset: give --dataset or a config with 'dataset'")
+    if cfg.get('model') is None:
+        raise ValueError("no model: give --model or a config with 'model'")
+    return train(cfg, root=root, out=out, resume=resume)
 
 
-def build_model(cfg: Dict[str, Any], data, dataset=None):
-    r"""The model of a resolved config (:obj:`cfg['model']`, :obj:`cfg['model_args']`) for the
-    graph :obj:`data`: multi-modal models take their features from it.
+def _configure_logging(quiet: bool):
+    r"""Log lines of :obj:`torch_mmkg` on standard error, written so that they do not break a
+    progress bar."""
+    from tqdm.auto import tqdm
 
-    Args:
-        cfg (dict): The config (:func:`resolve_config` or a config file's mapping).
-        data (HeteroData): The graph.
-        dataset (optional): The dataset :obj:`data` came from, for its hint of what to supply
-            when the config names modalities the graph lacks. (default: :obj:`None`)
+    class TqdmHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                tqdm.write(self.format(record), file=sys.stderr)
+            except Exception:  # pragma: no cover - logging must never raise
+                self.handleError(record)
 
-    Raises:
-        ValueError: for an unknown model, bad :obj:`model_args`, or modalities the graph
-            lacks.
-    """
-    from torch_mmkg.data import ENTITY
-    from torch_mmkg.nn import MODELS
-    cfg = {**cfg, 'model': MODELS.canonical(cfg.get('model'))}
-    model_args = dict(cfg.get('model_args') or {})
-    dim = model_args.pop('hidden_channels', 200)
-    cls = MODELS[cfg['model']]
-    multimodal = hasattr(cls, 'from_data')
-    if multimodal:
-        _check_modalities(cfg, dataset, data, model_args.get('modalities'))
-    try:  # multi-modal models take their features from the graph
-        model = (cls.from_data(data, dim, **model_args) if multimodal else
-                 cls(data[ENTITY].num_nodes, data.num_relations, dim, **model_args))
-    except TypeError as e:
-        raise ValueError(f"bad model_args for {cfg['model']}: {e}") from None
-    except ValueError as e:
-        from torch_mmkg.data.mmkg import get_modalities
-        if not multimodal or get_modalities(data) or not hasattr(dataset, 'modality_hint'):
-            raise
-        raise ValueError(f"{cfg['model']} on {cfg.get('dataset')}: {e}; the graph has no "
-                         f"modality. {dataset.modality_hint(_author_modalities(dataset))}"
-                         ) from None
-    return model
-
-
-def _author_modalities(dataset) -> List[str]:
-    r"""The modalities of the authors' feature files of a dataset (image and text if it
-    does not say)."""
-    return list(getattr(dataset, 'author_modalities', ()) or ('image', 'text'))
-
-
-def _check_modalities(cfg: Dict[str, Any], dataset, data, wanted: Optional[List[str]]):
-    r"""Raises a :class:`ValueError` saying what to supply when the config names modalities
-    (:obj:`model_args.modalities`) that the dataset did not build."""
-    from torch_mmkg.data.mmkg import get_modalities
-    if wanted is None:
-        return
-    if isinstance(wanted, str) or not isinstance(wanted, (list, tuple)):
-        raise ValueError(f"model_args.modalities must be a list of modality names, got "
-                         f"{wanted!r}")
-    have = get_modalities(data)
-    missing = [m for m in wanted if m not in have]
-    if not missing:
-        return
-    hint = dataset.modality_hint(missing) if hasattr(dataset, 'modality_hint') else ''
-    raise ValueError(f"{cfg['model']} on {cfg.get('dataset')} needs the modalities {missing}, "
-                     f"which the graph lacks (it has {have or 'none'}). {hint}".rstrip())
-
-
-def _save_config(cfg: Dict[str, Any], out: str):
-    try:
-        import yaml
-        with open(osp.join(out, 'config.yaml'), 'w') as f:
-            yaml.safe_dump(cfg, f, sort_keys=False)
-    except ImportError:  # pragma: no cover
-        with open(osp.join(out, 'config.json'), 'w') as f:
-            json.dump(cfg, f, indent=2)
+    lg = logging.getLogger('torch_mmkg')
+    for h in list(lg.handlers):
+        if getattr(h, '_torch_mmkg_cli', False):
+            lg.removeHandler(h)
+    handler = TqdmHandler()
+    handler._torch_mmkg_cli = True
+    handler.setFormatter(logging.Formatter('%(message)s'))
+    lg.addHandler(handler)
+    lg.setLevel(logging.WARNING if quiet else logging.INFO)
+    lg.propagate = False
+    return handler
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     r"""Runs the command line; returns the exit status.
 
     Bad input (a config, flag, data file or checkpoint that cannot be used) prints one line
-    naming the problem to standard error and returns 2; a run that diverges returns 1.
-    :obj:`--traceback` shows the full traceback instead.
+    naming the problem to standard error and returns 2; a run that diverges returns 1; a run
+    stopped by SIGTERM returns 143 after saying how to resume it. :obj:`--traceback` shows
+    the full traceback instead.
     """
-    from torch_mmkg.training import TrainingDivergedError
+    from torch_mmkg.training import TrainingDivergedError, TrainingInterrupted
     args = build_parser().parse_args(argv)
+    handler = _configure_logging(getattr(args, 'quiet', False))
     try:
         return _main(args)
     except (ValueError, FileNotFoundError, ImportError) as e:
@@ -384,6 +375,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as e:
+        print(f"interrupted: {_one_line(e)}", file=sys.stderr)
+        return 143
+    finally:
+        logging.getLogger('torch_mmkg').removeHandler(handler)
+
+
+def main_entry():  # pragma: no cover - the console script
+    sys.exit(main())
 
 
 def _one_line(e: BaseException) -> str:
@@ -392,13 +392,52 @@ def _one_line(e: BaseException) -> str:
 
 def _main(args: argparse.Namespace) -> int:
     if args.command == 'list':
-        from torch_mmkg.datasets import DATASETS
-        from torch_mmkg.nn import MODELS
-        print('models:  ', ', '.join(sorted(MODELS)))
-        print('datasets:', ', '.join(sorted(DATASETS)))
-        return 0
-    cfg = resolve_config(args)
-    results = run(cfg, root=args.root, out=args.out, resume=args.resume)
+        return _list(args.kind, args.name)
+    if args.command == 'evaluate':
+        return _evaluate(args)
+    if args.command == 'predict':
+        return _predict(args)
+    if args.command == 'tune':
+        from torch_mmkg.experiment.tune import tune_command
+        return tune_command(args)
+    return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from torch_mmkg.training.config import RESUMABLE_CHANGES
+    resume = args.resume
+    if resume is True and not args.out and args.config and osp.isfile(osp.join(
+            osp.dirname(osp.abspath(args.config)), 'checkpoint.pt')):
+        args.out = osp.dirname(args.config) or '.'  # --config runs/x/config.yaml --resume
+    if resume is not False and resume is not True:  # --resume RUN
+        if args.out and osp.abspath(args.out) != osp.abspath(resume):
+            raise ValueError(f"--resume {resume} and --out {args.out} name two runs; give one")
+        args.out = resume
+        resume = True
+    if resume and not args.config and not args.dataset and not args.model:
+        if not args.out:
+            raise ValueError("--resume needs the directory of the run to continue "
+                             "(--resume RUN or --out RUN)")
+        path = saved_config_path(args.out)
+        if path is None:
+            raise FileNotFoundError(f"{args.out}: no config.yaml of an earlier run to resume")
+        saved = load_config_file(path)
+        overrides = resolve_config(args)
+        extra = {k: v for k, v in overrides.items()
+                 if k not in ('train', 'dataset', 'model', 'dataset_args', 'model_args')
+                 and v}
+        changed = sorted(k for k in overrides['train'] if k not in RESUMABLE_CHANGES)
+        if extra or overrides['model_args'] or overrides['dataset_args'] or changed:
+            what = changed + sorted(extra) + (['model_args'] if overrides['model_args']
+                                              else []) + (
+                ['dataset_args'] if overrides['dataset_args'] else [])
+            raise ValueError(f"cannot resume {args.out} with changed {', '.join(what)}: only "
+                             f"{', '.join(RESUMABLE_CHANGES)} may change on resume")
+        saved['train'] = {**saved.get('train', {}), **overrides['train']}
+        cfg = saved
+    else:
+        cfg = resolve_config(args)
+    results = run(cfg, root=args.root, out=args.out, resume=bool(resume))
     test = results.get('test')
     summary = {'best_epoch': results['best_epoch'], 'best_val': results['best_val'],
                'seconds_per_epoch_median': results['seconds_per_epoch_median']}
@@ -406,6 +445,151 @@ def _main(args: argparse.Namespace) -> int:
         summary['test'] = test['realistic']['both']
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from torch_mmkg.experiment import load_run
+    run_ = load_run(args.run, device=args.device, root=args.root)
+    res = run_.evaluate(args.split, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(res, indent=2, default=float))
+        return 0
+    print(f"{run_.config['model']} on {osp.basename(str(run_.config['dataset']))}, split "
+          f"{args.split} ({res['realistic']['both']['count']} triples), filtered, both sides")
+    rows = [('ranks', 'side', 'MRR', 'MR', 'H@1', 'H@3', 'H@10')]
+    for rank in ('realistic', 'optimistic'):
+        for side in ('both', 'head', 'tail'):
+            m = res[rank][side]
+            rows.append((rank, side, f"{m['mrr']:.4f}", f"{m['mr']:.1f}", f"{m['hits@1']:.4f}",
+                         f"{m['hits@3']:.4f}", f"{m['hits@10']:.4f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print('  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for key in ('by_category', 'by_completeness'):
+        if res.get(key):
+            print(f"{key.replace('_', ' ')}: " + ', '.join(
+                f"{k} {v['mrr']:.4f} ({v['count']})" for k, v in res[key].items()
+                if isinstance(v, dict) and 'mrr' in v))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from torch_mmkg.experiment import load_run
+    if (args.head is None) == (args.tail is None):
+        raise ValueError("give exactly one of --head (to predict tails) and --tail (to "
+                         "predict heads)")
+    run_ = load_run(args.run, device=args.device, root=args.root)
+    pred = run_.predict(head=args.head, relation=args.relation, tail=args.tail, k=args.k,
+                        filtered=args.filtered)
+    if args.json:
+        print(json.dumps(pred.to_dict(), indent=2))
+    else:
+        print(pred.to_table())
+    return 0
+
+
+def _registries() -> Dict[str, Any]:
+    from torch_mmkg.nn import MODELS
+    from torch_mmkg.nn.fusion import FUSIONS
+    from torch_mmkg.nn.interactions import INTERACTIONS
+    from torch_mmkg.nn.loss import LOSSES
+    from torch_mmkg.nn.regimes import REGIMES
+    out = {'models': MODELS, 'fusions': FUSIONS, 'interactions': INTERACTIONS,
+           'losses': LOSSES, 'regimes': REGIMES}
+    try:
+        from torch_mmkg.transforms import TRANSFORMS
+        out['transforms'] = TRANSFORMS
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+_LISTS = ('models', 'datasets', 'fusions', 'interactions', 'losses', 'regimes', 'transforms',
+          'trackers', 'configs')
+
+
+def _list(kind: Optional[str], name: Optional[str]) -> int:
+    from torch_mmkg.datasets import DATASETS
+    from torch_mmkg.training.callbacks import TRACKERS
+    regs = _registries()
+    table: Dict[str, Any] = dict(regs)
+    table['datasets'] = DATASETS
+    table['trackers'] = TRACKERS
+    try:
+        from torch_mmkg.configs import list_configs
+        table['configs'] = {n: None for n in list_configs()}
+    except ImportError:  # pragma: no cover
+        pass
+    if kind is None:
+        for k in _LISTS:
+            if k in table:
+                print(f"{k + ':':14}{', '.join(sorted(table[k]))}")
+        return 0
+    if kind not in table:
+        raise ValueError(f"nothing to list for {kind!r} in this installation")
+    if name is None:
+        for n in sorted(table[kind]):
+            print(f"{n:24}{_summary_line(table[kind][n])}")
+        return 0
+    if kind in regs:
+        obj = regs[kind][name]  # any case; unknown: the closest name
+        key = regs[kind].canonical(name)
+    elif kind == 'datasets':
+        from torch_mmkg.experiment.data import dataset_name
+        key = dataset_name(name)
+        obj = DATASETS[key]
+    elif kind == 'configs':
+        from torch_mmkg.configs import config_path
+        with open(config_path(name), encoding='utf-8') as f:
+            print(f.read().rstrip())
+        return 0
+    else:
+        if name not in table[kind]:
+            raise ValueError(f"unknown {kind[:-1]} {name!r}; choose from {sorted(table[kind])}")
+        key, obj = name, table[kind][name]
+    print(describe(obj, key))
+    return 0
+
+
+def _summary_line(obj: Any) -> str:
+    if obj is None:
+        return ''
+    doc = (getattr(obj, '__doc__', None) or '').strip().split('\n\n')[0]
+    return _plain_text(' '.join(doc.split()))[:100]
+
+
+def describe(obj: Any, name: str) -> str:
+    r"""A component's arguments with their defaults and documentation (the :obj:`Args:` of
+    its docstring), for :obj:`torch-mmkg list KIND NAME`."""
+    import inspect
+    lines = [f"{name}: {getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}",
+             _summary_line(obj), '']
+    helps = docstring_args(obj)
+    fns = []
+    if inspect.isclass(obj):
+        if hasattr(obj, 'from_data'):
+            fns.append(obj.from_data)
+            helps = {**docstring_args(obj.from_data), **helps}
+        fns.append(obj.__init__)
+    elif callable(obj):
+        fns.append(obj)
+    seen = set()
+    lines.append('arguments:')
+    for fn in fns:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # pragma: no cover - builtins
+            continue
+        for p in params:
+            skip = p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            if p.name in ('self', 'cls') or p.name in seen or skip:
+                continue
+            seen.add(p.name)
+            default = 'required' if p.default is p.empty else f'default {p.default!r}'
+            lines.append(f"  {p.name} ({default})")
+            if p.name in helps:
+                lines.append(f"      {helps[p.name].replace('%%', '%')}")
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':  # pragma: no cover

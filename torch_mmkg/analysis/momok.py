@@ -58,6 +58,28 @@ class ExpertWeights:
             'gates': [[_floats(g) for g in row] for row in self.gates],
         }
 
+    def plot(self, path: Optional[str] = None,
+             relations: Optional[Sequence[Union[int, str]]] = None, max_relations: int = 10):
+        r"""Draws the paper's Figure 5: (a) the modality weights in the joint embedding and
+        the expert gates of each modality, per query relation (see
+        :func:`~torch_mmkg.analysis.plot_expert_weights`).
+
+        Needs :obj:`matplotlib` (an optional dependency); no global :obj:`pyplot` state is
+        touched, so it works under any backend.
+
+        Args:
+            path (str, optional): If given, the figure is also saved there (the format follows
+                the file extension). (default: :obj:`None`)
+            relations (Sequence[int or str], optional): The query relations shown.
+                (default: the :obj:`max_relations` with the most queries)
+            max_relations (int, optional): (default: :obj:`10`)
+
+        Returns:
+            matplotlib.figure.Figure: the figure.
+        """
+        from .plots import plot_expert_weights
+        return plot_expert_weights(self, path, relations, max_relations)
+
 
 def expert_weights(model, data=None, triples: Optional[Tuple[Tensor, Tensor, Tensor]] = None,
                    split: Union[str, Sequence[str]] = 'train',

@@ -3,8 +3,10 @@ from .config import TrainConfig
 from .comat import CoMAT
 from .mat import MAT
 from .adversarial import ModalityAdversary
-from .trainer import (Trainer, NonFiniteLossError, TrainingDivergedError, model_signature,
-                      resolve_device, seed_everything)
+from .trainer import (Trainer, NonFiniteLossError, TrainingDivergedError, TrainingInterrupted,
+                      model_signature, resolve_device, seed_everything)
+from .callbacks import (Callback, CallbackList, CSVTracker, JSONTracker, TensorBoardTracker,
+                        WandbTracker, MLflowTracker, build_tracker)
 
 __all__ = [
     'TrainConfig',
@@ -14,6 +16,15 @@ __all__ = [
     'Trainer',
     'NonFiniteLossError',
     'TrainingDivergedError',
+    'TrainingInterrupted',
+    'Callback',
+    'CallbackList',
+    'CSVTracker',
+    'JSONTracker',
+    'TensorBoardTracker',
+    'WandbTracker',
+    'MLflowTracker',
+    'build_tracker',
     'model_signature',
     'resolve_device',
     'seed_everything',

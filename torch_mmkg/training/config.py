@@ -135,8 +135,10 @@ class TrainConfig:
             (:math:`\geq 1`). (default: :obj:`None`)
         max_minutes (float, optional): Stop training after this wall-clock budget
             (:math:`> 0`; the selected model is still tested). (default: :obj:`None`)
-        checkpoint_every (int): Save a resumable checkpoint every this many epochs
-            (:obj:`0`: never; needs an output directory). (default: :obj:`0`)
+        checkpoint_every (int, optional): Save a resumable checkpoint every this many epochs
+            (:obj:`0`: never; needs an output directory); :obj:`None` checkpoints every epoch
+            when the trainer has an output directory, else never, resolved by the
+            :class:`~torch_mmkg.training.Trainer`. (default: :obj:`None`)
         grad_clip (float, optional): Clip the gradient norm to this value (:math:`> 0`).
             (default: :obj:`None`)
         divergence_factor (float, optional): Stop with
@@ -197,7 +199,7 @@ class TrainConfig:
     metric: str = 'mrr'
     patience: Optional[int] = None
     max_minutes: Optional[float] = None
-    checkpoint_every: int = 0
+    checkpoint_every: Optional[int] = None
     grad_clip: Optional[float] = None
     divergence_factor: Optional[float] = 1e3
     seed: int = 0
@@ -236,7 +238,8 @@ class TrainConfig:
             (self.corrupt_side_per in ('positive', 'negative'),
              f"corrupt_side_per must be 'positive' or 'negative', got "
              f"{self.corrupt_side_per!r}"),
-            (self.checkpoint_every >= 0, 'checkpoint_every must be >= 0'),
+            (self.checkpoint_every is None or self.checkpoint_every >= 0,
+             'checkpoint_every must be None or >= 0'),
             (self.metric in METRICS, f"metric must be one of {sorted(METRICS)}, got "
              f"{self.metric!r}"),
             (self.patience is None or self.patience >= 1,

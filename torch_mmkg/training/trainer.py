@@ -1,6 +1,7 @@
 import copy
 import dataclasses
 import json
+import logging
 import math
 import os
 import os.path as osp
@@ -26,7 +27,10 @@ from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
 from torch_mmkg.nn.kge.base import FeatureMismatchWarning, feature_mismatch
 from torch_mmkg.nn.loss import LOSSES, BCELoss
 from torch_mmkg.nn.regimes import REGIMES, NegativeSampling, OneToN
+from .callbacks import Callback, CallbackList
 from .config import RESUMABLE_CHANGES, TrainConfig
+
+logger = logging.getLogger('torch_mmkg')
 
 #: Marks a checkpoint written by :meth:`Trainer.save_checkpoint`.
 CHECKPOINT_FORMAT = 'torch_mmkg.checkpoint/1'
@@ -37,7 +41,20 @@ def resolve_device(device: str = 'auto') -> torch.device:
     r"""CUDA when available for :obj:`"auto"`, else the named device."""
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(device)
+    try:
+        out = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or another "
+                         f"torch device, got {device!r} ({e})") from None
+    if out.type == 'cuda':
+        if not torch.cuda.is_available():
+            why = 'built without CUDA' if torch.version.cuda is None else 'no GPU visible'
+            raise ValueError(f"device {device!r}: CUDA is not available here (torch "
+                             f"{torch.__version__}, {why}); use device 'cpu' or 'auto'")
+        if out.index is not None and out.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA "
+                             f"devices are visible")
+    return out
 
 
 def seed_everything(seed: int):
@@ -62,6 +79,16 @@ class TrainingDivergedError(FloatingPointError):
 
 class NonFiniteLossError(TrainingDivergedError):
     r"""Raised when a training loss becomes NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    r"""Raised by :meth:`Trainer.fit` when :meth:`Trainer.request_stop` was called (e.g. by a
+    SIGTERM handler): the epoch in progress is abandoned, and the run continues from its last
+    checkpoint (:obj:`epoch`, or none if :obj:`None`) with :obj:`fit(resume=True)`."""
+    def __init__(self, message: str, epoch: int, checkpoint: Optional[str]):
+        super().__init__(message)
+        self.epoch = epoch
+        self.checkpoint = checkpoint
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -101,9 +128,16 @@ class Trainer:
     * validation every :obj:`eval_every` epochs on the cleaned validation split; the best
       model by validation MRR is kept (the test split never selects anything), with optional
       early stopping (:obj:`patience`) and a wall-clock budget (:obj:`max_minutes`);
-    * checkpoints every :obj:`checkpoint_every` epochs holding the model, optimiser, best
-      model, history and every random state, so that :meth:`fit` with :obj:`resume=True`
-      continues exactly as if never interrupted (bit-identical on CPU);
+    * checkpoints every :obj:`checkpoint_every` epochs (every epoch by default when there is
+      an :obj:`out_dir`) holding the model, optimiser, best model, history and every random
+      state, so that :meth:`fit` with :obj:`resume=True` continues exactly as if never
+      interrupted (bit-identical on CPU); the best model is written to
+      :obj:`out_dir/best_model.pt` whenever it improves;
+    * callbacks (:class:`~torch_mmkg.training.Callback`: trackers, pruners) called at the
+      start, after every epoch, validation and checkpoint, and at the end; validation lines
+      go to the :obj:`"torch_mmkg"` logger (:mod:`logging`);
+    * :meth:`request_stop` (a signal handler's way out) abandons the epoch in progress and
+      raises :class:`TrainingInterrupted`;
     * parameters a model trains by their own objective
       (:meth:`~torch_mmkg.nn.KGEModel.auxiliary_parameters`, e.g. MoMoK's CLUB estimators)
       get their own Adam optimiser and a step on
@@ -120,13 +154,20 @@ class Trainer:
         config (TrainConfig, optional): The options. (default: :obj:`TrainConfig()`)
         out_dir (str, optional): Where checkpoints, the best model and results go.
             (default: :obj:`None`: nothing is written)
+        callbacks (List[Callback], optional): Hooks called during :meth:`fit`.
+            (default: :obj:`None`)
     """
     def __init__(self, model, data: HeteroData, config: Optional[TrainConfig] = None,
-                 out_dir: Optional[str] = None):
+                 out_dir: Optional[str] = None, callbacks: Optional[List[Callback]] = None):
         self.config = config or TrainConfig()
         if self.config.filter_negatives is None:  # the model's default, stored resolved
             self.config = dataclasses.replace(self.config, filter_negatives=bool(
                 getattr(model, 'default_filter_negatives', False)))
+        if self.config.checkpoint_every is None:  # every epoch when there is a run directory
+            self.config = dataclasses.replace(self.config,
+                                              checkpoint_every=1 if out_dir else 0)
+        self.callbacks = CallbackList(callbacks)
+        self._stop_requested = False
         cfg = self.config
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
@@ -422,6 +463,8 @@ class Trainer:
         bar = tqdm(self.loader, desc=f'Epoch {epoch:03d}', leave=False,
                    disable=not cfg.progress)
         for i, batch in enumerate(bar):
+            if self._stop_requested:
+                self._interrupt(epoch)
             if self.comat is not None:  # one critic step, one generator step
                 outputs = []
 
@@ -449,6 +492,22 @@ class Trainer:
             total += float(loss.detach())
             count += 1
         return total / max(count, 1)
+
+    def request_stop(self):
+        r"""Asks :meth:`fit` to stop before the next batch (safe to call from a signal
+        handler): the epoch in progress is abandoned and :class:`TrainingInterrupted` raised;
+        the last checkpoint resumes the run."""
+        self._stop_requested = True
+
+    def _interrupt(self, epoch: int):
+        self._stop_requested = False
+        done = self.state['epoch']
+        path = self.checkpoint_path
+        saved = path if path and osp.exists(path) else None
+        where = (f"resume from {saved} (fit(resume=True), or torch-mmkg train --resume "
+                 f"{self.out_dir})" if saved else "no checkpoint was written")
+        raise TrainingInterrupted(f"training interrupted during epoch {epoch} after {done} "
+                                  f"complete epochs; {where}", done, saved)
 
     def _auxiliary_step(self, context: Dict[str, Any]):
         if self.auxiliary_optimizer is None:
@@ -520,6 +579,7 @@ class Trainer:
         cfg = self.config
         if resume:
             self.load_checkpoint()
+        self.callbacks.on_fit_start(self)
         start_time = time.perf_counter()
         budget = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
         stop_reason = 'epochs'
@@ -550,14 +610,19 @@ class Trainer:
                     self.state.update(best_metric=val[cfg.metric], best_epoch=epoch,
                                       bad_evals=0)
                     self.best_state = copy.deepcopy(self.model.state_dict())
+                    if self.out_dir:
+                        atomic_torch_save(self.best_state,
+                                          osp.join(self.out_dir, 'best_model.pt'))
                 else:
                     self.state['bad_evals'] += 1
-                if cfg.progress:
-                    tqdm.write(f"epoch {epoch:4d}  loss {loss:.4f}  val mrr {val['mrr']:.4f}  "
-                               f"hits@10 {val['hits@10']:.4f}  ({res.seconds:.1f}s)")
+                self._log(f"epoch {epoch:4d}  loss {loss:.4f}  val mrr {val['mrr']:.4f}  "
+                          f"hits@10 {val['hits@10']:.4f}  ({res.seconds:.1f}s)")
+                self.callbacks.on_validation_end(self, epoch, val)
             self.state['history'].append(record)
+            self.callbacks.on_epoch_end(self, record)
             if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0 and self.out_dir:
                 self.save_checkpoint()
+                self.callbacks.on_checkpoint(self, self.checkpoint_path)
             if cfg.patience and self.state['bad_evals'] >= cfg.patience:
                 stop_reason = 'early_stopping'
                 break
@@ -567,6 +632,11 @@ class Trainer:
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 return {'interrupted_at_epoch': epoch}
         return self.finish(stop_reason, epoch_times)
+
+    def _log(self, message: str):
+        logger.info(message)
+        if self.config.progress and not logger.hasHandlers():  # nothing else would show it
+            tqdm.write(message)
 
     def finish(self, stop_reason: str, epoch_times: List[float]) -> Dict[str, Any]:
         r"""Loads the selected model, tests it and writes the results."""
@@ -594,4 +664,5 @@ class Trainer:
             atomic_torch_save(self.best_state, osp.join(self.out_dir, 'best_model.pt'))
             with open(osp.join(self.out_dir, 'results.json'), 'w') as f:
                 json.dump(results, f, indent=2, default=float)
+        self.callbacks.on_fit_end(self, results)
         return results

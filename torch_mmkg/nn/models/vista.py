@@ -41,7 +41,7 @@ class VISTA(FromDataMixin, TransformerKGEModel):
     \mathrm{LN}(\mathbf{r}_s) + \mathbf{p}_s,\ \mathrm{LN}(\mathbf{W}_{rv}
     \mathbf{x}_{rv}) + \mathbf{p}_v,\ \mathrm{LN}(\mathbf{W}_{rt} \mathbf{x}_{rt}) +
     \mathbf{p}_t])_{\mathrm{CLS}}`; relation visual and text features exist only on VISTA's
-    VTKG benchmarks: without :obj:`relation_features` (DB15K, MKG-*) the relation tokens
+    VTKG benchmarks: without :obj:`relation_features` (DB15K, MKG-W/Y) the relation tokens
     are absent, which is what masking them all gives. :obj:`relation_encoder=False` uses
     :math:`\mathrm{LN}(\mathbf{r}_s)` alone (as MyGO does).
 
