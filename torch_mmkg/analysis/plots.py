@@ -150,16 +150,23 @@ def _select_relations(w, relations, max_relations: int) -> List[int]:
         count = w.count.tolist()
         order = sorted((i for i in range(n) if count[i] > 0), key=lambda i: (-count[i], i))
         return order[:max_relations]
+    return _rows(relations, w.relation_names, 'relations', 'relation',
+                 " (inverses are named '<name>^-1')")
+
+
+def _rows(items, names: List[str], plural: str, what: str, hint: str = '') -> List[int]:
+    # the row ids of items given by name or id
     rows = []
-    for r in relations:
-        if isinstance(r, str):
-            if r not in w.relation_names:
-                raise ValueError(f"unknown relation {r!r} (inverses are named '<name>^-1')")
-            rows.append(w.relation_names.index(r))
-        elif isinstance(r, int) and not isinstance(r, bool) and 0 <= r < n:
-            rows.append(r)
+    for item in items:
+        if isinstance(item, str):
+            if item not in names:
+                raise ValueError(f"unknown {what} {item!r}{hint}")
+            rows.append(names.index(item))
+        elif isinstance(item, int) and not isinstance(item, bool) and 0 <= item < len(names):
+            rows.append(item)
         else:
-            raise ValueError(f"relations must be names or ids in [0, {n}), got {r!r}")
+            raise ValueError(f"{plural} must be names or ids in [0, {len(names)}), got "
+                             f"{item!r}")
     return rows
 
 
@@ -290,18 +297,7 @@ class EntityModalityWeights:
         if entities is None:
             rows = self.select(num_entities)
         else:
-            rows = []
-            for e in entities:
-                if isinstance(e, str):
-                    if e not in self.entity_names:
-                        raise ValueError(f"unknown entity {e!r}")
-                    rows.append(self.entity_names.index(e))
-                elif isinstance(e, int) and not isinstance(e, bool) \
-                        and 0 <= e < len(self.entity_names):
-                    rows.append(e)
-                else:
-                    raise ValueError(f"entities must be names or ids in "
-                                     f"[0, {len(self.entity_names)}), got {e!r}")
+            rows = _rows(entities, self.entity_names, 'entities', 'entity')
         fig = Figure(figsize=(11, max(3.6, 0.45 * len(rows) + 2.0)), layout='constrained')
         ax_hist, ax_bar = fig.subplots(1, 2, width_ratios=[1, 1.2])
 
