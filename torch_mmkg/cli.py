@@ -465,11 +465,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print('  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    for key in ('by_category', 'by_completeness'):
-        if res.get(key):
-            print(f"{key.replace('_', ' ')}: " + ', '.join(
-                f"{k} {v['mrr']:.4f} ({v['count']})" for k, v in res[key].items()
-                if isinstance(v, dict) and 'mrr' in v))
+    for key in ('by_category', 'by_completeness'):  # realistic MRR (queries), both sides
+        groups = {k: v.get('both', v) for k, v in (res.get(key) or {}).items()
+                  if isinstance(v, dict)}
+        shown = [f"{k} {m['mrr']:.4f} ({m['count']})" for k, m in groups.items() if 'mrr' in m]
+        if shown:
+            print(f"{key.replace('_', ' ')}: {', '.join(shown)}")
     return 0
 
 

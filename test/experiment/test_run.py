@@ -91,7 +91,7 @@ def test_run_directory_is_self_describing(folder, tmp_path):
     assert 'val mrr' in open(osp.join(out, 'log.txt')).read()
 
 
-def test_load_run_reproduces_the_test_metrics_exactly(folder, tmp_path):
+def test_load_run_reproduces_the_test_metrics_exactly(folder, tmp_path, capsys):
     out = str(tmp_path / 'run')
     results = train(_cfg(folder, model='rotate', epochs=4), out=out)
     run = load_run(out)
@@ -102,8 +102,16 @@ def test_load_run_reproduces_the_test_metrics_exactly(folder, tmp_path):
     val = run.evaluate('val_clean')
     assert val['realistic']['both']['mrr'] == pytest.approx(results['best_val']['mrr'],
                                                             abs=0)
-    # the command line prints the same
+    # the command line prints the same, and the breakdowns
     assert cli.main(['evaluate', out, '--json']) == 0
+    assert _no_timing(json.loads(capsys.readouterr().out)) == _no_timing(again)
+    assert cli.main(['evaluate', out]) == 0
+    text = capsys.readouterr().out
+    both = again['realistic']['both']
+    assert f"realistic   both  {both['mrr']:.4f}" in text
+    cat = {k: v['both'] for k, v in again['by_category'].items()}
+    assert 'by category: ' + ', '.join(f"{k} {m['mrr']:.4f} ({m['count']})"
+                                       for k, m in cat.items()) in text
 
 
 def test_load_run_refuses_other_data(folder, tmp_path):
