@@ -443,7 +443,9 @@ def _train(args: argparse.Namespace) -> int:
                'seconds_per_epoch_median': results['seconds_per_epoch_median']}
     if test:
         summary['test'] = test['realistic']['both']
-    print(json.dumps(summary, indent=2))
+    from torch_mmkg.training.distributed import is_main
+    if is_main():  # under torchrun, once
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -188,6 +188,7 @@ def train(cfg: Optional[Dict[str, Any]] = None, root: Optional[str] = None,
     """
     from torch_mmkg.training import (CSVTracker, JSONTracker, Trainer, TrainConfig,
                                      build_tracker, seed_everything)
+    from torch_mmkg.training import distributed as D
     if cfg is None:
         if not (resume and out):
             raise ValueError("train() needs a config, or resume=True and the run directory")
@@ -201,17 +202,19 @@ def train(cfg: Optional[Dict[str, Any]] = None, root: Optional[str] = None,
         cfg['dataset'] = osp.abspath(cfg['dataset'])
     _check_run_directory(cfg, out, resume)
     train_cfg = TrainConfig.from_dict(cfg['train'])
+    D.init_from_env(train_cfg.device)  # under torchrun: only rank 0 writes the run directory
+    main = D.is_main()
     seed_everything(train_cfg.seed)
     dataset, data = build_data(cfg, root)
     model = build_model(cfg, data, dataset)
     extra = list(callbacks or ())
-    if out:
+    if out and main:
         os.makedirs(out, exist_ok=True)
         extra = [JSONTracker(osp.join(out, 'history.jsonl')),
                  CSVTracker(osp.join(out, 'metrics.csv'))] + [
             build_tracker(name, out) for name in cfg.get('trackers', ())] + extra
     trainer = Trainer(model, data, train_cfg, out_dir=out, callbacks=extra)
-    if out:
+    if out and main:
         cfg['train'] = trainer.config.to_dict()  # resolved by the trainer (checkpoints, ...)
         if cfg['dataset'] in _registered_names():
             cfg['root'] = root
@@ -219,7 +222,8 @@ def train(cfg: Optional[Dict[str, Any]] = None, root: Optional[str] = None,
         _write_json(model_arguments(cfg), osp.join(out, 'model.json'))
         _write_json({'dataset': cfg['dataset'], 'dataset_class': type(dataset).__name__,
                      'fingerprint': data_fingerprint(data)}, osp.join(out, 'data.json'))
-    with _log_to(osp.join(out, 'log.txt') if out else None), stop_on_signals(trainer):
+    with _log_to(osp.join(out, 'log.txt') if out and main else None), \
+            stop_on_signals(trainer):
         return trainer.fit(resume=resume)
 
 

@@ -27,6 +27,7 @@ from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
 from torch_mmkg.nn.kge.base import FeatureMismatchWarning, feature_mismatch
 from torch_mmkg.nn.loss import LOSSES, BCELoss
 from torch_mmkg.nn.regimes import REGIMES, NegativeSampling, OneToN
+from . import distributed as D
 from .callbacks import Callback, CallbackList
 from .config import RESUMABLE_CHANGES, TrainConfig
 
@@ -166,9 +167,13 @@ class Trainer:
         if self.config.checkpoint_every is None:  # every epoch when there is a run directory
             self.config = dataclasses.replace(self.config,
                                               checkpoint_every=1 if out_dir else 0)
-        self.callbacks = CallbackList(callbacks)
         self._stop_requested = False
         cfg = self.config
+        # Under torchrun: one process per rank, each training on its shard of every batch.
+        D.init_from_env(cfg.device)
+        self.world, self.rank = D.world_size(), D.rank()
+        self.is_main = self.rank == 0
+        self.callbacks = CallbackList(callbacks if self.is_main else None)
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.data = data
@@ -215,6 +220,13 @@ class Trainer:
         self.auxiliary_optimizer = (torch.optim.Adam(self.auxiliary_parameters, lr=cfg.lr)
                                     if self.auxiliary_parameters else None)
         self.optimizer = self._make_optimizer()
+        self._sync = {'synced': False}
+        if self.world > 1:  # the same start everywhere; gradients averaged before each step
+            D.broadcast_module(self.model)
+            D.broadcast_module(self.regime)
+            for opt in (self.optimizer, self.auxiliary_optimizer, self.generator_optimizer):
+                if opt is not None:
+                    D.sync_gradients_before_step(opt, self._sync)
         self.loader = self._make_loader()
         self.evaluator = RankingEvaluator(self.known, cfg.eval_batch_size,
                                           progress=cfg.progress,
@@ -465,15 +477,27 @@ class Trainer:
         for i, batch in enumerate(bar):
             if self._stop_requested:
                 self._interrupt(epoch)
+            # Distributed: this rank's shard of the global batch, its loss weighted by its
+            # share, so that the averaged gradient is the global batch's.
+            share, weight = 1.0, 1.0
+            if self.world > 1:
+                batch, local, size = D.shard_batch(batch, self.rank, self.world)
+                share = local / size
+                weight = share * self.world
+                if local == 0:  # fewer rows than ranks: join the collectives with no loss
+                    self._empty_step()
+                    count += 1
+                    continue
             if self.comat is not None:  # one critic step, one generator step
                 outputs = []
 
                 def kgc_loss(b):  # the regime's loss; its context feeds the auxiliary step
                     outputs.append(self.regime.loss(model, b))
-                    return outputs[-1].loss
+                    return outputs[-1].loss * weight if weight != 1.0 else outputs[-1].loss
 
-                loss = self.comat.train_step(batch, self.optimizer, self.generator_optimizer,
-                                             cfg.grad_clip, kgc_loss=kgc_loss)['loss']
+                self.comat.train_step(batch, self.optimizer, self.generator_optimizer,
+                                      cfg.grad_clip, kgc_loss=kgc_loss)
+                loss = outputs[-1].loss
                 self._check_finite(loss, epoch, i)
                 self._auxiliary_step(outputs[-1].context)
             else:
@@ -481,7 +505,11 @@ class Trainer:
                 out = self.regime.loss(model, batch)
                 loss = out.loss
                 self._check_finite(loss, epoch, i)
-                loss.backward()
+                (loss * weight if weight != 1.0 else loss).backward()
+                if self.world > 1:  # averaged before clipping, as one process would clip
+                    D.average_gradients([p for g in self.optimizer.param_groups
+                                         for p in g['params']])
+                    self._sync['synced'] = True
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     regime_params = [p for g in self.regime.param_groups() for p in g['params']]
@@ -489,9 +517,19 @@ class Trainer:
                         torch.nn.utils.clip_grad_norm_(regime_params, cfg.grad_clip)
                 self.optimizer.step()
                 self._auxiliary_step(out.context)
-            total += float(loss.detach())
+            total += float(loss.detach()) * share
             count += 1
+        if self.world > 1:  # the mean over the global batches
+            total = D.all_reduce_sum(total, self.device)
         return total / max(count, 1)
+
+    def _empty_step(self):
+        r"""A rank without rows in a batch still steps every optimiser (their pre-step hooks
+        average the other ranks' gradients into its zeros)."""
+        for opt in (self.optimizer, self.generator_optimizer, self.auxiliary_optimizer):
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+                opt.step()
 
     def request_stop(self):
         r"""Asks :meth:`fit` to stop before the next batch (safe to call from a signal
@@ -546,13 +584,20 @@ class Trainer:
         triples = {'test': self.test_triples, self.config.val_split: self.val_triples}.get(
             split) or get_triples(self.data, split)
         if model_state is None:
-            return self.evaluator.evaluate(self.model, *triples)
+            return self._rank(triples)
         current = copy.deepcopy(self.model.state_dict())
         self.model.load_state_dict(model_state)
         try:
-            return self.evaluator.evaluate(self.model, *triples)
+            return self._rank(triples)
         finally:
             self.model.load_state_dict(current)
+
+    def _rank(self, triples):
+        if self.world == 1:
+            return self.evaluator.evaluate(self.model, *triples)
+        start, end = D.shard_bounds(int(triples[0].numel()), self.rank, self.world)
+        local = self.evaluator.evaluate(self.model, *(x[start:end] for x in triples))
+        return D.gather_ranking(local, len(self.evaluator.sides))
 
     def fit(self, resume: bool = False, stop_after_epoch: Optional[int] = None
             ) -> Dict[str, Any]:
@@ -610,7 +655,7 @@ class Trainer:
                     self.state.update(best_metric=val[cfg.metric], best_epoch=epoch,
                                       bad_evals=0)
                     self.best_state = copy.deepcopy(self.model.state_dict())
-                    if self.out_dir:
+                    if self.out_dir and self.is_main:
                         atomic_torch_save(self.best_state,
                                           osp.join(self.out_dir, 'best_model.pt'))
                 else:
@@ -620,7 +665,8 @@ class Trainer:
                 self.callbacks.on_validation_end(self, epoch, val)
             self.state['history'].append(record)
             self.callbacks.on_epoch_end(self, record)
-            if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0 and self.out_dir:
+            if (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0 and self.out_dir
+                    and self.is_main):
                 self.save_checkpoint()
                 self.callbacks.on_checkpoint(self, self.checkpoint_path)
             if cfg.patience and self.state['bad_evals'] >= cfg.patience:
@@ -634,6 +680,8 @@ class Trainer:
         return self.finish(stop_reason, epoch_times)
 
     def _log(self, message: str):
+        if not self.is_main:
+            return
         logger.info(message)
         if self.config.progress and not logger.hasHandlers():  # nothing else would show it
             tqdm.write(message)
@@ -660,7 +708,8 @@ class Trainer:
             res = self.evaluate('test')
             results['test'] = res.to_dict(self.categories, self.entity_complete)
         results['peak_memory'] = _peak_memory(self.device)
-        if self.out_dir:
+        results['world_size'] = self.world
+        if self.out_dir and self.is_main:
             atomic_torch_save(self.best_state, osp.join(self.out_dir, 'best_model.pt'))
             with open(osp.join(self.out_dir, 'results.json'), 'w') as f:
                 json.dump(results, f, indent=2, default=float)
