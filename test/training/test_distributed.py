@@ -96,3 +96,31 @@ def test_momok_trains_under_two_processes(tmp_path):
     history = _history(osp.join(tmp_path / 'two', 'history.jsonl'))
     assert [h['epoch'] for h in history] == [1, 2]
     assert json.load(open(tmp_path / 'two' / 'results.json'))['world_size'] == 2
+
+
+def test_resume_with_another_world_size(tmp_path):
+    # two epochs in one process, two more in two processes: the curve of four epochs in one
+    folder = make_folder(tmp_path / 'kg')
+    args = ['--dataset', folder, '--model', 'rotate', '--dim', '8', '--batch-size', '64',
+            '--num-negatives', '4', '--eval-every', '1', '--lr', '0.01', '--progress', 'false']
+    full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
+    assert _torchrun(args + ['--epochs', '4', '--out', full], 1, str(tmp_path)).returncode == 0
+    assert _torchrun(args + ['--epochs', '2', '--out', cut], 1, str(tmp_path)).returncode == 0
+    res = _torchrun(['--resume', cut, '--epochs', '4'], 2, str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = _history(osp.join(full, 'history.jsonl')), _history(osp.join(cut, 'history.jsonl'))
+    assert [h['epoch'] for h in b] == [1, 2, 3, 4]
+    for x, y in zip(a, b):
+        assert abs(x['val']['mrr'] - y['val']['mrr']) <= 1e-4, (x, y)
+
+
+def test_comat_trains_under_two_processes(tmp_path):
+    # CoMAT's critic and generator optimisers average their gradients too (its noise comes
+    # from each rank's own stream, so the curve is not the one process's)
+    folder = make_folder(tmp_path / 'kg')
+    args = ['--dataset', folder, '--model', 'native', '--dim', '8', '--batch-size', '45',
+            '--num-negatives', '4', '--epochs', '2', '--eval-every', '1', '--progress',
+            'false', '--comat', '{}', '--out', str(tmp_path / 'two')]
+    res = _torchrun(args, 2, str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [h['epoch'] for h in _history(osp.join(tmp_path / 'two', 'history.jsonl'))] == [1, 2]

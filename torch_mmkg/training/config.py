@@ -162,6 +162,10 @@ class TrainConfig:
         progress (bool): tqdm progress bars. (default: :obj:`True`)
         test (bool): Evaluate the selected model on the test split at the end.
             (default: :obj:`True`)
+        precision (str): :obj:`"fp32"`, or :obj:`"bf16"` to train under
+            :func:`torch.autocast` with bfloat16 where the device supports it (CUDA with bf16,
+            CPUs); validation and test always score in float32, so the filtered ranking is
+            exact. (default: :obj:`"fp32"`)
         exclude_query_entity (bool): In evaluation, the query entity is no candidate of its
             own query: :math:`(h, r, ?)` does not rank :math:`h` and :math:`(?, r, t)` does
             not rank :math:`t`, unless it is the true answer (:math:`h = t`). Validation and
@@ -207,6 +211,7 @@ class TrainConfig:
     device: str = 'auto'
     progress: bool = True
     test: bool = True
+    precision: str = 'fp32'
     exclude_query_entity: bool = False
     comat: Optional[Dict[str, Any]] = None
     mat: Optional[Dict[str, Any]] = None
@@ -238,6 +243,8 @@ class TrainConfig:
             (self.corrupt_side_per in ('positive', 'negative'),
              f"corrupt_side_per must be 'positive' or 'negative', got "
              f"{self.corrupt_side_per!r}"),
+            (self.precision in ('fp32', 'bf16'),
+             f"precision must be 'fp32' or 'bf16', got {self.precision!r}"),
             (self.checkpoint_every is None or self.checkpoint_every >= 0,
              'checkpoint_every must be None or >= 0'),
             (self.metric in METRICS, f"metric must be one of {sorted(METRICS)}, got "

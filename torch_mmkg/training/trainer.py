@@ -175,6 +175,10 @@ class Trainer:
         self.is_main = self.rank == 0
         self.callbacks = CallbackList(callbacks if self.is_main else None)
         self.device = resolve_device(cfg.device)
+        if (cfg.precision == 'bf16' and self.device.type == 'cuda'
+                and not torch.cuda.is_bf16_supported()):
+            raise ValueError(f"precision='bf16' needs a device with bfloat16 support; "
+                             f"{torch.cuda.get_device_name(self.device)} has none: use 'fp32'")
         self.model = model.to(self.device)
         self.data = data
         self.out_dir = out_dir
@@ -488,40 +492,53 @@ class Trainer:
                     self._empty_step()
                     count += 1
                     continue
-            if self.comat is not None:  # one critic step, one generator step
-                outputs = []
-
-                def kgc_loss(b):  # the regime's loss; its context feeds the auxiliary step
-                    outputs.append(self.regime.loss(model, b))
-                    return outputs[-1].loss * weight if weight != 1.0 else outputs[-1].loss
-
-                self.comat.train_step(batch, self.optimizer, self.generator_optimizer,
-                                      cfg.grad_clip, kgc_loss=kgc_loss)
-                loss = outputs[-1].loss
-                self._check_finite(loss, epoch, i)
-                self._auxiliary_step(outputs[-1].context)
-            else:
-                self.optimizer.zero_grad(set_to_none=True)
-                out = self.regime.loss(model, batch)
-                loss = out.loss
-                self._check_finite(loss, epoch, i)
-                (loss * weight if weight != 1.0 else loss).backward()
-                if self.world > 1:  # averaged before clipping, as one process would clip
-                    D.average_gradients([p for g in self.optimizer.param_groups
-                                         for p in g['params']])
-                    self._sync['synced'] = True
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    regime_params = [p for g in self.regime.param_groups() for p in g['params']]
-                    if regime_params:  # a regime's own parts, clipped on their own
-                        torch.nn.utils.clip_grad_norm_(regime_params, cfg.grad_clip)
-                self.optimizer.step()
-                self._auxiliary_step(out.context)
+            loss = self._train_step(batch, epoch, i, weight)
             total += float(loss.detach()) * share
             count += 1
         if self.world > 1:  # the mean over the global batches
             total = D.all_reduce_sum(total, self.device)
         return total / max(count, 1)
+
+    def _autocast(self):
+        r"""bfloat16 autocast for :obj:`precision='bf16'` (the optimiser steps in float32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.precision == 'bf16')
+
+    def _train_step(self, batch, epoch: int, i: int, weight: float) -> torch.Tensor:
+        r"""One optimiser step on a batch (the forward under autocast with bf16); returns the
+        batch's loss, unweighted."""
+        model, cfg = self.model, self.config
+        if self.comat is not None:  # one critic step, one generator step
+            outputs = []
+
+            def kgc_loss(b):  # the regime's loss; its context feeds the auxiliary step
+                with self._autocast():
+                    outputs.append(self.regime.loss(model, b))
+                return outputs[-1].loss * weight if weight != 1.0 else outputs[-1].loss
+
+            self.comat.train_step(batch, self.optimizer, self.generator_optimizer,
+                                  cfg.grad_clip, kgc_loss=kgc_loss)
+            loss = outputs[-1].loss
+            self._check_finite(loss, epoch, i)
+            self._auxiliary_step(outputs[-1].context)
+            return loss
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            out = self.regime.loss(model, batch)
+        loss = out.loss.float()
+        self._check_finite(loss, epoch, i)
+        (loss * weight if weight != 1.0 else loss).backward()
+        if self.world > 1:  # averaged before clipping, as one process would clip
+            D.average_gradients([p for g in self.optimizer.param_groups for p in g['params']])
+            self._sync['synced'] = True
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            regime_params = [p for g in self.regime.param_groups() for p in g['params']]
+            if regime_params:  # a regime's own parts, clipped on their own
+                torch.nn.utils.clip_grad_norm_(regime_params, cfg.grad_clip)
+        self.optimizer.step()
+        self._auxiliary_step(out.context)
+        return loss
 
     def _empty_step(self):
         r"""A rank without rows in a batch still steps every optimiser (their pre-step hooks
