@@ -33,6 +33,9 @@ Conventions:
   convention). Published splits are kept row for row, duplicates included;
   ``val_clean_mask`` marks a cleaned validation split for model selection
   (see :func:`torch_mmkg.data.split_report`).
+* **Features may live on disk.** ``x_<modality>`` may be a
+  :class:`~torch_mmkg.data.feature_store.DiskFeatures` (a read-only ``float32`` ``.npy`` file
+  read row by row) instead of a tensor; masks are always in-memory bool tensors.
 * Triples are ``(head, relation, tail)``; :func:`get_triples` returns them as three index tensors.
 """
 import operator
@@ -43,6 +46,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
+
+from torch_mmkg.data.feature_store import is_disk_features
 
 ENTITY = 'entity'
 REL = ('entity', 'relation', 'entity')
@@ -126,8 +131,9 @@ def build_mmkg(
             :obj:`"train"`, :obj:`"val"` and :obj:`"test"` (missing splits are empty), each a
             :obj:`[T, 3]` tensor of ``(head, relation, tail)`` rows or a tuple of three index
             tensors.
-        features (Mapping[str, Tensor], optional): Per modality a :obj:`[N, F_m]` float tensor.
-            (default: :obj:`None`)
+        features (Mapping[str, Tensor], optional): Per modality a :obj:`[N, F_m]` float tensor,
+            or a disk-backed :class:`~torch_mmkg.data.feature_store.DiskFeatures` (kept as it
+            is; a mask to infer comes from one streamed pass). (default: :obj:`None`)
         masks (Mapping[str, Tensor], optional): Per modality a boolean :obj:`[N]` availability
             mask. A modality without a mask gets one from :obj:`infer_masks`.
             (default: :obj:`None`)
@@ -174,6 +180,20 @@ def build_mmkg(
 
     modalities = []
     for m, x in features.items():
+        if is_disk_features(x):  # a float32 file read row by row: masks from a streamed pass
+            data[ENTITY][feature_key(m)] = x
+            if m in masks:
+                data[ENTITY][mask_key(m)] = torch.as_tensor(masks[m])
+            elif infer_masks:
+                if x.dim() != 2:
+                    raise ValueError(f"Features of modality '{m}' must be a 2-d "
+                                     f"[num_entities, num_features] matrix, got shape "
+                                     f"{tuple(x.shape)}")
+                data[ENTITY][mask_key(m)] = x.nonzero_rows().clone()
+            else:
+                raise ValueError(f"No mask given for modality '{m}' (and infer_masks=False)")
+            modalities.append(m)
+            continue
         x = torch.as_tensor(x)
         if x.is_complex():
             raise ValueError(f"Features of modality '{m}' are complex ({x.dtype}); store the "
@@ -227,7 +247,9 @@ def get_modalities(data: HeteroData) -> List[str]:
 
 
 def modality_features(data: HeteroData) -> Dict[str, Tuple[Tensor, Tensor]]:
-    r"""Returns ``{modality: (features [N, F_m], mask [N])}`` in modality order."""
+    r"""Returns ``{modality: (features [N, F_m], mask [N])}`` in modality order; disk-backed
+    features (:class:`~torch_mmkg.data.feature_store.DiskFeatures`) are returned as they
+    are, not read."""
     ent = data[ENTITY]
     return {m: (ent[feature_key(m)], ent[mask_key(m)]) for m in get_modalities(data)}
 
@@ -259,6 +281,33 @@ def _check_names(names, count: int, what: str):
         seen[n] = i
 
 
+def _validate_disk_features(x, ent, m: str, N: int):
+    r"""The checks of :func:`validate_mmkg` on disk-backed features, in one streamed pass
+    (:meth:`~torch_mmkg.data.feature_store.DiskFeatures.scan`): never the whole file at
+    once."""
+    fk, mk = feature_key(m), mask_key(m)
+    if x.dim() != 2:
+        raise ValueError(f"data['{ENTITY}'].{fk} must be a 2-d float tensor, got "
+                         f"{x.dtype} {tuple(x.shape)} (in {x.path})")
+    if x.size(0) != N:
+        raise ValueError(f"data['{ENTITY}'].{fk} has {x.size(0)} rows but there are "
+                         f"{N} entities (in {x.path})")
+    scan = x.scan()
+    if not scan.finite:
+        (row, col), value = scan.nonfinite
+        raise ValueError(f"data['{ENTITY}'].{fk} holds {value} at entity {row}, feature "
+                         f"{col}: features must be finite (mark a missing row with the mask "
+                         f"instead) (in {x.path})")
+    if mk not in ent:
+        raise ValueError(f"Modality '{m}' has no availability mask data['{ENTITY}'].{mk}")
+    mask = _check_bool_mask(ent[mk], N, f"data['{ENTITY}'].{mk}")
+    empty = mask & ~scan.nonzero.to(mask.device)
+    if empty.any():
+        raise ValueError(f"data['{ENTITY}'].{mk} marks entity {_first_index(empty)} as "
+                         f"having modality '{m}' but its feature row is all zeros (in "
+                         f"{x.path})")
+
+
 def validate_mmkg(data: HeteroData) -> HeteroData:
     r"""Checks that :obj:`data` follows the :mod:`torch_mmkg` layout and holds sane values.
 
@@ -271,6 +320,10 @@ def validate_mmkg(data: HeteroData) -> HeteroData:
     row count other than :math:`N`, or hold NaN/Inf; masks that are not boolean :obj:`[N]`; a mask
     that claims a modality on an all-zero row; entity or relation names of the wrong length or with
     duplicates.
+
+    Disk-backed features (:class:`~torch_mmkg.data.feature_store.DiskFeatures`) get the same
+    checks in one streamed pass over the file (block by block, cached on the object), never
+    read whole.
 
     Returns:
         HeteroData: :obj:`data` itself, so that calls can be chained.
@@ -343,6 +396,9 @@ def validate_mmkg(data: HeteroData) -> HeteroData:
         if fk not in ent:
             raise ValueError(f"Modality '{m}' is listed but data['{ENTITY}'].{fk} is missing")
         x = ent[fk]
+        if is_disk_features(x):
+            _validate_disk_features(x, ent, m, N)
+            continue
         if not isinstance(x, Tensor) or x.dim() != 2 or not x.is_floating_point():
             raise ValueError(f"data['{ENTITY}'].{fk} must be a 2-d float tensor, got "
                              f"{getattr(x, 'dtype', type(x).__name__)} "

@@ -14,6 +14,7 @@ from torch_mmkg.data import (ENTITY, REL, SPLITS, add_clean_val_split, build_mmk
                              collect_names, load_tensor_file, modality_features,
                              read_labelled_triples, read_openke_dict, read_openke_triples,
                              split_key, split_report, warn_split_issues)
+from torch_mmkg.data.feature_store import DiskFeatures, write_array
 from torch_mmkg.data.io import PICKLE_EXTS, as_feature_matrix, list_feature_files, read_lines
 from torch_mmkg.data.mmkg import _MODALITY_RE
 from torch_mmkg.datasets.in_memory import SafeInMemoryDataset
@@ -31,6 +32,30 @@ FEATURE_EXTS = ('.pt', '.pth', '.npy')
 FORMATS = ('auto', 'openke', 'labelled')
 #: Bumped when :meth:`MMKGFolder.process` changes what it writes, so old caches are not reused.
 _PROCESS_VERSION = 2
+#: Marks the record of the feature files of a processed folder with :obj:`mmap=True`.
+_MMAP_FORMAT = 'torch_mmkg.mmap_features/1'
+
+
+class _ScatteredRows:
+    r"""A source of :func:`~torch_mmkg.data.feature_store.write_array`: the rows of
+    :obj:`arr` placed at entity ids :obj:`ids` of an :obj:`[N, F]` matrix, zeros elsewhere,
+    produced block by block."""
+    def __init__(self, arr, ids: List[int], N: int):
+        self.arr, self.shape = arr, (N, ) + tuple(arr.shape[1:])
+        self.pos = np.full(N, -1, dtype=np.int64)
+        self.pos[np.asarray(ids, dtype=np.int64)] = np.arange(len(ids))
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        pos = self.pos[key]
+        out = np.zeros((pos.size, ) + self.shape[1:], dtype=np.float32)
+        have = np.flatnonzero(pos >= 0)
+        if have.size:
+            src = pos[have]
+            order = np.argsort(src)
+            rows = self.arr[src[order]] if not isinstance(self.arr, Tensor) else \
+                self.arr[torch.from_numpy(src[order])].float().numpy()
+            out[have[order]] = np.asarray(rows, dtype=np.float32)
+        return out
 
 
 def _read_name_list(path: str) -> List[Tuple[int, str]]:
@@ -149,6 +174,14 @@ class MMKGFolder(SafeInMemoryDataset):
         pre_transform (callable, optional): Like :obj:`transform`, applied once before the graph
             is saved to disk. (default: :obj:`None`)
         force_reload (bool, optional): Whether to re-process the folder. (default: :obj:`False`)
+        mmap (bool, optional): Keep the features on disk, memory-mapped and read row by row
+            (:class:`~torch_mmkg.data.feature_store.DiskFeatures`) instead of loading them: a
+            :obj:`features/<modality>.npy` of little-endian :obj:`float32` :obj:`[N, F]`
+            (row :math:`i` = entity :math:`i`) is opened in place; any other feature source
+            (another dtype, a :obj:`.pt` file, a row index file, a tensor argument) is
+            converted once, block by block, to :obj:`processed/features_<hash>/<modality>.npy`.
+            The processed cache then holds the paths of the files (in a JSON file beside it),
+            not the features; the masks are loaded as usual. (default: :obj:`False`)
     """
     def __init__(
         self,
@@ -159,6 +192,7 @@ class MMKGFolder(SafeInMemoryDataset):
         transform: Optional[Callable] = None,
         pre_transform: Optional[Callable] = None,
         force_reload: bool = False,
+        mmap: bool = False,
     ):
         root = osp.expanduser(osp.normpath(os.fspath(root)))
         if not osp.isdir(root):
@@ -174,10 +208,15 @@ class MMKGFolder(SafeInMemoryDataset):
         self._feature_args: Dict[str, Source] = dict(features or {})
         self._mask_args: Dict[str, Source] = dict(masks or {})
         self.format, self._files = self._detect_format(format)
+        if mmap not in (True, False):
+            raise ValueError(f"mmap must be True or False, got {mmap!r}")
+        self.mmap = bool(mmap)
         self._fingerprint = self._compute_fingerprint()
 
         super().__init__(root, transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0], data_cls=HeteroData)
+        if self.mmap:
+            self._attach_disk_features()
 
         report_path = self._report_path
         if osp.exists(report_path):
@@ -208,7 +247,10 @@ class MMKGFolder(SafeInMemoryDataset):
 
     @property
     def processed_file_names(self) -> List[str]:
-        return [f'mmkg_{self.format}_{self._fingerprint}.pt']
+        names = [f'mmkg_{self.format}_{self._fingerprint}.pt']
+        if self.mmap:  # where the features are: paths, not values
+            names.append(f'mmkg_{self.format}_{self._fingerprint}_features.json')
+        return names
 
     @property
     def _report_path(self) -> str:
@@ -248,6 +290,8 @@ class MMKGFolder(SafeInMemoryDataset):
 
     def _compute_fingerprint(self) -> str:
         h = hashlib.sha1(f'v{_PROCESS_VERSION}|{self.format}\n'.encode('utf-8'))
+        if self.mmap:
+            h.update(b'mmap\n')
         for folder in (self._raw_dir, self.feature_dir):
             if not osp.isdir(folder):
                 continue
@@ -352,20 +396,7 @@ class MMKGFolder(SafeInMemoryDataset):
                                  f"entities (row i must be entity id i; to key the rows by "
                                  f"entity name add {m}_index.txt to {self.feature_dir})")
             x = as_feature_matrix(x, where)
-            mask = None
-            if m in mask_src:
-                mwhere = _describe(mask_src[m], m, 'masks')
-                mask = _load(mask_src[m], mwhere)
-                if mask.dim() != 1 or mask.numel() != x.size(0):
-                    raise ValueError(f"{mwhere}: the mask of modality '{m}' must have shape "
-                                     f"[{x.size(0)}] (one entry per feature row), got "
-                                     f"{tuple(mask.shape)}")
-                if mask.dtype != torch.bool:
-                    if mask.is_floating_point() or mask.is_complex() or \
-                            bool(((mask != 0) & (mask != 1)).any()):
-                        raise ValueError(f"{mwhere}: the mask of modality '{m}' must be boolean "
-                                         f"(or integers 0/1), got {mask.dtype}")
-                    mask = mask != 0
+            mask = self._read_mask(m, mask_src, x.size(0))
             if m in index_files:
                 ids = self._read_index(index_files[m], name_to_id)
                 if len(ids) != x.size(0):
@@ -385,6 +416,149 @@ class MMKGFolder(SafeInMemoryDataset):
         return features, masks
 
     @staticmethod
+    def _read_mask(m: str, mask_src: Mapping[str, Source], rows: int) -> Optional[Tensor]:
+        r"""The mask of modality :obj:`m` (one entry per feature row), or :obj:`None`."""
+        if m not in mask_src:
+            return None
+        mwhere = _describe(mask_src[m], m, 'masks')
+        mask = _load(mask_src[m], mwhere)
+        if mask.dim() != 1 or mask.numel() != rows:
+            raise ValueError(f"{mwhere}: the mask of modality '{m}' must have shape "
+                             f"[{rows}] (one entry per feature row), got "
+                             f"{tuple(mask.shape)}")
+        if mask.dtype != torch.bool:
+            if mask.is_floating_point() or mask.is_complex() or \
+                    bool(((mask != 0) & (mask != 1)).any()):
+                raise ValueError(f"{mwhere}: the mask of modality '{m}' must be boolean "
+                                 f"(or integers 0/1), got {mask.dtype}")
+            mask = mask != 0
+        return mask
+
+    # -- disk-backed features (mmap=True) ------------------------------------------------------
+    def _map_features(self, entity_names: List[str]) -> Tuple[Dict[str, Any], Dict[str, Tensor]]:
+        r"""The features as :class:`DiskFeatures` (opened in place, or converted once to
+        :obj:`processed/features_<hash>/`) and the masks, in memory."""
+        N = len(entity_names)
+        feat_src, mask_src, index_files = self._feature_sources()
+        name_to_id = {n: i for i, n in enumerate(entity_names)}
+        features, masks = {}, {}
+        for m in sorted(feat_src):
+            src, where = feat_src[m], _describe(feat_src[m], m, 'features')
+            x = None
+            if (isinstance(src, (str, os.PathLike)) and m not in index_files
+                    and os.fspath(src).lower().endswith('.npy')):
+                try:
+                    x = DiskFeatures(os.fspath(src))
+                except ValueError:  # another dtype or layout: converted below
+                    x = None
+                if x is not None and (x.dim() != 2 or x.size(0) != N):
+                    x = None  # the conversion names what is wrong
+            ids = None
+            if m in index_files:
+                ids = self._read_index(index_files[m], name_to_id)
+            if x is None:
+                x, rows = self._convert_features(m, src, where, N, ids, index_files.get(m))
+            else:
+                rows = N
+            mask = self._read_mask(m, mask_src, rows)
+            if ids is not None and mask is not None:
+                full_mask = torch.zeros(N, dtype=torch.bool)
+                full_mask[torch.tensor(ids, dtype=torch.long)] = mask
+                mask = full_mask
+            features[m] = x
+            if mask is not None:
+                masks[m] = mask
+        return features, masks
+
+    def _convert_features(self, m: str, src: Source, where: str, N: int,
+                          ids: Optional[List[int]], index_file: Optional[str]
+                          ) -> Tuple[DiskFeatures, int]:
+        r"""Writes a feature source as a float32 [N, F] ``.npy`` (rows placed by the index
+        file, if any), block by block; returns it and the number of source rows."""
+        if isinstance(src, (str, os.PathLike)) and os.fspath(src).lower().endswith('.npy'):
+            try:
+                arr = np.load(os.fspath(src), mmap_mode='r', allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise ValueError(f"{where}: not a plain numpy array ({e})") from None
+            if arr.dtype.kind not in 'biufc':
+                raise ValueError(f"{where}: expected a numeric numpy array, found dtype "
+                                 f"{arr.dtype}")
+            shape, kind = tuple(arr.shape), arr.dtype.kind
+        else:
+            arr = _load(src, where)
+            shape, kind = tuple(arr.shape), 'c' if arr.is_complex() else 'f'
+        if ids is None and len(shape) == 2 and shape[0] != N:
+            raise ValueError(f"{where}: {shape[0]} feature rows but the graph has {N} "
+                             f"entities (row i must be entity id i; to key the rows by "
+                             f"entity name add {m}_index.txt to {self.feature_dir})")
+        if len(shape) != 2:
+            raise ValueError(f"{where}: features must be a 2-d [num_entities, num_features] "
+                             f"tensor, got shape {shape}")
+        if shape[1] == 0:
+            raise ValueError(f"{where}: features have shape {shape}, i.e. no feature "
+                             f"columns; leave the modality out instead")
+        if kind == 'c':
+            raise ValueError(f"{where}: complex features are not supported; store the real "
+                             f"and imaginary parts as separate columns")
+        if ids is not None and len(ids) != shape[0]:
+            raise ValueError(f"{index_file}: lists {len(ids)} entities but {where} has "
+                             f"{shape[0]} rows")
+        source = arr if ids is None else _ScatteredRows(arr, ids, N)
+        folder = osp.join(self.processed_dir, f'features_{self._fingerprint}')
+        os.makedirs(folder, exist_ok=True)
+        path = osp.join(folder, f'{m}.npy')
+        x = write_array(source, path)
+        scan = x.scan()
+        if not scan.finite:
+            (row, col), value = scan.nonfinite
+            if ids is not None:  # the row of the source file
+                row = ids.index(row)
+            os.remove(path)
+            raise ValueError(f"{where}: row {row}, feature {col} holds {value}; features must "
+                             f"be finite (leave a missing row out of the mask instead)")
+        return x, shape[0]
+
+    def _detach_disk_features(self, data: HeteroData) -> Tuple[HeteroData, Dict[str, Any]]:
+        r"""The graph without its disk-backed features (what the cache saves) and where they
+        are (paths relative to the root when inside it)."""
+        import copy
+        data = copy.copy(data)
+        ent = data[ENTITY]
+        files = {}
+        for m in list(getattr(data, 'modalities', None) or []):
+            key = f'x_{m}'
+            x = ent[key]
+            if isinstance(x, DiskFeatures):
+                rel = osp.relpath(x.path, self.root)
+                inside = not rel.startswith(os.pardir + os.sep) and rel != os.pardir
+                files[m] = {'path': rel if inside else x.path, 'shape': list(x.shape)}
+                del ent[key]
+        return data, files
+
+    def _attach_disk_features(self):
+        path = self.processed_paths[1]
+        with open(path, encoding='utf-8') as f:
+            record = json.load(f)
+        if not isinstance(record, dict) or record.get('format') != _MMAP_FORMAT or \
+                not isinstance(record.get('features'), dict):
+            raise ValueError(f"{path}: not a record of memory-mapped features written by "
+                             f"this version of torch_mmkg; delete it (or pass "
+                             f"force_reload=True)")
+        ent = self._data[ENTITY]
+        for m, info in record['features'].items():
+            file = info['path'] if osp.isabs(info['path']) else osp.join(self.root,
+                                                                         info['path'])
+            try:
+                x = DiskFeatures(file)
+            except ValueError as e:
+                raise ValueError(f"{e} (the features of '{m}' recorded in {path}; pass "
+                                 f"force_reload=True to process the folder again)") from None
+            if list(x.shape) != list(info['shape']):
+                raise ValueError(f"{file}: shape {list(x.shape)} but {path} recorded "
+                                 f"{info['shape']}; pass force_reload=True")
+            ent[f'x_{m}'] = x
+
+    @staticmethod
     def _read_index(path: str, name_to_id: Mapping[str, int]) -> List[int]:
         ids = []
         for lineno, name in _read_name_list(path):
@@ -395,11 +569,20 @@ class MMKGFolder(SafeInMemoryDataset):
 
     def process(self):
         structure = self._read_structure()
-        features, masks = self._read_features(structure['entity_names'])
+        if self.mmap:
+            features, masks = self._map_features(structure['entity_names'])
+        else:
+            features, masks = self._read_features(structure['entity_names'])
         data = build_mmkg(features=features, masks=masks, **structure)
         report = add_clean_val_split(data, warn=False)  # the warning is given on every load
         if self.pre_transform is not None:
             data = self.pre_transform(data)
+        if self.mmap:  # the cache holds where the features are, never their values
+            data, files = self._detach_disk_features(data)
+            tmp = f'{self.processed_paths[1]}.tmp-{os.getpid()}'
+            with open(tmp, 'w', encoding='utf-8') as f:
+                json.dump({'format': _MMAP_FORMAT, 'features': files}, f, indent=1)
+            os.replace(tmp, self.processed_paths[1])
         self.save([data], self.processed_paths[0])
         with open(self._report_path, 'w', encoding='utf-8') as f:
             json.dump(report, f, indent=1)

@@ -667,8 +667,12 @@ def add_entity_texts(data: HeteroData, spec: Mapping, *, cache_dir: Optional[str
 
 
 def _digest(*tensors: Tensor) -> str:
+    from torch_mmkg.data.feature_store import is_disk_features
     h = hashlib.sha256()
     for t in tensors:
+        if is_disk_features(t):  # streamed: the digest of the same values in memory
+            t.update_hash(h)
+            continue
         t = t.detach().contiguous().cpu()
         h.update(f'{t.dtype}|{tuple(t.shape)}|'.encode('utf-8'))
         if t.numel():

@@ -5,6 +5,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from torch_mmkg.data.feature_store import (DEFAULT_CHUNK_BYTES, get_full_read_limit,
+                                           is_disk_features)
 from torch_mmkg.nn.fusion.projection import ModalityProjection
 
 __all__ = ['EntityRepresentation', 'ExpertRepresentation', 'register_modalities', 'STRUCTURE']
@@ -24,7 +26,14 @@ def register_modalities(module: torch.nn.Module, num_nodes: int,
     buffer :obj:`mask_{m}`; returns the modality names in order. With :obj:`instances` a
     modality may also hold :math:`K` float vectors per entity, :obj:`[N, K, F_m]` with a mask
     :obj:`[N, K]` (e.g. several images). Every error names the modality and what is wrong
-    with it."""
+    with it.
+
+    Disk-backed features (:class:`~torch_mmkg.data.feature_store.DiskFeatures`, on an
+    :class:`EntityRepresentation` only) stay on disk: :obj:`x_{m}` is then a plain attribute
+    holding them (not a buffer, not moved by :meth:`~torch.nn.Module.to`), read through
+    :meth:`EntityRepresentation.features`, their finiteness checked by one streamed pass
+    (cached). With :obj:`trainable` they become an in-memory parameter (read whole, within
+    the full-read limit)."""
     masks = dict(masks or {})
     names = list(features)
     unknown = sorted(set(masks) - set(names))
@@ -38,6 +47,10 @@ def register_modalities(module: torch.nn.Module, num_nodes: int,
         if m in reserved:
             raise ValueError(f"'{m}' is a reserved name here ({list(reserved)}); rename "
                              f"that modality")
+        if is_disk_features(x):
+            _register_disk_features(module, num_nodes, m, x, masks.get(m), trainable,
+                                    instances)
+            continue
         if instances:
             if (not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.size(0) != num_nodes
                     or not x.is_floating_point()):
@@ -73,6 +86,49 @@ def register_modalities(module: torch.nn.Module, num_nodes: int,
             module.register_buffer(f'x_{m}', x.float(), persistent=False)
         module.register_buffer(f'mask_{m}', mask.to(x.device), persistent=False)
     return names
+
+
+def _register_disk_features(module: torch.nn.Module, num_nodes: int, m: str, x,
+                            mask: Optional[Tensor], trainable: bool, instances: bool):
+    r"""The disk-backed branch of :func:`register_modalities`."""
+    if not isinstance(module, EntityRepresentation):
+        raise ValueError(f"disk-backed features of '{m}' ({x.path}) are read through an "
+                         f"EntityRepresentation; {type(module).__name__} is none (load them "
+                         f"into memory with torch_mmkg.data.load_features)")
+    dims = (2, 3) if instances else (2, )
+    if x.dim() not in dims or x.size(0) != num_nodes:
+        want = (f"[{num_nodes}, F] or [{num_nodes}, K, F]" if instances
+                else f"[{num_nodes}, F]")
+        raise ValueError(f"features of '{m}' must be {want}, got {tuple(x.shape)} (in "
+                         f"{x.path})")
+    if not x.is_finite():
+        (row, *_), _ = x.scan().nonfinite
+        raise ValueError(f"features of '{m}' contain NaN or Inf "
+                         f"({'entities' if instances else 'rows'} [{row}]...) (in {x.path})")
+    if mask is None:
+        mask = torch.ones(tuple(x.shape[:-1]), dtype=torch.bool)
+    if (not isinstance(mask, Tensor) or mask.shape != x.shape[:-1]
+            or mask.dtype != torch.bool):
+        raise ValueError(f"mask of '{m}' must be a {list(x.shape[:-1])} bool tensor, got "
+                         f"{getattr(mask, 'dtype', type(mask).__name__)} "
+                         f"{tuple(getattr(mask, 'shape', ()))}")
+    name = f'x_{m}'
+    for table in (module._buffers, module._parameters):
+        table.pop(name, None)
+    if trainable:
+        value = x.read_all(what=f"{module._owner()}: trainable features of '{m}' (an "
+                                f"in-memory parameter [N, F])",
+                           hint="Keep them frozen on disk (trainable_features=False / "
+                                "finetune_features=False), or raise the limit if the "
+                                "parameter fits in memory")
+        module.register_parameter(name, torch.nn.Parameter(value))
+    else:
+        object.__setattr__(module, name, x)
+    module.register_buffer(f'mask_{m}', mask, persistent=False)
+    if module.__dict__.get('_feature_probe') is None:
+        # follows the module's device and dtype (_apply): where and as what rows are read
+        module.__dict__['_feature_probe'] = torch.zeros((), dtype=torch.float32,
+                                                        device=mask.device)
 
 
 def _take(x: Tensor, index: Optional[Tensor]) -> Tensor:
@@ -131,6 +187,13 @@ class EntityRepresentation(torch.nn.Module):
     #: Whether query entities are represented in the context of the query relation
     #: (:meth:`forward` with :obj:`rel_type`), candidates without.
     relation_aware_queries: bool = False
+    #: Whether the rows of :meth:`forward` of all entities are those of any subset (no
+    #: computation across entities): the all-entity pass may then run in entity chunks
+    #: (:meth:`forward_chunked`).
+    rowwise: bool = True
+    #: The model this representation belongs to, for error messages (set by
+    #: :class:`~torch_mmkg.nn.KGEModel`).
+    owner_name: Optional[str] = None
 
     def __init__(self, num_nodes: int, channels: int,
                  features: Optional[Mapping[str, Tensor]] = None,
@@ -193,8 +256,92 @@ class EntityRepresentation(torch.nn.Module):
         self.reset_encoders()
 
     def features(self, modality: str, index: Optional[Tensor] = None) -> Tensor:
-        r"""The features :math:`[*, F_m]` of :obj:`index` (all entities if :obj:`None`)."""
-        return _take(getattr(self, f'x_{modality}'), index)
+        r"""The features :math:`[*, F_m]` of :obj:`index` (all entities if :obj:`None`).
+
+        Disk-backed features are read: the distinct rows of :obj:`index`, or every row (only
+        within the full-read limit, else a
+        :class:`~torch_mmkg.data.feature_store.FeaturesTooLargeError` naming the model), on
+        the module's device and in its dtype."""
+        x = getattr(self, f'x_{modality}')
+        if is_disk_features(x):
+            return self._read_features(modality, x, index)
+        return _take(x, index)
+
+    # Disk-backed features ###################################################################
+
+    def _owner(self) -> str:
+        return self.owner_name or type(self).__name__
+
+    def _read_features(self, modality: str, x, index: Optional[Tensor]) -> Tensor:
+        probe = self.__dict__['_feature_probe']
+        if index is None:
+            out = x.read_all(
+                device=probe.device,
+                what=f"{self._owner()} needs the '{modality}' features of every entity at "
+                     f"once here (1-N training, 1-vs-all scoring with gradient, or a "
+                     f"precomputation over all entities)",
+                hint="Train it with negative sampling (regime='negative_sampling'), where a "
+                     "batch reads the rows it touches, and evaluate without gradient "
+                     "(RankingEvaluator / prepare_scoring under torch.no_grad() stream "
+                     "entity chunks); or, if the matrix fits in memory, raise the limit "
+                     "(torch_mmkg.data.feature_store.set_full_read_limit) or load it "
+                     "(torch_mmkg.data.load_features)")
+        else:
+            out = x.rows(index, device=probe.device)
+        if self.__dict__.get('_feature_transforms', {}).get(modality) == 'l2':
+            out = torch.nn.functional.normalize(out, dim=-1)
+        return out if out.dtype == probe.dtype else out.to(probe.dtype)
+
+    @property
+    def disk_modalities(self) -> List[str]:
+        r"""The modalities whose features are on disk."""
+        return [m for m in self.modalities
+                if is_disk_features(self.__dict__.get(f'x_{m}'))]
+
+    @property
+    def disk_backed(self) -> bool:
+        r"""Whether some features are on disk (read row by row)."""
+        return bool(self.disk_modalities)
+
+    def disk_feature_bytes(self) -> int:
+        r"""What reading every disk-backed feature matrix at once would allocate."""
+        return sum(self.__dict__[f'x_{m}'].nbytes for m in self.disk_modalities)
+
+    def streams(self) -> bool:
+        r"""Whether an all-entity pass without gradient runs in entity chunks
+        (:meth:`forward_chunked`): some features on disk, more of them than the full-read
+        limit, and a :attr:`rowwise` representation."""
+        return self.disk_backed and self.rowwise and self._over_read_limit()
+
+    def _over_read_limit(self) -> bool:
+        limit = get_full_read_limit()
+        return limit is not None and self.disk_feature_bytes() > limit
+
+    def forward_chunked(self, chunk_size: Optional[int] = None
+                        ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        r""":meth:`forward_with_extras` of every entity, computed on consecutive chunks of
+        :obj:`chunk_size` entities (by default about 16 MiB of disk-backed features each) and
+        concatenated: the all-entity pass of evaluation with features on disk, whose memory is
+        bounded by the chunk and the output, not by the features. Call it without gradient
+        (with gradient every chunk's features would be kept for the backward pass)."""
+        if chunk_size is None:
+            row = sum(self.__dict__[f'x_{m}'].row_bytes for m in self.disk_modalities) or 1
+            chunk_size = max(1, DEFAULT_CHUNK_BYTES // row)
+        device = self.__dict__['_feature_probe'].device if self.disk_backed else None
+        parts = []
+        for start in range(0, self.num_nodes, int(chunk_size)):
+            idx = torch.arange(start, min(self.num_nodes, start + int(chunk_size)),
+                               device=device)
+            parts.append(self.forward_with_extras(idx))
+        extras = {k: torch.cat([p[2][k] for p in parts]) for k in parts[0][2]}
+        return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), extras)
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        probe = self.__dict__.get('_feature_probe')
+        if probe is not None:
+            self.__dict__['_feature_probe'] = fn(probe)
+        return out
 
     def mask(self, modality: str, index: Optional[Tensor] = None) -> Tensor:
         r"""The availability :math:`[*]` of modality :obj:`modality`."""
@@ -241,8 +388,15 @@ class EntityRepresentation(torch.nn.Module):
         r"""The stack and mask of the distinct entities of :obj:`indices` and, per index
         tensor, the rows of its entities in them; every entity when the batch touches about
         as many ids as there are (or the representation is a lookup), the indices then
-        returned unchanged."""
-        if not self.costly or sum(i.numel() for i in indices) >= self.num_nodes:
+        returned unchanged. With features on disk: every entity only when the batch touches
+        as many ids and all features are within the full-read limit, else the distinct
+        entities (a lookup too), so that a batch never reads rows it does not touch."""
+        total = sum(i.numel() for i in indices)
+        if self.disk_backed:  # all rows only within the full-read limit, else the distinct
+            whole = total >= self.num_nodes and not self._over_read_limit()
+        else:
+            whole = not self.costly or total >= self.num_nodes
+        if whole:
             stack, mask = self(None)
             return stack, mask, indices
         flat = torch.cat([i.reshape(-1) for i in indices])
@@ -325,6 +479,9 @@ class ExpertRepresentation(EntityRepresentation):
             with torch.no_grad():
                 for m in self.modalities:
                     x = getattr(self, f'x_{m}')
+                    if is_disk_features(x):  # normalised as its rows are read
+                        self.__dict__.setdefault('_feature_transforms', {})[m] = 'l2'
+                        continue
                     normed = torch.nn.functional.normalize(x, dim=-1)
                     if self.trainable_features:
                         x.copy_(normed)

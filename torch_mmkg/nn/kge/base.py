@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.kge import KGEModel as PyGKGEModel
 
+from torch_mmkg.data.feature_store import is_disk_features
 from torch_mmkg.data.known_triples import KnownTriples
 from torch_mmkg.loader import (Negatives, NegativeSampler, OneToNLoader, TripleLoader,
                                relation_head_probability)
@@ -184,6 +185,7 @@ class KGEModel(PyGKGEModel):
             representation = EntityRepresentation(
                 num_nodes, interaction.entity_width(hidden_channels), sparse=sparse)
         self.representation = representation
+        representation.owner_name = type(self).__name__  # named in its error messages
         self.fusion = fusion if fusion is not None else SingleSlot(representation.channels)
         if relation_embedding:  # else the preset registers its own relation parameters
             self.rel_emb = torch.nn.Embedding(self.num_relation_embeddings,
@@ -300,8 +302,15 @@ class KGEModel(PyGKGEModel):
 
     def prepare_scoring(self) -> Any:
         r"""What :meth:`score_tails`/:meth:`score_heads` need for all entities, once per
-        evaluation pass (a :class:`ScoringCache`)."""
-        stack, mask, extras = self.representation.forward_with_extras(None)
+        evaluation pass (a :class:`ScoringCache`). With disk-backed features larger than
+        the full-read limit and without gradient (evaluation), the entity side is computed
+        in entity chunks (:meth:`~torch_mmkg.nn.EntityRepresentation.forward_chunked`), so
+        that the features are streamed, never held whole."""
+        rep = self.representation
+        if not torch.is_grad_enabled() and getattr(rep, 'streams', lambda: False)():
+            stack, mask, extras = rep.forward_chunked()
+        else:
+            stack, mask, extras = rep.forward_with_extras(None)
         if not self.fusion.relation_dependent:
             table = self.fusion(stack, mask)[0]
             return ScoringCache(table=table, mask=mask, extras=extras,
@@ -1053,23 +1062,37 @@ class KGEModel(PyGKGEModel):
         fingerprint were built on the same feature values. Empty for structural models.
 
         The digest is the first 16 hex digits of the SHA-256 of the buffer's dtype, shape and
-        bytes; it is cached until a buffer changes (in place or replaced)."""
-        buffers = []
+        bytes; it is cached until a buffer changes (in place or replaced). Disk-backed
+        features (:class:`~torch_mmkg.data.feature_store.DiskFeatures`) are digested the
+        same way (:meth:`~torch_mmkg.data.feature_store.DiskFeatures.fingerprint`, one
+        streamed pass per file version, cached), so that a model on disk-backed features
+        has the fingerprint of the same model on the same values in memory; features
+        normalised as they are read carry a :obj:`"+l2"` suffix."""
+        buffers, disk = [], []
+
+        def short(full: str) -> str:  # named as in torch_mmkg 0.1, where the model held them
+            return full[len('representation.'):] if full.startswith('representation.') \
+                else full
         for prefix, module in self.named_modules():
             for name in sorted(module._non_persistent_buffers_set):
                 buf = module._buffers.get(name)
                 if buf is not None:
-                    full = f'{prefix}.{name}' if prefix else name
-                    # named as in torch_mmkg 0.1, where the model held the features
-                    buffers.append((full[len('representation.'):]
-                                    if full.startswith('representation.') else full, buf))
+                    buffers.append((short(f'{prefix}.{name}' if prefix else name), buf))
+            transforms = module.__dict__.get('_feature_transforms', {})
+            for name, value in sorted(vars(module).items()):
+                if is_disk_features(value):
+                    tag = transforms.get(name[2:]) if name.startswith('x_') else None
+                    disk.append((short(f'{prefix}.{name}' if prefix else name), value,
+                                 f'+{tag}' if tag else ''))
         key = tuple((n, b.data_ptr(), b._version, str(b.device), tuple(b.shape), b.dtype)
                     for n, b in buffers)
         cached = getattr(self, '_fingerprint_cache', None)
         if cached is None or cached[0] != key:
             cached = (key, {n: _digest(b) for n, b in buffers})
             self._fingerprint_cache = cached
-        return dict(cached[1])
+        out = dict(cached[1])
+        out.update({n: x.fingerprint() + tag for n, x, tag in disk})
+        return out
 
     def get_extra_state(self) -> Dict[str, Any]:
         r"""Stored in the state dict (key :obj:`_extra_state`): the

@@ -186,7 +186,7 @@ class LiteralRepresentation(EntityRepresentation):
         self.num_nodes = int(num_nodes)
         self.modalities = register_modalities(self, num_nodes, features, masks, (STRUCTURE, ))
         values, present, tables = prepare_literals(
-            owner, {m: getattr(self, f'x_{m}') for m in self.modalities},
+            owner, {m: self.features(m) for m in self.modalities},  # disk: read whole
             {m: getattr(self, f'mask_{m}') for m in self.modalities}, literal_presence,
             literal_normalization)
         self.tables = tables

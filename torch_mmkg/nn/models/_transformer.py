@@ -253,8 +253,8 @@ class TokenRepresentation(EntityRepresentation):
         if modality in self.token_modalities:
             ids = take(getattr(self, f'ids_{modality}'))
             x = getattr(self, f'x_{modality}')[ids]
-        else:
-            x = take(getattr(self, f'x_{modality}'))
+        else:  # through the base class: disk-backed features read the rows of index
+            x = EntityRepresentation.features(self, modality, index)
             if getattr(self, f'x_{modality}').dim() == 2:  # one vector per entity
                 x, mask = x.unsqueeze(-2), mask.unsqueeze(-1)
         return x, mask

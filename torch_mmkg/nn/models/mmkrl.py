@@ -240,7 +240,7 @@ class MMKRL(FromDataMixin, KGEModel):
         :math:`\mathcal{N}(0, 1)`."""
         super().reset_parameters()
         rep = self.representation
-        bound = 1.0 / math.sqrt(sum(rep.features(m).size(1) for m in rep.modalities))
+        bound = 1.0 / math.sqrt(sum(getattr(rep, f'x_{m}').size(1) for m in rep.modalities))
         with torch.no_grad():
             for mlp in rep.projection.mlps.values():
                 mlp[0].weight.uniform_(-bound, bound)

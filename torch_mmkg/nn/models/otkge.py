@@ -107,6 +107,11 @@ class OptimalTransportRepresentation(EntityRepresentation):
     def costly(self) -> bool:
         return True
 
+    @property
+    def rowwise(self) -> bool:
+        # a random set of OT entities per pass: chunks of one pass would get other plans
+        return not self.ot_random
+
     def reset_encoders(self):
         for p in self.delta.values():
             torch.nn.init.xavier_uniform_(p)

@@ -10,6 +10,7 @@ from torch_mmkg.nn.fusion.weighted import WeightedSumFusion
 from torch_mmkg.nn.interactions.rsme import GatedSimilarityComplExInteraction
 from torch_mmkg.nn.kge.base import KGEModel
 from torch_mmkg.nn.loss import SoftmaxCrossEntropyLoss
+from torch_mmkg.data.feature_store import is_disk_features
 from torch_mmkg.nn.representation import STRUCTURE, EntityRepresentation, register_modalities
 from torch_mmkg.nn.validation import check_sizes, choice, real
 from ._modalities import FromDataMixin, features_from_data
@@ -417,6 +418,12 @@ def mean_rank_percentile(head_index: Tensor, rel_type: Tensor, tail_index: Tenso
     (ties in the tail's favour; the authors' :func:`numpy.argsort` orders them
     arbitrarily). Low values: the images of a relation's heads point to its tails.
     """
+    if is_disk_features(features):  # every candidate's features at once: read whole
+        features = features.read_all(
+            what="RSME's mean rank percentile (forget_gate='mrp') compares the features of "
+                 "every candidate tail",
+            hint="Compute the gate once where the features fit in memory and pass it as "
+                 "forget_gate=<[R, M] tensor>, or use forget_gate='none'")
     N = features.size(0)
     h, r, t = (x.view(-1).long().to(features.device)
                for x in (head_index, rel_type, tail_index))

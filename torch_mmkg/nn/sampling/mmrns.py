@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torch_mmkg.data.feature_store import is_disk_features
 from torch_mmkg.data.known_triples import KnownTriples
 from torch_mmkg.loader import NegativeSampler, Negatives
 from torch_mmkg.nn.loss import SelfAdversarialLoss
@@ -376,8 +377,14 @@ class MMRNS(NegativeSampling):
         if self.features:
             return {m: (self.features[m], self.masks.get(m)) for m in names}
         if rep is not None and all(hasattr(rep, f'x_{m}') for m in names):
-            return {m: (getattr(rep, f'x_{m}').detach(), getattr(rep, f'mask_{m}', None))
-                    for m in names}
+            from torch_mmkg.nn.representation import EntityRepresentation
+            out = {}
+            for m in names:
+                x = getattr(rep, f'x_{m}')
+                if is_disk_features(x):  # read whole: the KCA holds the tables
+                    x = EntityRepresentation.features(rep, m)
+                out[m] = (x.detach(), getattr(rep, f'mask_{m}', None))
+            return out
         if data is None:
             raise ValueError(f"MMRNS needs the '{self.visual}' and '{self.textual}' features "
                              f"of the entities: a model holding both modalities, or the graph "
