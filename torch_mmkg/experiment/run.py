@@ -202,8 +202,8 @@ def train(cfg: Optional[Dict[str, Any]] = None, root: Optional[str] = None,
         cfg['dataset'] = osp.abspath(cfg['dataset'])
     _check_run_directory(cfg, out, resume)
     train_cfg = TrainConfig.from_dict(cfg['train'])
-    D.init_from_env(train_cfg.device)  # under torchrun: only rank 0 writes the run directory
-    main = D.is_main()
+    started = D.world_size() == 1 and D.init_from_env(train_cfg.device)
+    main = D.is_main()  # under torchrun: only rank 0 writes the run directory
     seed_everything(train_cfg.seed)
     dataset, data = build_data(cfg, root)
     model = build_model(cfg, data, dataset)
@@ -222,9 +222,13 @@ def train(cfg: Optional[Dict[str, Any]] = None, root: Optional[str] = None,
         _write_json(model_arguments(cfg), osp.join(out, 'model.json'))
         _write_json({'dataset': cfg['dataset'], 'dataset_class': type(dataset).__name__,
                      'fingerprint': data_fingerprint(data)}, osp.join(out, 'data.json'))
-    with _log_to(osp.join(out, 'log.txt') if out and main else None), \
-            stop_on_signals(trainer):
-        return trainer.fit(resume=resume)
+    try:
+        with _log_to(osp.join(out, 'log.txt') if out and main else None), \
+                stop_on_signals(trainer):
+            return trainer.fit(resume=resume)
+    finally:
+        if started:  # the process group this call created ends with it
+            D.shutdown()
 
 
 def _registered_names() -> List[str]:

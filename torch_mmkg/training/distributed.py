@@ -27,7 +27,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['world_size', 'rank', 'is_main', 'init_from_env', 'shard_bounds', 'shard_batch',
+__all__ = ['world_size', 'rank', 'is_main', 'init_from_env', 'shutdown', 'shard_bounds',
+           'shard_batch',
            'average_gradients', 'sync_gradients_before_step', 'all_reduce_sum',
            'gather_ranking', 'broadcast_module']
 
@@ -44,9 +45,10 @@ def world_size() -> int:
 
 
 def rank() -> int:
-    r"""This process's rank (0 without a process group)."""
+    r"""This process's rank: the process group's, else torchrun's :obj:`RANK` (after the group
+    is destroyed), else 0."""
     dist = _dist()
-    return dist.get_rank() if dist is not None else 0
+    return dist.get_rank() if dist is not None else int(os.environ.get('RANK', '0'))
 
 
 def is_main() -> bool:
@@ -71,6 +73,18 @@ def init_from_env(device: str = 'auto') -> bool:
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', '0')))
     dist.init_process_group('nccl' if cuda else 'gloo')
     return dist.get_world_size() > 1
+
+
+def shutdown():
+    r"""Waits for every rank and destroys the default process group (a process that exits
+    with gloo's threads still running aborts)."""
+    dist = _dist()
+    if dist is None:
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def shard_bounds(n: int, r: int, w: int) -> Tuple[int, int]:
