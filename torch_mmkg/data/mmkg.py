@@ -180,34 +180,24 @@ def build_mmkg(
 
     modalities = []
     for m, x in features.items():
-        if is_disk_features(x):  # a float32 file read row by row: masks from a streamed pass
-            data[ENTITY][feature_key(m)] = x
-            if m in masks:
-                data[ENTITY][mask_key(m)] = torch.as_tensor(masks[m])
-            elif infer_masks:
-                if x.dim() != 2:
-                    raise ValueError(f"Features of modality '{m}' must be a 2-d "
-                                     f"[num_entities, num_features] matrix, got shape "
-                                     f"{tuple(x.shape)}")
-                data[ENTITY][mask_key(m)] = x.nonzero_rows().clone()
-            else:
-                raise ValueError(f"No mask given for modality '{m}' (and infer_masks=False)")
-            modalities.append(m)
-            continue
-        x = torch.as_tensor(x)
-        if x.is_complex():
-            raise ValueError(f"Features of modality '{m}' are complex ({x.dtype}); store the "
-                             f"real and imaginary parts as separate columns")
-        if not x.is_floating_point():
-            x = x.float()
+        disk = is_disk_features(x)  # a float32 file read row by row: masks from a streamed pass
+        if not disk:
+            x = torch.as_tensor(x)
+            if x.is_complex():
+                raise ValueError(f"Features of modality '{m}' are complex ({x.dtype}); store "
+                                 f"the real and imaginary parts as separate columns")
+            if not x.is_floating_point():
+                x = x.float()
         data[ENTITY][feature_key(m)] = x
         if m in masks:
             data[ENTITY][mask_key(m)] = torch.as_tensor(masks[m])
         elif infer_masks:
             if x.dim() != 2:
                 raise ValueError(f"Features of modality '{m}' must be a 2-d [num_entities, "
-                                 f"num_features] tensor, got shape {tuple(x.shape)}")
-            data[ENTITY][mask_key(m)] = (x != 0).any(dim=1)
+                                 f"num_features] {'matrix' if disk else 'tensor'}, got shape "
+                                 f"{tuple(x.shape)}")
+            data[ENTITY][mask_key(m)] = (x.nonzero_rows().clone() if disk else
+                                         (x != 0).any(dim=1))
         else:
             raise ValueError(f"No mask given for modality '{m}' (and infer_masks=False)")
         modalities.append(m)
