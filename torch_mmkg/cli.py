@@ -241,13 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='print JSON instead of a table')
     _add_common(p)
 
-    try:
-        from torch_mmkg.experiment.tune import add_tune_parser
-    except ImportError:  # pragma: no cover - the module is part of the package
-        add_tune_parser = None
-    if add_tune_parser is not None:
-        p = add_tune_parser(sub)
-        _add_common(p)
+    from torch_mmkg.experiment.tune import add_tune_parser  # imports Optuna only to tune
+    _add_common(add_tune_parser(sub))
     return parser
 
 
@@ -265,11 +260,8 @@ def _pairs(items: List[str], what: str) -> Dict[str, Any]:
 
 def _config_file(value: str) -> str:
     r"""A config path, or the name of a shipped config (:obj:`native_db15k`)."""
+    from torch_mmkg.configs import config_path
     if osp.isfile(value):
-        return value
-    try:
-        from torch_mmkg.configs import config_path
-    except ImportError:  # pragma: no cover
         return value
     if osp.sep in value or '/' in value:
         return value  # a path: the loader names it as missing
@@ -497,14 +489,9 @@ def _registries() -> Dict[str, Any]:
     from torch_mmkg.nn.interactions import INTERACTIONS
     from torch_mmkg.nn.loss import LOSSES
     from torch_mmkg.nn.regimes import REGIMES
-    out = {'models': MODELS, 'fusions': FUSIONS, 'interactions': INTERACTIONS,
-           'losses': LOSSES, 'regimes': REGIMES}
-    try:
-        from torch_mmkg.transforms import TRANSFORMS
-        out['transforms'] = TRANSFORMS
-    except ImportError:  # pragma: no cover
-        pass
-    return out
+    from torch_mmkg.transforms import TRANSFORMS
+    return {'models': MODELS, 'fusions': FUSIONS, 'interactions': INTERACTIONS,
+            'losses': LOSSES, 'regimes': REGIMES, 'transforms': TRANSFORMS}
 
 
 _LISTS = ('models', 'datasets', 'fusions', 'interactions', 'losses', 'regimes', 'transforms',
@@ -512,24 +499,16 @@ _LISTS = ('models', 'datasets', 'fusions', 'interactions', 'losses', 'regimes', 
 
 
 def _list(kind: Optional[str], name: Optional[str]) -> int:
+    from torch_mmkg.configs import list_configs
     from torch_mmkg.datasets import DATASETS
     from torch_mmkg.training.callbacks import TRACKERS
     regs = _registries()
-    table: Dict[str, Any] = dict(regs)
-    table['datasets'] = DATASETS
-    table['trackers'] = TRACKERS
-    try:
-        from torch_mmkg.configs import list_configs
-        table['configs'] = {n: None for n in list_configs()}
-    except ImportError:  # pragma: no cover
-        pass
+    table: Dict[str, Any] = dict(regs, datasets=DATASETS, trackers=TRACKERS,
+                                 configs={n: None for n in list_configs()})
     if kind is None:
         for k in _LISTS:
-            if k in table:
-                print(f"{k + ':':14}{', '.join(sorted(table[k]))}")
+            print(f"{k + ':':14}{', '.join(sorted(table[k]))}")
         return 0
-    if kind not in table:
-        raise ValueError(f"nothing to list for {kind!r} in this installation")
     if name is None:
         for n in sorted(table[kind]):
             print(f"{n:24}{_summary_line(table[kind][n])}")

@@ -58,6 +58,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import FeatureStore, TensorAttr
 
+from torch_mmkg.data.serialization import atomic_write
+
 __all__ = ['DiskFeatures', 'DiskFeatureStore', 'FeatureScan', 'FeaturesTooLargeError',
            'ReadStats', 'is_disk_features', 'full_read_limit', 'get_full_read_limit',
            'set_full_read_limit', 'write_array', 'write_features', 'open_features',
@@ -212,11 +214,8 @@ def _write_cached_scan(path: str, scan: FeatureScan, key: Dict[str, Any]):
         entry = dict(key, format=_DIGEST_FORMAT, sha256=scan.sha256, finite=scan.finite,
                      nonfinite=None if scan.nonfinite is None else
                      [list(scan.nonfinite[0]), scan.nonfinite[1]])
-        target = _cache_path(path)
-        tmp = f'{target}.tmp-{os.getpid()}'
-        with open(tmp, 'w', encoding='utf-8') as f:
+        with atomic_write(_cache_path(path), encoding='utf-8') as f:
             json.dump(entry, f)
-        os.replace(tmp, target)
     except OSError:  # a read-only home: the digest is cached in this process only
         pass
 
@@ -681,19 +680,13 @@ def write_array(x: Union[Tensor, np.ndarray, DiskFeatures], path: str,
     row_bytes = int(math.prod(shape[1:])) * 4
     step = max(1, int(chunk_bytes) // row_bytes)
     scanner = _Scanner(shape)
-    tmp = f'{path}.tmp-{os.getpid()}'
-    try:
-        with open(tmp, 'wb') as f:
-            np.lib.format.write_array_header_1_0(
-                f, {'descr': '<f4', 'fortran_order': False, 'shape': shape})
-            for start in range(0, shape[0], step):
-                block = _block(src, start, start + step).astype('<f4', copy=False)
-                scanner.update(start, block)
-                f.write(memoryview(np.ascontiguousarray(block)).cast('B'))
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, 'wb') as f:
+        np.lib.format.write_array_header_1_0(
+            f, {'descr': '<f4', 'fortran_order': False, 'shape': shape})
+        for start in range(0, shape[0], step):
+            block = _block(src, start, start + step).astype('<f4', copy=False)
+            scanner.update(start, block)
+            f.write(memoryview(np.ascontiguousarray(block)).cast('B'))
     out = DiskFeatures(path)
     out._scan = scanner.result(shape[:-1])
     _write_cached_scan(path, out._scan, out._key)
@@ -741,9 +734,8 @@ def write_features(data, folder: str, modalities: Optional[Sequence[str]] = None
             write_array(x, path, chunk_bytes)
             out[m] = path
         mask = ent[mask_key(m)].detach().to('cpu', torch.bool).numpy()
-        tmp = f'{mpath}.tmp-{os.getpid()}.npy'
-        np.save(tmp, mask, allow_pickle=False)
-        os.replace(tmp, mpath)
+        with atomic_write(mpath, 'wb') as f:
+            np.save(f, mask, allow_pickle=False)
     return out
 
 

@@ -271,11 +271,10 @@ def _check_names(names, count: int, what: str):
         seen[n] = i
 
 
-def _validate_disk_features(x, ent, m: str, N: int):
+def _check_disk_features(x, fk: str, N: int) -> Tensor:
     r"""The checks of :func:`validate_mmkg` on disk-backed features, in one streamed pass
     (:meth:`~torch_mmkg.data.feature_store.DiskFeatures.scan`): never the whole file at
-    once."""
-    fk, mk = feature_key(m), mask_key(m)
+    once. Returns which rows are not all zeros."""
     if x.dim() != 2:
         raise ValueError(f"data['{ENTITY}'].{fk} must be a 2-d float tensor, got "
                          f"{x.dtype} {tuple(x.shape)} (in {x.path})")
@@ -288,14 +287,29 @@ def _validate_disk_features(x, ent, m: str, N: int):
         raise ValueError(f"data['{ENTITY}'].{fk} holds {value} at entity {row}, feature "
                          f"{col}: features must be finite (mark a missing row with the mask "
                          f"instead) (in {x.path})")
-    if mk not in ent:
-        raise ValueError(f"Modality '{m}' has no availability mask data['{ENTITY}'].{mk}")
-    mask = _check_bool_mask(ent[mk], N, f"data['{ENTITY}'].{mk}")
-    empty = mask & ~scan.nonzero.to(mask.device)
-    if empty.any():
-        raise ValueError(f"data['{ENTITY}'].{mk} marks entity {_first_index(empty)} as "
-                         f"having modality '{m}' but its feature row is all zeros (in "
-                         f"{x.path})")
+    return scan.nonzero
+
+
+def _check_tensor_features(x, fk: str, N: int) -> Tensor:
+    r"""The checks of :func:`validate_mmkg` on in-memory features; returns which rows are not
+    all zeros."""
+    if not isinstance(x, Tensor) or x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(f"data['{ENTITY}'].{fk} must be a 2-d float tensor, got "
+                         f"{getattr(x, 'dtype', type(x).__name__)} "
+                         f"{tuple(getattr(x, 'shape', ()))}")
+    if x.size(0) != N:
+        raise ValueError(f"data['{ENTITY}'].{fk} has {x.size(0)} rows but there are "
+                         f"{N} entities")
+    if x.size(1) == 0:
+        raise ValueError(f"data['{ENTITY}'].{fk} has no feature columns (shape "
+                         f"{tuple(x.shape)}); leave the modality out instead")
+    nonfinite = ~torch.isfinite(x)
+    if nonfinite.any():
+        row, col = _first_index(nonfinite)
+        raise ValueError(f"data['{ENTITY}'].{fk} holds {x[row, col].item()} at entity "
+                         f"{row}, feature {col}: features must be finite (mark a missing "
+                         f"row with the mask instead)")
+    return (x != 0).any(dim=1)
 
 
 def validate_mmkg(data: HeteroData) -> HeteroData:
@@ -386,32 +400,16 @@ def validate_mmkg(data: HeteroData) -> HeteroData:
         if fk not in ent:
             raise ValueError(f"Modality '{m}' is listed but data['{ENTITY}'].{fk} is missing")
         x = ent[fk]
-        if is_disk_features(x):
-            _validate_disk_features(x, ent, m, N)
-            continue
-        if not isinstance(x, Tensor) or x.dim() != 2 or not x.is_floating_point():
-            raise ValueError(f"data['{ENTITY}'].{fk} must be a 2-d float tensor, got "
-                             f"{getattr(x, 'dtype', type(x).__name__)} "
-                             f"{tuple(getattr(x, 'shape', ()))}")
-        if x.size(0) != N:
-            raise ValueError(f"data['{ENTITY}'].{fk} has {x.size(0)} rows but there are "
-                             f"{N} entities")
-        if x.size(1) == 0:
-            raise ValueError(f"data['{ENTITY}'].{fk} has no feature columns (shape "
-                             f"{tuple(x.shape)}); leave the modality out instead")
-        nonfinite = ~torch.isfinite(x)
-        if nonfinite.any():
-            row, col = _first_index(nonfinite)
-            raise ValueError(f"data['{ENTITY}'].{fk} holds {x[row, col].item()} at entity "
-                             f"{row}, feature {col}: features must be finite (mark a missing "
-                             f"row with the mask instead)")
+        disk = is_disk_features(x)
+        nonzero = (_check_disk_features if disk else _check_tensor_features)(x, fk, N)
         if mk not in ent:
             raise ValueError(f"Modality '{m}' has no availability mask data['{ENTITY}'].{mk}")
         mask = _check_bool_mask(ent[mk], N, f"data['{ENTITY}'].{mk}")
-        empty = mask & ~(x != 0).any(dim=1)
+        empty = mask & ~nonzero.to(mask.device)
         if empty.any():
             raise ValueError(f"data['{ENTITY}'].{mk} marks entity {_first_index(empty)} as "
-                             f"having modality '{m}' but its feature row is all zeros")
+                             f"having modality '{m}' but its feature row is all zeros"
+                             f"{f' (in {x.path})' if disk else ''}")
     stray = [k for k in ent.keys() if (k.startswith('x_') and k[2:] not in modalities)
              or (k.startswith('mask_') and k[5:] not in modalities)]
     if stray:

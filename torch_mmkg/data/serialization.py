@@ -17,11 +17,12 @@ run folder could run any command. Every ``.pt`` file :mod:`torch_mmkg` reads goe
 Files :mod:`torch_mmkg` writes itself (processed datasets, text caches, checkpoints,
 ``best_model.pt``) hold tensors and plain containers only, so they need no allowlist at all.
 """
+import contextlib
 import os
 import os.path as osp
 import re
 from collections import OrderedDict
-from typing import Any, Iterable, Sequence, Tuple
+from typing import IO, Any, Iterable, Iterator, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -161,13 +162,23 @@ def numpy_globals() -> list:
     return out
 
 
-def atomic_torch_save(obj, path: str):
-    r""":func:`torch.save` to a temporary file next to :obj:`path`, then renamed over it, so
-    that an interruption never leaves a torn file."""
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = 'w', **kwargs) -> Iterator[IO]:
+    r"""Opens a temporary file next to :obj:`path` (with :func:`open`'s :obj:`mode` and
+    keywords) and renames it over :obj:`path` when the block ends without an error, so that
+    an interruption never leaves a torn file; on an error the temporary file is removed."""
     tmp = f'{path}.tmp-{os.getpid()}'
     try:
-        torch.save(obj, tmp)
+        with open(tmp, mode, **kwargs) as f:
+            yield f
         os.replace(tmp, path)
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_torch_save(obj, path: str):
+    r""":func:`torch.save` through :func:`atomic_write`: an interruption never leaves a
+    torn file."""
+    with atomic_write(path, 'wb') as f:
+        torch.save(obj, f)

@@ -15,6 +15,7 @@ from torch_mmkg.data import (ENTITY, REL, SPLITS, add_clean_val_split, build_mmk
                              read_labelled_triples, read_openke_dict, read_openke_triples,
                              split_key, split_report, warn_split_issues)
 from torch_mmkg.data.feature_store import DiskFeatures, write_array
+from torch_mmkg.data.serialization import atomic_write
 from torch_mmkg.data.io import PICKLE_EXTS, as_feature_matrix, list_feature_files, read_lines
 from torch_mmkg.data.mmkg import _MODALITY_RE
 from torch_mmkg.datasets.in_memory import SafeInMemoryDataset
@@ -579,10 +580,8 @@ class MMKGFolder(SafeInMemoryDataset):
             data = self.pre_transform(data)
         if self.mmap:  # the cache holds where the features are, never their values
             data, files = self._detach_disk_features(data)
-            tmp = f'{self.processed_paths[1]}.tmp-{os.getpid()}'
-            with open(tmp, 'w', encoding='utf-8') as f:
+            with atomic_write(self.processed_paths[1], encoding='utf-8') as f:
                 json.dump({'format': _MMAP_FORMAT, 'features': files}, f, indent=1)
-            os.replace(tmp, self.processed_paths[1])
         self.save([data], self.processed_paths[0])
         with open(self._report_path, 'w', encoding='utf-8') as f:
             json.dump(report, f, indent=1)

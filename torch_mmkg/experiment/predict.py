@@ -87,10 +87,11 @@ class Prediction:
         return len(self.ids)
 
 
-def _split_of(data, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> List[Optional[str]]:
+def _split_of(data, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    r"""Per triple, the index in :data:`SPLITS` of the first split that holds it (-1: none)."""
     store = data[REL]
-    out: List[Optional[str]] = [None] * h.numel()
-    for split in SPLITS:
+    out = torch.full((h.numel(), ), -1)
+    for i, split in enumerate(SPLITS):
         key = split_key(split)
         if key not in store:
             continue
@@ -98,9 +99,7 @@ def _split_of(data, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> List[O
         known = KnownTriples(store.edge_index[0][sel], store.edge_type[sel],
                              store.edge_index[1][sel], int(data[ENTITY].num_nodes),
                              int(data.num_relations))
-        hit = known.contains(h, r, t)
-        for i in hit.nonzero().view(-1).tolist():
-            out[i] = out[i] or split
+        out[(out < 0) & known.contains(h, r, t)] = i
     return out
 
 
@@ -155,7 +154,8 @@ def predict_target(model, data, head: Union[int, str, None] = None,
     fixed = torch.full((N, ), query['head'] if tail is None else query['tail'])
     rr = torch.full((N, ), r_id)
     h, t = (fixed, cand) if tail is None else (cand, fixed)
-    known = KnownTriples.from_data(data, 'all').contains(h, rr, t)
+    split = _split_of(data, h, rr, t)  # every candidate once: marks and filter
+    known = split >= 0
     if filtered:
         scores = scores.masked_fill(known, float('-inf'))
     n = N - int(known.sum()) if filtered else N
@@ -165,4 +165,5 @@ def predict_target(model, data, head: Union[int, str, None] = None,
     return Prediction(query=query, ids=ids.tolist(),
                       names=None if names is None else [names[i] for i in ids.tolist()],
                       scores=top.values.tolist(),
-                      known=_split_of(data, h[ids], rr[ids], t[ids]), filtered=filtered)
+                      known=[SPLITS[i] if i >= 0 else None for i in split[ids].tolist()],
+                      filtered=filtered)

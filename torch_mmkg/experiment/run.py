@@ -26,6 +26,7 @@ A run directory holds everything needed to reuse the run without its command lin
 """
 import contextlib
 import copy
+import functools
 import json
 import logging
 import os
@@ -41,21 +42,11 @@ from torch_mmkg.experiment.config import (RUN_IDENTITY, check_sections, load_con
 from torch_mmkg.experiment.data import (build_data, data_fingerprint, dataset_name,
                                         fingerprint_mismatch, resolve_data_config)
 from torch_mmkg.experiment.model import build_model, model_arguments
+from torch_mmkg.home import default_root
 
-__all__ = ['train', 'resolve', 'load_run', 'Run', 'stop_on_signals', 'default_root']
+__all__ = ['train', 'resolve', 'load_run', 'Run', 'stop_on_signals']
 
 logger = logging.getLogger('torch_mmkg')
-
-
-def default_root() -> str:
-    r"""Where registered datasets are processed when a config names no :obj:`root`: the data
-    home (:func:`torch_mmkg.home.default_root`, :obj:`$TORCH_MMKG_HOME`) when it exists,
-    else :obj:`./data`."""
-    try:
-        from torch_mmkg.home import default_root as home_root
-    except ImportError:  # pragma: no cover - before the data home existed
-        return 'data'
-    return home_root()
 
 
 def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -131,10 +122,9 @@ def stop_on_signals(trainer, signals=(signal.SIGTERM, )) -> Iterator[None]:
 
 
 def _write_json(obj: Any, path: str):
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    from torch_mmkg.data.serialization import atomic_write
+    with atomic_write(path, encoding='utf-8') as f:
         json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -280,11 +270,9 @@ class Run:
             exclude_query_entity (bool, optional): (default: the run's)
             progress (bool, optional): A progress bar. (default: :obj:`False`)
         """
-        from torch_mmkg.data.known_triples import KnownTriples
         from torch_mmkg.data.mmkg import get_triples, split_key, REL
         from torch_mmkg.data.split import clean_val_mask
-        from torch_mmkg.evaluation import (RankingEvaluator, entity_completeness,
-                                           relation_categories)
+        from torch_mmkg.evaluation import RankingEvaluator
         cfg = self.train_config
         data = self.data
         if split not in ('train', 'val', 'val_clean', 'test'):
@@ -294,9 +282,9 @@ class Run:
             data = copy.copy(data)
             data[REL][split_key('val_clean')] = clean_val_mask(data)
         device = next(self.model.parameters()).device
-        known = KnownTriples.from_data(data, 'all').to(device)
+        known, categories, complete = self._ranking_context
         evaluator = RankingEvaluator(
-            known, batch_size if batch_size is not None else cfg.eval_batch_size,
+            known.to(device), batch_size if batch_size is not None else cfg.eval_batch_size,
             progress=progress,
             exclude_query_entity=(cfg.exclude_query_entity if exclude_query_entity is None
                                   else exclude_query_entity))
@@ -304,9 +292,18 @@ class Run:
         if triples[0].numel() == 0:
             raise ValueError(f"the split {split!r} of {self.config['dataset']} is empty")
         res = evaluator.evaluate(self.model, *triples)
-        R = data.num_relations
-        return res.to_dict(relation_categories(*get_triples(data, 'all'), R),
-                           entity_completeness(data))
+        return res.to_dict(categories, complete)
+
+    @functools.cached_property
+    def _ranking_context(self):
+        r"""The filter (every known triple), the relation categories and the entity
+        completeness of the graph: the same for every split, built once."""
+        from torch_mmkg.data.known_triples import KnownTriples
+        from torch_mmkg.data.mmkg import get_triples
+        from torch_mmkg.evaluation import entity_completeness, relation_categories
+        return (KnownTriples.from_data(self.data, 'all'),
+                relation_categories(*get_triples(self.data, 'all'), self.data.num_relations),
+                entity_completeness(self.data))
 
     def predict(self, head=None, relation=None, tail=None, k: int = 10,
                 filtered: bool = False):

@@ -51,6 +51,7 @@ import os
 import os.path as osp
 from typing import Any, Dict, Iterable, List, Optional, Union
 
+from torch_mmkg.data.serialization import atomic_write
 from torch_mmkg.experiment.config import load_config_file, save_config
 
 __all__ = ['tune', 'check_search_space', 'trial_config', 'best_config', 'summary',
@@ -465,14 +466,12 @@ def _write_outputs(study, cfg: Dict[str, Any], space: Dict[str, Any], out: str):
                      steps[-1] if steps else None,
                      None if seconds is None else round(seconds, 3)] +
                     [t.params.get(k) for k in space])
-    tmp = osp.join(out, 'trials.csv.tmp')
-    with open(tmp, 'w', newline='', encoding='utf-8') as f:
+    with atomic_write(osp.join(out, 'trials.csv'), newline='', encoding='utf-8') as f:
         w = csv.writer(f)
         w.writerow(['number', 'state', 'value', 'best_epoch', 'last_epoch', 'seconds'] +
                    list(space))
         for row in rows:
             w.writerow(['' if v is None else v for v in row])
-    os.replace(tmp, osp.join(out, 'trials.csv'))
     if any(t.state.name == 'COMPLETE' for t in study.trials):
         tmp = save_config(best_config(cfg, study), osp.join(out, '.best_config.tmp.yaml'))
         os.replace(tmp, osp.join(out, 'best_config' + osp.splitext(tmp)[1]))

@@ -28,6 +28,8 @@ import os
 import os.path as osp
 from typing import Any, Dict, Iterable, List, Optional
 
+from torch_mmkg.data.serialization import atomic_write
+
 __all__ = ['Callback', 'CallbackList', 'JSONTracker', 'CSVTracker', 'TensorBoardTracker',
            'WandbTracker', 'MLflowTracker', 'TRACKERS', 'build_tracker']
 
@@ -120,12 +122,10 @@ class _FileTracker(Callback):
         directory = osp.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        tmp = self.path + '.tmp'
-        with open(tmp, 'w', newline='', encoding='utf-8') as f:
+        with atomic_write(self.path, newline='', encoding='utf-8') as f:
             self._write_header(f)
             for record in history:
                 self._write(f, record)
-        os.replace(tmp, self.path)
 
     def on_fit_start(self, trainer):
         self._rewrite(trainer.state['history'])
