@@ -54,10 +54,17 @@ def _torchrun(args, nproc, cwd):
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+_NO_DROPOUT = ['--model-arg', 'input_dropout=0', '--model-arg', 'hidden_dropout1=0',
+               '--model-arg', 'hidden_dropout2=0']
+
+
 @pytest.mark.parametrize('model,extra', [
     ('rotate', ['--model-arg', 'margin=6']),
     ('native', ['--batch-size', '45']),  # 45 = 23 + 22: unequal shards
     ('distmult', ['--regime', '1-n', '--batch-size', '45']),  # 1-N batches of queries
+    # batch norms over the global batch (global_batch_norm); dropout off, since each rank
+    # draws its shard's masks from its own stream
+    ('tucker', ['--batch-size', '45', *_NO_DROPOUT]),
 ])
 def test_two_processes_give_the_one_process_curve(tmp_path, model, extra):
     folder = make_folder(tmp_path / 'kg')
@@ -85,8 +92,9 @@ def test_two_processes_give_the_one_process_curve(tmp_path, model, extra):
 
 def test_momok_trains_under_two_processes(tmp_path):
     # 1-N with the auxiliary CLUB step (its own optimiser, whose gradients are averaged too).
-    # Not the one-process curve: TuckER's batch norms normalise each rank's shard, not the
-    # global batch (no SyncBatchNorm), and the dropout masks come from each rank's stream.
+    # Not the one-process curve: the dropout masks come from each rank's stream, and the
+    # per-modality scorers' losses are means over the queries of the shard they judge (the
+    # CLUB term over its distinct entities), not over the global batch's.
     folder = make_folder(tmp_path / 'kg')
     args = ['--dataset', folder, '--model', 'momok', '--dim', '8', '--batch-size', '45',
             '--epochs', '2', '--eval-every', '1', '--lr', '0.01', '--progress', 'false',

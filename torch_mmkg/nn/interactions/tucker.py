@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 
 from torch_mmkg.nn.validation import choice
+from torch_mmkg.ops import global_batch_norm
 
 from .base import Interaction
 
@@ -86,14 +87,10 @@ class TuckERInteraction(Interaction):
         if isinstance(bn, torch.nn.Identity):
             return x
         shape = x.shape
-        flat = x.reshape(-1, shape[-1])
-        if bn.training and flat.size(0) == 1:
-            # One row has no batch statistics (an ensemble's view that a single query of
-            # the batch has): normalise it as at evaluation, by the running statistics.
-            return torch.nn.functional.batch_norm(
-                flat, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False,
-                eps=bn.eps).view(shape)
-        return bn(flat).view(shape)
+        # The batch's statistics, over every rank's shard under torchrun; a single row (an
+        # ensemble's view that a single query of the batch has) is normalised by the running
+        # statistics, as at evaluation.
+        return global_batch_norm(x.reshape(-1, shape[-1]), bn).view(shape)
 
     def query(self, e: Tensor, r: Tensor, head_side: bool = False) -> Tensor:
         r"""The contracted query :math:`\mathcal{W} \times_1 \mathbf{h} \times_2 \mathbf{r}`
