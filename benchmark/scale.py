@@ -2,7 +2,9 @@ r"""The scale benchmark: synthetic multi-modal KGs from 10^4 to 10^6 entities wi
 features on disk, trained by one and by two processes.
 
     python benchmark/scale.py --entities 10000 100000 --out /tmp/scale
-    python benchmark/scale.py --entities 1000000 --procs 1 --out /tmp/scale   # 16 GB of features
+    python benchmark/scale.py --entities 10000 --epochs 10 --out /tmp/scale_learn  # learning
+    python benchmark/scale.py --entities 1000000 --procs 1 --triples-per-entity 1 \
+        --holdout 0.001 --epochs 1 --out /tmp/scale   # 15.3 GiB of features
 
 The generator plants a signal: the entities fall into clusters, relation :math:`r` maps an
 entity of cluster :math:`c` to a random entity of cluster :math:`(c + r + 1) \bmod C`, and an
@@ -15,7 +17,8 @@ in blocks, so that generating never holds the matrix in memory; the folder is re
 
 Each configuration trains in a process of its own (:obj:`torchrun` for several), through the
 command line, and the table reports seconds per epoch, evaluation queries per second, the peak
-resident memory of rank 0 (beside the size of the feature file) and the test MRR.
+resident memory of rank 0 (beside the size of the feature file) and the test MRR, beside the
+MRR of a ranker that knows the planted clusters and of a random one (:func:`reference_mrr`).
 """
 import argparse
 import json
@@ -96,6 +99,40 @@ def generate(folder: str, num_entities: int, dim: int = 4096, triples_per_entity
     return sizes
 
 
+def _read_triples(path: str) -> np.ndarray:
+    return np.loadtxt(path, dtype=np.int64, skiprows=1, ndmin=2)  # rows (head, tail, relation)
+
+
+def reference_mrr(folder: str) -> Dict[str, float]:
+    r"""The filtered test MRR of two reference rankers of the planted signal, in closed form.
+    :obj:`"oracle"` knows the clusters: it ranks the target cluster's members first, in random
+    order, so the answer's expected reciprocal rank is :math:`H_m / m` over the :math:`m`
+    candidates of that cluster left after filtering (:math:`H_m` the harmonic number).
+    :obj:`"chance"` ranks all :math:`n` filtered candidates at random, :math:`H_n / n`. A model
+    that learned the planted signal scores between the two, near the oracle."""
+    cluster = np.load(osp.join(folder, 'clusters.npy'))
+    N, C = len(cluster), int(cluster.max()) + 1
+    size = np.bincount(cluster, minlength=C)
+    parts = [_read_triples(osp.join(folder, f)) for f in
+             ('train2id.txt', 'valid2id.txt', 'test2id.txt')]
+    known, test = np.concatenate(parts), parts[2]
+    R = int(known[:, 2].max()) + 1
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, N + 1))])
+    oracle, chance = [], []
+    for side in (1, 0):  # tails (h, r, ?) then heads (?, r, t)
+        keep = 1 - side  # the entity the query keeps
+        uniq, counts = np.unique(known[:, keep] * R + known[:, 2], return_counts=True)
+        answers = counts[np.searchsorted(uniq, test[:, keep] * R + test[:, 2])]
+        # every answer of a query lies in its target cluster (the generator's rule), so
+        # filtering leaves m = |cluster| - answers + 1 candidates there, n in all
+        m = size[cluster[test[:, side]]] - answers + 1
+        n = N - answers + 1
+        oracle.append(harmonic[m] / m)
+        chance.append(harmonic[n] / n)
+    return {'oracle': float(np.concatenate(oracle).mean()),
+            'chance': float(np.concatenate(chance).mean())}
+
+
 def run(folder: str, out: str, procs: int, model: str, args: List[str]) -> Dict:
     r"""Trains one configuration through the command line (torchrun for several processes)
     and returns the run's results."""
@@ -139,6 +176,7 @@ def main(argv=None) -> int:
                          holdout=args.holdout)
         print(f"{n} entities: {sizes} ({time.perf_counter() - t0:.0f} s to generate)",
               flush=True)
+        reference = reference_mrr(folder)
         for p in args.procs:
             res = run(folder, osp.join(args.out, f'run_{osp.basename(folder)}_{p}'), p,
                       args.model, [
@@ -155,18 +193,21 @@ def main(argv=None) -> int:
                    'eval_queries_per_s': test['num_queries'] / test['seconds'],
                    'peak_rss_gib': res['peak_memory']['cpu_max_rss_bytes'] / 2**30,
                    'test_mrr': 100 * test['realistic']['both']['mrr'],
+                   'oracle_mrr': 100 * reference['oracle'],
+                   'chance_mrr': 100 * reference['chance'],
                    'wall_seconds': res['wall_seconds']}
             rows.append(row)
             print(json.dumps(row), flush=True)
     with open(osp.join(args.out, 'scale.json'), 'w') as f:
         json.dump(rows, f, indent=2)
     print('| entities | processes | train triples | feature file GiB | s/epoch | eval queries/s '
-          '| peak RSS GiB (rank 0) | test MRR |')
-    print('|---|---|---|---|---|---|---|---|')
+          '| peak RSS GiB (rank 0) | test MRR % | cluster oracle % | chance % |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
     for r in rows:
         print(f"| {r['entities']:,} | {r['procs']} | {r['train_triples']:,} | "
               f"{r['feature_gib']:.2f} | {r['seconds_per_epoch']:.1f} | "
-              f"{r['eval_queries_per_s']:.0f} | {r['peak_rss_gib']:.2f} | {r['test_mrr']:.2f} |")
+              f"{r['eval_queries_per_s']:.0f} | {r['peak_rss_gib']:.2f} | {r['test_mrr']:.2f} | "
+              f"{r['oracle_mrr']:.2f} | {r['chance_mrr']:.2f} |")
     return 0
 
 

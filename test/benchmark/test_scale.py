@@ -46,3 +46,28 @@ def test_generator_plants_the_signal(tmp_path):
                           num_clusters=5, present=0.7, noise=0.1, holdout=0.05,
                           seed=1) == sizes
     assert osp.getmtime(osp.join(folder, 'features', 'image.npy')) == mtime
+
+
+def test_reference_mrr_is_the_brute_force_expectation(tmp_path):
+    folder = str(tmp_path / 'kg')
+    scale.generate(folder, 120, dim=4, triples_per_entity=5, num_relations=2,
+                   num_clusters=4, holdout=0.1, seed=3)
+    cluster = np.load(osp.join(folder, 'clusters.npy'))
+    parts = [np.loadtxt(osp.join(folder, n), dtype=np.int64, skiprows=1, ndmin=2)
+             for n in ('train2id.txt', 'valid2id.txt', 'test2id.txt')]
+    known = {tuple(t) for t in np.concatenate(parts).tolist()}
+    oracle, chance = [], []
+    for h, t, r in parts[2].tolist():
+        for side in ('tail', 'head'):
+            answer = t if side == 'tail' else h
+            # the filtered candidates: every entity but the query's other known answers
+            cands = [e for e in range(120) if e == answer or
+                     ((h, e, r) if side == 'tail' else (e, t, r)) not in known]
+            m = sum(cluster[e] == cluster[answer] for e in cands)
+            # the answer uniformly among the m (or all n) candidates: E[1/rank]
+            oracle.append(np.mean([1.0 / k for k in range(1, m + 1)]))
+            chance.append(np.mean([1.0 / k for k in range(1, len(cands) + 1)]))
+    ref = scale.reference_mrr(folder)
+    assert ref['oracle'] == pytest.approx(np.mean(oracle), rel=1e-12)
+    assert ref['chance'] == pytest.approx(np.mean(chance), rel=1e-12)
+    assert ref['chance'] < ref['oracle'] < 1
