@@ -132,3 +132,16 @@ def test_comat_trains_under_two_processes(tmp_path):
     res = _torchrun(args, 2, str(tmp_path))
     assert res.returncode == 0, res.stderr[-3000:]
     assert [h['epoch'] for h in _history(osp.join(tmp_path / 'two', 'history.jsonl'))] == [1, 2]
+
+
+def test_a_batch_with_fewer_rows_than_ranks(tmp_path):
+    # 234 1-N queries in batches of 233: the last holds one row for two ranks. Both train it
+    # whole, so both join the collectives of TuckER's global batch norms (a rank skipping the
+    # forward left the other waiting in a mismatched collective).
+    folder = make_folder(tmp_path / 'kg')
+    args = ['--dataset', folder, '--model', 'tucker', '--dim', '8', '--batch-size', '233',
+            '--epochs', '2', '--eval-every', '1', '--progress', 'false',
+            '--out', str(tmp_path / 'two')]
+    res = _torchrun(args, 2, str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [h['epoch'] for h in _history(osp.join(tmp_path / 'two', 'history.jsonl'))] == [1, 2]

@@ -485,13 +485,12 @@ class Trainer:
             # share, so that the averaged gradient is the global batch's.
             share, weight = 1.0, 1.0
             if self.world > 1:
-                batch, local, size = D.shard_batch(batch, self.rank, self.world)
-                share = local / size
-                weight = share * self.world
-                if local == 0:  # fewer rows than ranks: join the collectives with no loss
-                    self._empty_step()
-                    count += 1
-                    continue
+                shard, local, size = D.shard_batch(batch, self.rank, self.world)
+                if size >= self.world:
+                    batch, share, weight = shard, local / size, local / size * self.world
+                else:  # fewer rows than ranks: each trains the whole batch (the mean of equal
+                    # gradients is the batch's), so every rank joins the forward's collectives
+                    share = 1.0 / self.world
             loss = self._train_step(batch, epoch, i, weight)
             total += float(loss.detach()) * share
             count += 1
@@ -539,14 +538,6 @@ class Trainer:
         self.optimizer.step()
         self._auxiliary_step(out.context)
         return loss
-
-    def _empty_step(self):
-        r"""A rank without rows in a batch still steps every optimiser (their pre-step hooks
-        average the other ranks' gradients into its zeros)."""
-        for opt in (self.optimizer, self.generator_optimizer, self.auxiliary_optimizer):
-            if opt is not None:
-                opt.zero_grad(set_to_none=True)
-                opt.step()
 
     def request_stop(self):
         r"""Asks :meth:`fit` to stop before the next batch (safe to call from a signal
