@@ -70,6 +70,23 @@ def adamf(dataset, dim, mu):
                                     hidden_channels=512)))
 
 
+def mmkrl(dataset, adversary=False):
+    r"""MMKRL (research/baselines.md 2.3): no script exists for it; ours, near the zjukg
+    framework: d 250 and batch 1024 (NATIVE 5.5.2), Adam, margin 6 (OpenKE MarginLoss),
+    knowledge alignment weight 1, OpenKE's sampler, 32 negatives, lr 1e-3, 1000 epochs; with
+    :obj:`adversary`, MMKRLTrainer's adversarial part."""
+    train = dict(epochs=1000, batch_size=1024, lr=1e-3, optimizer='adam', num_negatives=32,
+                 **OPENKE_SAMPLER)
+    if adversary:
+        train['mmkrl_adversary'] = dict(adversarial_weight=0.07, synthetic_pairing='batch',
+                                        noise_channels=64, hidden_channels=512,
+                                        generator_lr=1e-3)
+    return dict(dataset=dataset, model='mmkrl',
+                model_args=dict(hidden_channels=250, margin=6.0, alignment_weight=1.0,
+                                trainable_features=True),
+                train=train)
+
+
 def rsme(dataset):
     r"""RSME's learn.py defaults and config.py (research/baselines.md 2.5)."""
     return dict(dataset=dataset, model='rsme',
@@ -206,15 +223,13 @@ EXPECTED = {
                         ranking_weight=0.4, reconstruction_weight=1.0, missing='noise'),
         train=dict(epochs=2000, batch_size=128, lr=0.01, num_negatives=1, sampling='uniform',
                    corrupt_side_per='positive', filter_negatives=False, metric='hits@10')),
-    # MMKRL (research/baselines.md 2.3): no script exists for it; ours, near the zjukg
-    # framework: d 250 and batch 1024 (NATIVE 5.5.2), Adam, margin 6 (OpenKE MarginLoss),
-    # knowledge alignment weight 1, OpenKE's sampler, 32 negatives, lr 1e-3, 1000 epochs
-    'mmkrl_db15k.yaml': dict(
-        dataset='DB15K', model='mmkrl',
-        model_args=dict(hidden_channels=250, margin=6.0, alignment_weight=1.0,
-                        trainable_features=True),
-        train=dict(epochs=1000, batch_size=1024, lr=1e-3, optimizer='adam', num_negatives=32,
-                   **OPENKE_SAMPLER)),
+    # MMKRL, ours (see mmkrl()), and with its adversarial training (MMKRLTrainer: weight 0.07
+    # hard-coded, every positive against every synthetic triple; BaseGenerator: hidden 512;
+    # noise 64 as in the other adversarial scripts; the generator's lr the model's)
+    'mmkrl_db15k.yaml': mmkrl('DB15K'),
+    'mmkrl_mkgw.yaml': mmkrl('MKG-W'),
+    'mmkrl_adv_db15k.yaml': mmkrl('DB15K', adversary=True),
+    'mmkrl_adv_mkgw.yaml': mmkrl('MKG-W', adversary=True),
     # AdaMF-MAT's scripts (mu 0, i.e. AdaMF) and MAT switched on (mu 1e-4)
     'adamf_db15k.yaml': adamf('DB15K', 250, 0.0),
     'adamf_mkgw.yaml': adamf('MKG-W', 200, 0.0),
@@ -507,6 +522,9 @@ def test_config_builds_on_what_can_be_built(name):
     if train.mat is not None:
         from torch_mmkg.training import MAT
         MAT(model, **train.mat)  # every MAT key is known
+    if train.mmkrl_adversary is not None:
+        from torch_mmkg.training import MMKRLAdversary
+        MMKRLAdversary(model, **train.mmkrl_adversary)  # every key is known
 
 
 #: Configs whose model loads pretrained checkpoints the user must supply (no download here).

@@ -317,7 +317,7 @@ def test_trainer_with_mat_resumes_exactly_and_errors(tmp_path):
     resumed = Trainer(model(), data, cfg, out_dir=str(tmp_path / 'b')).fit(resume=True)
     assert [h['loss'] for h in resumed['history']] == [h['loss'] for h in full['history']]
     assert resumed['test']['realistic'] == full['test']['realistic']
-    with pytest.raises(ValueError, match='comat and mat'):
+    with pytest.raises(ValueError, match='comat, mat are different'):
         TrainConfig(comat={}, mat={})
     with pytest.raises(ValueError, match='mat must be'):
         TrainConfig(mat='yes')

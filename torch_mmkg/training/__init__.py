@@ -2,6 +2,7 @@ r"""A reusable training routine with validation-based model selection and exact 
 from .config import TrainConfig
 from .comat import CoMAT
 from .mat import MAT
+from .mmkrl_adversary import MMKRLAdversary
 from .adversarial import ModalityAdversary
 from .trainer import (Trainer, NonFiniteLossError, TrainingDivergedError, TrainingInterrupted,
                       model_signature, resolve_device, seed_everything)
@@ -12,6 +13,7 @@ __all__ = [
     'TrainConfig',
     'CoMAT',
     'MAT',
+    'MMKRLAdversary',
     'ModalityAdversary',
     'Trainer',
     'NonFiniteLossError',

@@ -23,6 +23,11 @@ for _name in ('uniform', 'bernoulli'):
     SAMPLING_STRATEGIES.register(_name, _name)
 del _name
 
+#: The options that switch on an adversarial training add-on (at most one per run), each
+#: a mapping of its class's keyword arguments: :class:`~torch_mmkg.training.CoMAT`,
+#: :class:`~torch_mmkg.training.MAT`, :class:`~torch_mmkg.training.MMKRLAdversary`.
+ADVERSARIES: Tuple[str, ...] = ('comat', 'mat', 'mmkrl_adversary')
+
 #: The options that may change when a run is resumed: how long it runs, what it prints and
 #: where; everything else would make the resumed run differ from an uninterrupted one.
 RESUMABLE_CHANGES: Tuple[str, ...] = ('epochs', 'max_minutes', 'patience', 'progress', 'test',
@@ -177,6 +182,10 @@ class TrainConfig:
         mat (dict, optional): Train with :class:`~torch_mmkg.training.MAT` (AdaMF-MAT's
             modality-adversarial training) with these keyword arguments (:obj:`{}` for its
             defaults); not together with :obj:`comat`. (default: :obj:`None`)
+        mmkrl_adversary (dict, optional): Train :class:`~torch_mmkg.nn.MMKRL` with its
+            adversarial training, :class:`~torch_mmkg.training.MMKRLAdversary`, with these
+            keyword arguments (:obj:`{}` for its defaults); not together with :obj:`comat`
+            or :obj:`mat`. (default: :obj:`None`)
 
     The names of :obj:`optimizer`, :obj:`regime` and :obj:`sampling` may be given in any
     case, with :obj:`'-'`, :obj:`'_'` or spaces anywhere, or as an alias; the config stores
@@ -215,6 +224,7 @@ class TrainConfig:
     exclude_query_entity: bool = False
     comat: Optional[Dict[str, Any]] = None
     mat: Optional[Dict[str, Any]] = None
+    mmkrl_adversary: Optional[Dict[str, Any]] = None
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -270,8 +280,11 @@ class TrainConfig:
              'regime_args must be None or a mapping of the regime\'s options'),
             (self.mat is None or isinstance(self.mat, dict),
              'mat must be None or a mapping of MAT options'),
-            (self.comat is None or self.mat is None,
-             'comat and mat are two adversarial trainings; give one of them'),
+            (self.mmkrl_adversary is None or isinstance(self.mmkrl_adversary, dict),
+             'mmkrl_adversary must be None or a mapping of MMKRLAdversary options'),
+            (sum(getattr(self, k) is not None for k in ADVERSARIES) <= 1,
+             f'{", ".join(k for k in ADVERSARIES if getattr(self, k) is not None)} are '
+             f'different adversarial trainings; give one of {", ".join(ADVERSARIES)}'),
         ]
         for ok, msg in checks:
             if not ok:
@@ -285,6 +298,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training options {unknown}; known: {sorted(names)}")
         return cls(**d)
+
+    def adversary(self) -> Optional[Tuple[str, Dict[str, Any]]]:
+        r"""The adversarial training switched on, as :obj:`(option, keyword arguments)`
+        (one of :data:`ADVERSARIES`), or :obj:`None`."""
+        on = [(k, getattr(self, k)) for k in ADVERSARIES if getattr(self, k) is not None]
+        return on[0] if on else None
 
     @property
     def maximize(self) -> bool:

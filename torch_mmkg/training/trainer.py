@@ -208,14 +208,17 @@ class Trainer:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
         self.comat, self.generator_optimizer = None, None
-        if cfg.comat is not None or cfg.mat is not None:  # self.comat: CoMAT or MAT
+        adversary = cfg.adversary()
+        if adversary is not None:  # self.comat: CoMAT, MAT or MMKRLAdversary
+            key, options = adversary
             if self.one_to_n:
-                raise ValueError("CoMAT and MAT train with negative sampling; set regime="
-                                 "'negative_sampling' or drop comat/mat")
+                raise ValueError(f"the adversarial training {key} trains with negative "
+                                 f"sampling; set regime='negative_sampling' or drop {key}")
             from torch_mmkg.training.comat import CoMAT
             from torch_mmkg.training.mat import MAT
-            self.comat = (CoMAT(self.model, **cfg.comat) if cfg.comat is not None
-                          else MAT(self.model, **cfg.mat))  # on the model's device
+            from torch_mmkg.training.mmkrl_adversary import MMKRLAdversary
+            make = {'comat': CoMAT, 'mat': MAT, 'mmkrl_adversary': MMKRLAdversary}[key]
+            self.comat = make(self.model, **options)  # on the model's device
             self.generator_optimizer = torch.optim.Adam(
                 self.comat.generator_parameters(), lr=self.comat.generator_lr or cfg.lr)
         # Parameters with their own objective (e.g. MoMoK's CLUB estimators), stepped after

@@ -81,6 +81,32 @@ def test_score_equals_naive_transcription(kwargs):
     assert_scoring_consistent(model, h, r, t, num_negatives=5, atol=1e-12)
 
 
+def test_offset_score_equals_naive_transcription():
+    # MMKRLTrainer's fake score: g_h added to h' and m_h, g_t to t' and m_t, never to the raw
+    # structural h, t of the mixed terms; zero offsets give the model's score
+    model, masks = make()
+    h, r, t = triples()
+    g = torch.Generator().manual_seed(7)
+    gh, gt = (torch.randn(h.numel(), D, generator=g, dtype=torch.float64) for _ in range(2))
+    with torch.no_grad():
+        hs, hm = model.modality_stack(h)
+        ts, tm = model.modality_stack(t)
+        got = model.offset_score_stacks(hs, hm, r, ts, tm, gh, gt)
+        zero = torch.zeros_like(gh)
+        assert torch.allclose(model.offset_score_stacks(hs, hm, r, ts, tm, zero, zero),
+                              model(h, r, t), atol=1e-12)
+        for b in range(h.numel()):
+            h_s, h_p, _, m_h = naive_parts(model, masks, int(h[b]))
+            t_s, _, t_p, m_t = naive_parts(model, masks, int(t[b]))
+            _, r_p = naive_rel(model, int(r[b]))
+            want = (dist(h_p + gh[b], r_p, t_p + gt[b]) + dist(m_h + gh[b], r_p, m_t + gt[b]) +
+                    dist(m_h + gh[b], r_p, t_s) + dist(h_s, r_p, m_t + gt[b])) / 4
+            assert abs(float(got[b]) + want) < 1e-12
+        # broadcast: one head offset for every row
+        one = model.offset_score_stacks(hs, hm, r, ts, tm, gh[0], gt)
+        assert torch.allclose(one[0], got[0], atol=1e-12)
+
+
 def test_views_and_relations_by_hand():
     model, masks = make()
     with torch.no_grad():

@@ -161,8 +161,10 @@ class MMKRL(FromDataMixin, KGEModel):
     :math:`\mathbf{W}_m` initialised as one :obj:`Linear` over the concatenated features.
     They give no training script for it; the margin ranking loss with :math:`\gamma = 6`
     (the default of their OpenKE :obj:`MarginLoss`) is this library's choice. The
-    adversarial training of the paper (the re-implementation's :obj:`MMKRLTrainer`) is not
-    part of the model.
+    adversarial training of the paper (the re-implementation's :obj:`MMKRLTrainer`, the
+    :math:`\dagger` rows of NATIVE's table) is a training add-on,
+    :class:`~torch_mmkg.training.MMKRLAdversary` (:obj:`TrainConfig(mmkrl_adversary={})`),
+    which scores synthetic triples through :meth:`offset_score_stacks`.
 
     **Missing modalities.** With :obj:`mask_missing=True` a missing modality contributes
     nothing to :math:`\mathbf{m}_e` (its rows of the trainable table are never trained);
@@ -290,6 +292,31 @@ class MMKRL(FromDataMixin, KGEModel):
         return (h_err[rh].mean() + t_err[rt].mean() +
                 (r - self.fusion.project_relation(r)).pow(2).mean() +
                 m_err[rh].mean() + m_err[rt].mean())
+
+    def offset_score_stacks(self, head_stack: Tensor, head_mask: Tensor, rel_type: Tensor,
+                            tail_stack: Tensor, tail_mask: Tensor, head_offset: Tensor,
+                            tail_offset: Tensor) -> Tensor:
+        r"""Scores of triples given as stacks (as :meth:`score_stacks`) with an offset
+        :math:`\mathbf{g}` added to every view but the raw structural one: the heads'
+        :math:`\mathbf{h}' + \mathbf{g}_h` and :math:`\mathbf{m}_h + \mathbf{g}_h`, the
+        tails' :math:`\mathbf{t}' + \mathbf{g}_t` and :math:`\mathbf{m}_t + \mathbf{g}_t`,
+
+        .. math::
+            \tfrac14 \big[d(\mathbf{h}' + \mathbf{g}_h, \mathbf{r}', \mathbf{t}' +
+            \mathbf{g}_t) + d(\mathbf{m}_h + \mathbf{g}_h, \mathbf{r}', \mathbf{m}_t +
+            \mathbf{g}_t) + d(\mathbf{m}_h + \mathbf{g}_h, \mathbf{r}', \mathbf{t}) +
+            d(\mathbf{h}, \mathbf{r}', \mathbf{m}_t + \mathbf{g}_t)\big]
+
+        negated: the score of a synthetic triple of the adversarial training
+        (:class:`~torch_mmkg.training.MMKRLAdversary`). Offsets are :math:`[*, d]`, broadcast
+        with the stacks' leading dimensions."""
+        def shifted(views: Tensor, g: Tensor) -> Tensor:  # [e, e'_h + g, e'_t + g, m_e + g]
+            return views + torch.stack([torch.zeros_like(g), g, g, g], dim=-2)
+
+        return self._interact(shifted(self.fuse(head_stack, head_mask), head_offset),
+                              self.relation(rel_type),
+                              shifted(self.fuse(tail_stack, tail_mask), tail_offset),
+                              head_mask, tail_mask)
 
     # Training #################################################################################
 
