@@ -88,6 +88,15 @@ RUNS: Dict[str, Run] = {
                               train_update={'val_split': 'val_clean', 'twins': False,
                                             'exclude_query_entity': True}, paper=76.6,
                               label='TransE, query entity excluded'),
+    # MMKRL at our settings (no script exists), with and without its adversarial training, and
+    # TransE with MMKRL's distance (L1 over L2-normalised arguments) and margin-6 ranking loss
+    'mmkrl_mkgw': Run('mmkrl_mkgw.yaml', label='MMKRL without its adversarial part'),
+    'mmkrl_adv_mkgw': Run('mmkrl_adv_mkgw.yaml', paper=30.10,
+                          label='MMKRL + adversarial training (NATIVE Table 2, †)'),
+    'transe_mkgw_mmkrl': Run('mmkrl_mkgw.yaml', model='transe',
+                             model_args={'hidden_channels': 250, 'normalize': True,
+                                         'loss': MarginRankingLoss(6.0)},
+                             paper=29.19, label="TransE at MMKRL's settings"),
 }
 
 

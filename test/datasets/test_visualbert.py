@@ -270,4 +270,5 @@ def test_features_train_vbkgc(model_dir):
     neg = NegativeSampler(n, 3, twins=True, generator=torch.Generator().manual_seed(0))(h, r, t)
     loss = model.loss(h, r, t, neg)
     loss.backward()
-    assert torch.isfinite(loss) and model.representation.projection.mlps['visualbert'][0].weight.grad.abs().sum() > 0
+    grad = model.representation.projection.mlps['visualbert'][0].weight.grad
+    assert torch.isfinite(loss) and grad.abs().sum() > 0

@@ -47,7 +47,7 @@ def test_hand_made():
     cat = relation_categories(h, r, t, R)
     assert cat.dtype == torch.long and cat.shape == (R, )
     assert [CATEGORIES[c] for c in cat.tolist()] == ['1-1', '1-N', 'N-1', 'N-N', '1-1', '1-N',
-                                                    'N-N']
+                                                     'N-N']
     assert cat.tolist() == brute_force(triples, R)
     # The threshold moves the boundary.
     assert relation_categories(h, r, t, R, threshold=2.5).tolist() == [0] * R

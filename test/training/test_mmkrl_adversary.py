@@ -1,9 +1,12 @@
+import math
+
 import pytest
 import torch
 
 from torch_mmkg.datasets import FakeMMKGDataset
 from torch_mmkg.loader import NegativeSampler
 from torch_mmkg.nn import MMKRL, AdaMF, SoftplusLoss
+from torch_mmkg.testing import withCUDA
 from torch_mmkg.training import (MMKRLAdversary, ModalityAdversary, TrainConfig, Trainer,
                                  seed_everything)
 
@@ -257,3 +260,18 @@ def test_trainer_trains_resumes_exactly_and_errors(tmp_path):
     with pytest.raises(TypeError, match='offset_score_stacks'):
         Trainer(AdaMF.from_data(data, 4), data, TrainConfig(mmkrl_adversary={},
                                                             progress=False))
+
+
+@withCUDA
+def test_trainer_on_device(device):
+    # the generator, its noise and the synthetic triples follow the model to the device
+    data = _data()
+    seed_everything(0)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.01, num_negatives=4, eval_every=2,
+                      progress=False, seed=3, test=False, device=str(device),
+                      mmkrl_adversary={'hidden_channels': 16})
+    trainer = Trainer(MMKRL.from_data(data, 8, margin=2.0), data, cfg)
+    res = trainer.fit()
+    assert {p.device.type for p in trainer.comat.generator_parameters()} == {device.type}
+    assert len(res['history']) == 2
+    assert all(math.isfinite(h['loss']) for h in res['history'])

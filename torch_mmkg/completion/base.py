@@ -55,4 +55,3 @@ def check_target(data: HeteroData, target: str) -> List[str]:
     if target not in mods:
         raise ValueError(f"modality '{target}' is not in the graph (it has {mods})")
     return mods
-

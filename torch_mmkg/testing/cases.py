@@ -645,11 +645,15 @@ class ModelCase(_Case):
                 torch.randint(0, self.num_nodes, (num, ), generator=gen))
 
     def negatives(self, h, r, t, seed: int = 0):
+        r"""Negatives drawn on the CPU (the same whatever the device of the triples, so that
+        :meth:`test_device` compares like with like), on the device of :obj:`h`."""
         from torch_mmkg.loader import NegativeSampler
         neg = NegativeSampler(self.num_nodes, self.num_negatives,
-                              generator=torch.Generator().manual_seed(seed))(h, r, t)
+                              generator=torch.Generator().manual_seed(seed))(
+                                  h.cpu(), r.cpu(), t.cpu())
         assert neg.corrupt_head.any() and (~neg.corrupt_head).any(), "pick another seed"
-        return neg
+        return neg._replace(index=neg.index.to(h.device),
+                            corrupt_head=neg.corrupt_head.to(h.device))
 
     def _main_parameters(self, model) -> List[Tuple[str, torch.nn.Parameter]]:
         aux = {id(p) for p in model.auxiliary_parameters()}

@@ -178,7 +178,6 @@ def test_missing_features_never_enter_the_score(device):
         assert not torch.allclose(plain(h, r, t), before, atol=1e-3)
 
 
-
 def test_learns_planted_permutation(single_thread):
     n, K = 30, 8
     g = torch.Generator().manual_seed(0)

@@ -126,7 +126,7 @@ class TextEncoder:
                               disable=not self.progress):
                 idx = order[start:start + self.batch_size]
                 emb = self.model.encode([texts[i] for i in idx], batch_size=len(idx),
-                                         convert_to_tensor=True, show_progress_bar=False)
+                                        convert_to_tensor=True, show_progress_bar=False)
                 out[idx] = emb.float().cpu()
         return out
 
