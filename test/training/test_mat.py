@@ -2,29 +2,19 @@ import math
 
 import pytest
 import torch
+from _adversary_data import N, R, batch as _batch, graph, multimodal_model
 import torch.nn.functional as F
 
-from torch_mmkg.datasets import FakeMMKGDataset
-from torch_mmkg.loader import NegativeSampler
 from torch_mmkg.nn import IKRL, TBKGC, AdaMF, RotatE
+from torch_mmkg.testing import assert_critic_step, spy_adversary_step
 from torch_mmkg.training import (MAT, CoMAT, ModalityAdversary, TrainConfig, Trainer,
                                  seed_everything)
 
-N, R, d = 20, 3, 4
+d = 4
 
 
 def _adamf(dtype=torch.float32, **kwargs):
-    torch.manual_seed(0)
-    feats = {'image': torch.randn(N, 6), 'text': torch.randn(N, 5)}
-    masks = {'image': torch.arange(N) % 3 != 0, 'text': torch.arange(N) % 2 == 0}
-    return AdaMF(N, R, d, feats, masks, margin=3.0, **kwargs).to(dtype)
-
-
-def _batch(n=8, K=4, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    h, r, t = (torch.randint(0, N, (n, ), generator=g), torch.randint(0, R, (n, ), generator=g),
-               torch.randint(0, N, (n, ), generator=g))
-    return h, r, t, NegativeSampler(N, K, generator=g)(h, r, t)
+    return multimodal_model(AdaMF, d, dtype, margin=3.0, **kwargs)
 
 
 def _logsig(x):
@@ -148,26 +138,12 @@ def _by_hand(model, mat, batch, mu, through, seed):
 def test_critic_step_is_the_formula():
     model = _adamf(torch.float64)
     mat = MAT(model, hidden_channels=16, adversarial_weight=0.7).double()
-    batch = _batch()
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    gopt = torch.optim.SGD(mat.generator_parameters(), lr=0.0)
-    torch.manual_seed(3)
-    out = mat.train_step(batch, opt, gopt)
-    assert set(out) == {'loss', 'kgc', 'adv', 'generator'}
-    got = {n: p.grad.clone() for n, p in model.named_parameters()}
-    want = _by_hand(model, mat, batch, 0.7, True, 3)
-    for name in got:
-        assert torch.allclose(got[name], want[name], atol=1e-10), name
-    # the synthetic term reaches e_s through the generators' input unless detached
-    other = _by_hand(model, mat, batch, 0.7, False, 3)
-    key = 'representation.node_emb.weight'
-    assert not torch.allclose(want[key], other[key], atol=1e-8)
     detached = MAT(model, hidden_channels=16, adversarial_weight=0.7,
                    critic_through_generator=False).double()
-    detached.load_state_dict(mat.state_dict())
-    torch.manual_seed(3)
-    detached.train_step(batch, opt, gopt)
-    assert torch.allclose(model.node_emb.weight.grad, other[key], atol=1e-10)
+    batch = _batch()
+    out = assert_critic_step(model, mat, detached, batch,
+                             lambda through: _by_hand(model, mat, batch, 0.7, through, 3))
+    assert set(out) == {'loss', 'kgc', 'adv', 'generator'}
 
 
 def test_generator_step_is_the_formula_and_touches_only_the_generators():
@@ -175,30 +151,7 @@ def test_generator_step_is_the_formula_and_touches_only_the_generators():
     mat = MAT(model, hidden_channels=16, adversarial_weight=0.5).double()
     batch = _batch()
     h, r, t, _ = batch
-    critic_opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    gen_opt = torch.optim.SGD(mat.generator_parameters(), lr=0.1)
-    seen = {}
-    critic_step, gen_step = critic_opt.step, gen_opt.step
-
-    def on_critic_step(*a, **k):
-        seen['gen_grads'] = [p.grad for p in mat.generator_parameters()]
-        return critic_step(*a, **k)
-
-    def on_gen_step(*a, **k):
-        seen['model'] = {n: p.detach().clone() for n, p in model.named_parameters()}
-        seen['gen'] = [p.detach().clone() for p in mat.generator_parameters()]
-        seen['grads'] = [p.grad.clone() for p in mat.generator_parameters()]
-        return gen_step(*a, **k)
-
-    critic_opt.step, gen_opt.step = on_critic_step, on_gen_step
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    torch.manual_seed(5)
-    out = mat.train_step(batch, critic_opt, gen_opt)
-    assert all(g is None for g in seen['gen_grads'])  # the critic step leaves G alone
-    assert any(not torch.equal(before[n], seen['model'][n]) for n in before)
-    for n, p in model.named_parameters():  # the generator step leaves the model alone
-        assert torch.equal(p.detach(), seen['model'][n]), n
-    assert all(not torch.equal(a, b) for a, b in zip(seen['gen'], mat.generator_parameters()))
+    out, seen = spy_adversary_step(model, mat, batch, seed=5)
     # L_G and its gradient, recomputed with the noise of the generator step (drawn after
     # the critic step's two draws) on the stepped model
     torch.manual_seed(5)
@@ -274,9 +227,7 @@ def test_wraps_other_models(make):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-def _data():
-    return FakeMMKGDataset(num_entities=40, num_relations=3, num_clusters=4, num_triples=300,
-                           modalities={'image': 8, 'text': 6}, seed=1)[0]
+_data = graph
 
 
 def test_trainer_mu_zero_matches_plain_training():

@@ -2,31 +2,20 @@ import math
 
 import pytest
 import torch
+from _adversary_data import N, R, batch as _batch, graph, multimodal_model
 
-from torch_mmkg.datasets import FakeMMKGDataset
-from torch_mmkg.loader import NegativeSampler
 from torch_mmkg.nn import MMKRL, AdaMF, SoftplusLoss
-from torch_mmkg.testing import withCUDA
+from torch_mmkg.testing import assert_critic_step, spy_adversary_step, withCUDA
 from torch_mmkg.training import (MMKRLAdversary, ModalityAdversary, TrainConfig, Trainer,
                                  seed_everything)
 
-N, R, d = 20, 3, 4
+d = 4
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _mmkrl(dtype=torch.float64, **kwargs):
-    torch.manual_seed(0)
-    feats = {'image': torch.randn(N, 6), 'text': torch.randn(N, 5)}
-    masks = {'image': torch.arange(N) % 3 != 0, 'text': torch.arange(N) % 2 == 0}
-    return MMKRL(N, R, d, feats, masks, margin=2.0, **kwargs).to(dtype)
-
-
-def _batch(n=8, K=4, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    h, r, t = (torch.randint(0, N, (n, ), generator=g), torch.randint(0, R, (n, ), generator=g),
-               torch.randint(0, N, (n, ), generator=g))
-    return h, r, t, NegativeSampler(N, K, generator=g)(h, r, t)
+    return multimodal_model(MMKRL, d, dtype, margin=2.0, **kwargs)
 
 
 def _hinge(pos, neg, margin):
@@ -119,27 +108,13 @@ def _critic_by_hand(model, adv, batch, mu, through, seed):
 def test_critic_step_is_the_formula():
     model = _mmkrl()
     adv = MMKRLAdversary(model, hidden_channels=16, adversarial_weight=0.3).double()
-    batch = _batch()
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    gopt = torch.optim.SGD(adv.generator_parameters(), lr=0.0)
-    torch.manual_seed(3)
-    out = adv.train_step(batch, opt, gopt)
-    assert set(out) == {'loss', 'kgc', 'adv', 'generator'}
-    assert torch.isclose(out['loss'], out['kgc'] + 0.3 * out['adv'], atol=1e-12)
-    got = {n: p.grad.clone() for n, p in model.named_parameters()}
-    want = _critic_by_hand(model, adv, batch, 0.3, True, 3)
-    for name in got:
-        assert torch.allclose(got[name], want[name], atol=1e-10), name
-    # the synthetic term reaches e through the generator's input unless detached
-    other = _critic_by_hand(model, adv, batch, 0.3, False, 3)
-    key = 'representation.node_emb.weight'
-    assert not torch.allclose(want[key], other[key], atol=1e-8)
     detached = MMKRLAdversary(model, hidden_channels=16, adversarial_weight=0.3,
                               critic_through_generator=False).double()
-    detached.load_state_dict(adv.state_dict())
-    torch.manual_seed(3)
-    detached.train_step(batch, opt, gopt)
-    assert torch.allclose(model.node_emb.weight.grad, other[key], atol=1e-10)
+    batch = _batch()
+    out = assert_critic_step(model, adv, detached, batch,
+                             lambda through: _critic_by_hand(model, adv, batch, 0.3, through, 3))
+    assert set(out) == {'loss', 'kgc', 'adv', 'generator'}
+    assert torch.isclose(out['loss'], out['kgc'] + 0.3 * out['adv'], atol=1e-12)
 
 
 def test_generator_step_is_the_formula_and_touches_only_the_generator():
@@ -147,30 +122,8 @@ def test_generator_step_is_the_formula_and_touches_only_the_generator():
     adv = MMKRLAdversary(model, hidden_channels=16).double()
     batch = _batch()
     h, r, t, _ = batch
-    critic_opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    gen_opt = torch.optim.SGD(adv.generator_parameters(), lr=0.1)
-    seen = {}
-    critic_step, gen_step = critic_opt.step, gen_opt.step
-
-    def on_critic_step(*a, **k):
-        seen['gen_grads'] = [p.grad for p in adv.generator_parameters()]
-        return critic_step(*a, **k)
-
-    def on_gen_step(*a, **k):
-        seen['model'] = {n: p.detach().clone() for n, p in model.named_parameters()}
-        seen['gen'] = [p.detach().clone() for p in adv.generator_parameters()]
-        seen['grads'] = [p.grad.clone() for p in adv.generator_parameters()]
-        return gen_step(*a, **k)
-
-    critic_opt.step, gen_opt.step = on_critic_step, on_gen_step
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    torch.manual_seed(5)
-    out = adv.train_step(batch, critic_opt, gen_opt)
-    assert all(g is None for g in seen['gen_grads'])  # the critic step leaves G alone
-    assert any(not torch.equal(before[n], seen['model'][n]) for n in before)
-    for n, p in model.named_parameters():  # the generator step leaves the model alone
-        assert torch.equal(p.detach(), seen['model'][n]), n
-    assert all(not torch.equal(a, b) for a, b in zip(seen['gen'], adv.generator_parameters()))
+    # the critic step leaves G alone, the generator step the model
+    out, seen = spy_adversary_step(model, adv, batch, seed=5)
     # L_G = MarginLoss(fake_score, p_score) over every pair, on the noise drawn after the
     # critic step's two draws, with the stepped model's real scores
     torch.manual_seed(5)
@@ -222,9 +175,7 @@ def test_mu_zero_leaves_the_model_as_without_it_and_other_losses():
                          SoftplusLoss()(pos, fake[None].expand(2, 2)))
 
 
-def _data():
-    return FakeMMKGDataset(num_entities=40, num_relations=3, num_clusters=4, num_triples=300,
-                           modalities={'image': 8, 'text': 6}, seed=1)[0]
+_data = graph
 
 
 def test_trainer_trains_resumes_exactly_and_errors(tmp_path):

@@ -7,10 +7,12 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 import torch
+from torch import Tensor
 
 __all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
            'mirror_dir', 'withMirror', 'assert_scoring_consistent', 'planted_mrr_gain',
-           'fresh_compile_state', 'model_test_kwargs',
+           'fresh_compile_state', 'model_test_kwargs', 'spy_adversary_step',
+           'assert_critic_step',
            'PlantedPayload', 'InteractionCase', 'InteractionInputs', 'FusionCase', 'ModelCase',
            'RegimeCase', 'missing_cases']
 
@@ -162,6 +164,75 @@ def planted_mrr_gain(model, data, epochs: int = 15, lr: float = 0.01, num_negati
             model.loss(*batch).backward()
             opt.step()
     return before, model.test(*test, known=known, log=False)[1]
+
+
+def spy_adversary_step(model, adversary, batch, lr: float = 0.1,
+                       seed: int = 5) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
+    r"""One :meth:`~torch_mmkg.training.ModalityAdversary.train_step` of :obj:`adversary` on
+    :obj:`batch` with SGD (learning rate :obj:`lr`, the global seed :obj:`seed` first),
+    asserting that the critic step leaves the generator without gradient and moves the model,
+    and that the generator step moves the generator only. Returns the step's output and what
+    was seen just before the generator stepped: :obj:`"model"` (the stepped model's
+    parameters by name), :obj:`"gen"` and :obj:`"grads"` (the generator's parameters and
+    gradients, in :meth:`generator_parameters` order)."""
+    critic_opt = torch.optim.SGD(model.parameters(), lr=lr)
+    gen_opt = torch.optim.SGD(adversary.generator_parameters(), lr=lr)
+    seen: Dict[str, Any] = {}
+    critic_step, gen_step = critic_opt.step, gen_opt.step
+
+    def on_critic_step(*args, **kwargs):
+        seen['gen_grads'] = [p.grad for p in adversary.generator_parameters()]
+        return critic_step(*args, **kwargs)
+
+    def on_gen_step(*args, **kwargs):
+        seen['model'] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        seen['gen'] = [p.detach().clone() for p in adversary.generator_parameters()]
+        seen['grads'] = [p.grad.clone() for p in adversary.generator_parameters()]
+        return gen_step(*args, **kwargs)
+
+    critic_opt.step, gen_opt.step = on_critic_step, on_gen_step
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    torch.manual_seed(seed)
+    out = adversary.train_step(batch, critic_opt, gen_opt)
+    assert all(g is None for g in seen['gen_grads']), "the critic step reached the generator"
+    assert any(not torch.equal(before[n], seen['model'][n]) for n in before), \
+        "the critic step left the model where it was"
+    for n, p in model.named_parameters():
+        assert torch.equal(p.detach(), seen['model'][n]), f"the generator step moved {n}"
+    assert all(not torch.equal(a, b) for a, b in
+               zip(seen['gen'], adversary.generator_parameters())), \
+        "the generator step left a generator parameter where it was"
+    return out, seen
+
+
+def assert_critic_step(model, adversary, detached, batch, by_hand: Callable[[bool], Dict],
+                       seed: int = 3, key: str = 'representation.node_emb.weight'
+                       ) -> Dict[str, Tensor]:
+    r"""Asserts that the critic step of :obj:`adversary` (on :obj:`batch`, the global seed
+    :obj:`seed` first) leaves the model with the gradients of :obj:`by_hand(True)`, a
+    transcription in which the critic's loss reaches the structural embeddings through the
+    generator's input, and that :obj:`detached` (the same add-on built with
+    :obj:`critic_through_generator=False`; it takes :obj:`adversary`'s state) gives those of
+    :obj:`by_hand(False)`, which differ at :obj:`key`. :obj:`by_hand(through)` returns the
+    model's gradients by parameter name (it seeds itself). Float64 models: the tolerance
+    1e-10 is rounding. Returns the step's output."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    gopt = torch.optim.SGD(adversary.generator_parameters(), lr=0.0)
+    torch.manual_seed(seed)
+    out = adversary.train_step(batch, opt, gopt)
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    want = by_hand(True)
+    for name in got:
+        assert torch.allclose(got[name], want[name], atol=1e-10), name
+    other = by_hand(False)
+    assert not torch.allclose(want[key], other[key], atol=1e-8), \
+        "detaching the generator's input changes nothing: the check is void"
+    detached.load_state_dict(adversary.state_dict())
+    torch.manual_seed(seed)
+    detached.train_step(batch, opt, gopt)
+    grad = dict(model.named_parameters())[key].grad
+    assert torch.allclose(grad, other[key], atol=1e-10), key
+    return out
 
 
 class PlantedPayload:

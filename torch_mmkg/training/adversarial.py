@@ -1,10 +1,13 @@
-r"""What the adversarial modality augmentations (:class:`~torch_mmkg.training.CoMAT`,
-:class:`~torch_mmkg.training.MAT`) share: the wrapped model's interface, the synthetic
-triples, and one critic step then one generator step per batch."""
+r"""What the adversarial trainings (:class:`~torch_mmkg.training.CoMAT`,
+:class:`~torch_mmkg.training.MAT`, :class:`~torch_mmkg.training.MMKRLAdversary`) share: the
+wrapped model's interface, the synthetic triples, and one critic step then one generator step
+per batch."""
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from torch_mmkg.nn.validation import choice, real
 
 __all__ = ['ModalityAdversary']
 
@@ -69,6 +72,38 @@ class ModalityAdversary(torch.nn.Module):
     def critic_parameters(self) -> Iterator[torch.nn.Parameter]:
         r"""The discriminator's parameters beyond the model's own (none here)."""
         return iter(())
+
+    def _generator_options(self, generator_lr: Optional[float], negative_slope: float,
+                           critic_through_generator: bool, hidden_channels: int) -> int:
+        r"""Checks and stores the options the generators of :class:`MAT` and
+        :class:`MMKRLAdversary` share; returns the hidden width."""
+        self.generator_lr = (None if generator_lr is None else
+                             real(self, 'generator_lr', generator_lr, 0.0, low_open=True))
+        self.negative_slope = real(self, 'negative_slope', negative_slope, 0.0)
+        self.critic_through_generator = choice(self, 'critic_through_generator',
+                                               critic_through_generator, (True, False))
+        hidden = int(hidden_channels)
+        if hidden < 1:
+            raise ValueError(f"{type(self).__name__}: hidden_channels must be >= 1, got "
+                             f"{hidden_channels}")
+        return hidden
+
+    def _mlp_generator(self, hidden: int) -> torch.nn.Module:
+        r"""The two-layer generator of the authors' code, :math:`[\mathbf{z} \| \mathbf{e}_s]
+        \mapsto \mathbf{W}_2\, \mathrm{LeakyReLU}(\mathbf{W}_1 [\mathbf{z} \|
+        \mathbf{e}_s] + \mathbf{b}_1) + \mathbf{b}_2` (:math:`Z + D \to` :obj:`hidden`
+        :math:`\to D`)."""
+        Z, D = self.noise_channels, self.channels
+        return torch.nn.Sequential(torch.nn.Linear(Z + D, hidden),
+                                   torch.nn.LeakyReLU(self.negative_slope),
+                                   torch.nn.Linear(hidden, D))
+
+    def _weighted(self, adv: Tensor) -> Tuple[Optional[Tensor], Dict[str, Tensor]]:
+        r""":math:`\mu` times the critic's adversarial term :obj:`adv` (:obj:`None` for
+        :math:`\mu = 0`: it then enters the log only) and the term :obj:`"adv"`."""
+        if self.adversarial_weight == 0:
+            return None, {'adv': adv}
+        return self.adversarial_weight * adv, {'adv': adv}
 
     # Pieces ###################################################################################
 

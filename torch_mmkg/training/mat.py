@@ -122,22 +122,11 @@ class MAT(ModalityAdversary):
                                             adversarial_temperature, 0.0)
         self.synthetic_weighting = choice(self, 'synthetic_weighting', synthetic_weighting,
                                           SYNTHETIC_WEIGHTINGS)
-        self.generator_lr = (None if generator_lr is None else
-                             real(self, 'generator_lr', generator_lr, 0.0, low_open=True))
-        self.negative_slope = real(self, 'negative_slope', negative_slope, 0.0)
-        self.critic_through_generator = choice(self, 'critic_through_generator',
-                                               critic_through_generator, (True, False))
-        hidden = int(hidden_channels)
-        if hidden < 1:
-            raise ValueError(f"MAT: hidden_channels must be >= 1, got {hidden_channels}")
-        Z, D = self.noise_channels, self.channels
+        hidden = self._generator_options(generator_lr, negative_slope, critic_through_generator,
+                                         hidden_channels)
         # one generator per modality slot, in slot order
-        self.generator = torch.nn.ModuleList([
-            torch.nn.Sequential(torch.nn.Linear(Z + D, hidden),
-                                torch.nn.LeakyReLU(self.negative_slope),
-                                torch.nn.Linear(hidden, D))
-            for _ in range(self.num_slots - 1)
-        ])
+        self.generator = torch.nn.ModuleList([self._mlp_generator(hidden)
+                                              for _ in range(self.num_slots - 1)])
         self.to(next(model.parameters()).device)
 
     # Pieces ###################################################################################
@@ -191,9 +180,7 @@ class MAT(ModalityAdversary):
             real_score = self.critic(hs, hm, rel_type, ts, tm)
             adv = sum(self.discriminator_loss(real_score, s)
                       for s in self.synthetic_scores(real, fake, rel_type))
-        if self.adversarial_weight == 0:
-            return None, {'adv': adv}
-        return self.adversarial_weight * adv, {'adv': adv}
+        return self._weighted(adv)
 
     def generator_step(self, real: Sequence[Tensor], rel_type: Tensor,
                        optimizer: torch.optim.Optimizer,

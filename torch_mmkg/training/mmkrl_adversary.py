@@ -108,18 +108,9 @@ class MMKRLAdversary(ModalityAdversary):
         self.adversarial_weight = real(self, 'adversarial_weight', adversarial_weight, 0.0)
         self.synthetic_pairing = choice(self, 'synthetic_pairing', synthetic_pairing,
                                         SYNTHETIC_PAIRINGS)
-        self.generator_lr = (None if generator_lr is None else
-                             real(self, 'generator_lr', generator_lr, 0.0, low_open=True))
-        self.negative_slope = real(self, 'negative_slope', negative_slope, 0.0)
-        self.critic_through_generator = choice(self, 'critic_through_generator',
-                                               critic_through_generator, (True, False))
-        hidden = int(hidden_channels)
-        if hidden < 1:
-            raise ValueError(f"{name}: hidden_channels must be >= 1, got {hidden_channels}")
-        Z, D = self.noise_channels, self.channels
-        self.generator = torch.nn.Sequential(torch.nn.Linear(Z + D, hidden),
-                                             torch.nn.LeakyReLU(self.negative_slope),
-                                             torch.nn.Linear(hidden, D))
+        hidden = self._generator_options(generator_lr, negative_slope, critic_through_generator,
+                                         hidden_channels)
+        self.generator = self._mlp_generator(hidden)
         self.to(next(model.parameters()).device)
 
     # Pieces ###################################################################################
@@ -178,9 +169,7 @@ class MMKRLAdversary(ModalityAdversary):
             gt = self.generate(ts, detach_input=not through)
             adv = self.discriminator_loss(self.critic(hs, hm, rel_type, ts, tm),
                                           self.synthetic_score(real, rel_type, gh, gt))
-        if self.adversarial_weight == 0:
-            return None, {'adv': adv}
-        return self.adversarial_weight * adv, {'adv': adv}
+        return self._weighted(adv)
 
     def generator_step(self, real: Sequence[Tensor], rel_type: Tensor,
                        optimizer: torch.optim.Optimizer,
