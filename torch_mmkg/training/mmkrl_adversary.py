@@ -53,7 +53,10 @@ class MMKRLAdversary(ModalityAdversary):
     model) as negatives, on fresh noise. The model never moves in the generator step and
     the generator never in the critic step.
 
-    The paper's adversarial module is described in words only; where the code decides:
+    The paper's own scheme could not be checked (its abstract says only that an adversarial
+    training strategy makes MMKRL robust, and the authors' code was not located): this is the
+    re-implementation's, whose tables the :math:`\dagger` numbers come from. Where its code
+    decides:
 
     * :math:`\mu = 0.07` (:obj:`adversarial_weight`): hard-coded in the trainer, whose
       :obj:`mu` argument is required but never used.
