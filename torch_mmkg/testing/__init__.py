@@ -12,7 +12,7 @@ from torch import Tensor
 __all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
            'mirror_dir', 'withMirror', 'assert_scoring_consistent', 'planted_mrr_gain',
            'fresh_compile_state', 'model_test_kwargs', 'spy_adversary_step',
-           'assert_critic_step',
+           'assert_critic_step', 'assert_generator_step',
            'PlantedPayload', 'InteractionCase', 'InteractionInputs', 'FusionCase', 'ModelCase',
            'RegimeCase', 'missing_cases']
 
@@ -232,6 +232,31 @@ def assert_critic_step(model, adversary, detached, batch, by_hand: Callable[[boo
     detached.train_step(batch, opt, gopt)
     grad = dict(model.named_parameters())[key].grad
     assert torch.allclose(grad, other[key], atol=1e-10), key
+    return out
+
+
+def assert_generator_step(model, adversary, batch, by_hand: Callable[[], Tensor],
+                          critic_draws: List[Tuple[int, ...]], seed: int = 5
+                          ) -> Dict[str, Tensor]:
+    r"""Runs :func:`spy_adversary_step` and asserts that the generator's loss and gradients
+    equal those of :obj:`by_hand()`, a transcription of the generator's loss evaluated with
+    the generator as it was before its step and with the global generator where the
+    add-on's was: seeded with :obj:`seed`, after the critic step's noise draws, of shapes
+    :obj:`critic_draws` (in the model's dtype). Float64 models: the tolerance 1e-10 is
+    rounding. Returns the step's output."""
+    out, seen = spy_adversary_step(model, adversary, batch, seed=seed)
+    dtype = next(model.parameters()).dtype
+    torch.manual_seed(seed)
+    for shape in critic_draws:
+        torch.randn(*shape, dtype=dtype)
+    with torch.no_grad():
+        for p, q in zip(adversary.generator_parameters(), seen['gen']):
+            p.copy_(q)
+    loss_g = by_hand()
+    assert torch.isclose(out['generator'], loss_g.detach(), atol=1e-10)
+    grads = torch.autograd.grad(loss_g, list(adversary.generator_parameters()))
+    for a, b in zip(seen['grads'], grads):
+        assert torch.allclose(a, b, atol=1e-10)
     return out
 
 
