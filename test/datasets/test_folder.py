@@ -427,6 +427,32 @@ def test_split_report_and_warning_on_every_load(tmp_path):
     assert again.split_report == ds.split_report
 
 
+def test_cache_is_written_last_and_whole(tmp_path, monkeypatch):
+    # Another process (a second rank, a second job on the same folder) loads the folder as soon
+    # as the cache exists: by then the split report and the feature record must be whole files.
+    root = str(tmp_path)
+    make_labelled(root)
+    seen = []
+    save = MMKGFolder.save.__func__
+
+    def spy(cls, data_list, path):
+        processed = osp.dirname(path)
+        names = sorted(os.listdir(processed))
+        seen.append(names)
+        for name in names:
+            if name.endswith('.json'):  # readable, not torn
+                with open(osp.join(processed, name)) as f:
+                    json.load(f)
+        save(cls, data_list, path)
+
+    monkeypatch.setattr(MMKGFolder, 'save', classmethod(spy))
+    ds = load(root, mmap=True)
+    assert len(seen) == 1
+    stem = osp.splitext(osp.basename(ds.processed_paths[0]))[0]
+    assert seen[0] == sorted([f'{stem}_split_report.json', f'{stem}_features.json',
+                              f'features_{ds._fingerprint}'])
+
+
 def test_transforms(tmp_path):
     root = str(tmp_path)
     make_labelled(root)

@@ -54,6 +54,55 @@ def _torchrun(args, nproc, cwd):
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+_MAIN_FIRST = r"""
+import os, sys, time
+import torch.distributed as dist
+from torch_mmkg.training import distributed as D
+dist.init_process_group('gloo')
+flag = os.path.join(sys.argv[1], 'written')
+fail = sys.argv[2] == 'fail'
+
+
+def build():
+    if D.rank() == 0:
+        time.sleep(1.0)  # a slow rank 0: the others must still wait for it
+        if fail:
+            raise ValueError('no such folder')
+        with open(flag, 'w') as f:
+            f.write('whole')
+        return 'built'
+    with open(flag) as f:  # rank 0's file, complete
+        return f.read()
+
+
+try:
+    print(f'rank {D.rank()}: {D.main_first(build, "loading the dataset")}', flush=True)
+except Exception as e:
+    print(f'rank {D.rank()} raised {type(e).__name__}: {e}', flush=True)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize('mode', ['ok', 'fail'])
+def test_main_first_runs_rank_0_before_the_others(tmp_path, mode):
+    assert D.main_first(lambda: 3) == 3  # no process group: just the call
+    script = tmp_path / 'main_first.py'
+    script.write_text(_MAIN_FIRST)
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+           '--nproc_per_node=2', str(script), str(tmp_path), mode]
+    res = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = sorted(line for line in res.stdout.splitlines() if line.startswith('rank'))
+    if mode == 'ok':
+        assert lines == ['rank 0: built', 'rank 1: whole']
+    else:
+        assert lines == ['rank 0 raised ValueError: no such folder',
+                         'rank 1 raised RuntimeError: rank 1: rank 0 failed in loading the '
+                         'dataset (ValueError: no such folder); see its message']
+
+
 _NO_DROPOUT = ['--model-arg', 'input_dropout=0', '--model-arg', 'hidden_dropout1=0',
                '--model-arg', 'hidden_dropout2=0']
 

@@ -582,9 +582,11 @@ class MMKGFolder(SafeInMemoryDataset):
             data, files = self._detach_disk_features(data)
             with atomic_write(self.processed_paths[1], encoding='utf-8') as f:
                 json.dump({'format': _MMAP_FORMAT, 'features': files}, f, indent=1)
-        self.save([data], self.processed_paths[0])
-        with open(self._report_path, 'w', encoding='utf-8') as f:
+        # the report first and the cache last, each renamed into place: a process that finds
+        # the cache (another job processing the same folder) finds every file whole
+        with atomic_write(self._report_path, encoding='utf-8') as f:
             json.dump(report, f, indent=1)
+        self.save([data], self.processed_paths[0])  # atomic (SafeInMemoryDataset.save)
 
     # -- summary -------------------------------------------------------------------------------
     @property

@@ -195,7 +195,8 @@ def train(cfg: Optional[Dict[str, Any]] = None, root: Optional[str] = None,
     started = D.world_size() == 1 and D.init_from_env(train_cfg.device)
     main = D.is_main()  # under torchrun: only rank 0 writes the run directory
     seed_everything(train_cfg.seed)
-    dataset, data = build_data(cfg, root)
+    # rank 0 processes the dataset (and encodes the entity texts) before the others read it
+    dataset, data = D.main_first(lambda: build_data(cfg, root), 'loading the dataset')
     model = build_model(cfg, data, dataset)
     extra = list(callbacks or ())
     if out and main:

@@ -22,12 +22,13 @@ CLUB step), each of which must see averaged gradients; DDP averages only gradien
 under its own :meth:`forward`.
 """
 import os
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
 from torch import Tensor
 
-__all__ = ['world_size', 'rank', 'is_main', 'init_from_env', 'shutdown', 'shard_bounds',
+__all__ = ['world_size', 'rank', 'is_main', 'init_from_env', 'shutdown', 'main_first',
+           'shard_bounds',
            'shard_batch',
            'average_gradients', 'sync_gradients_before_step', 'all_reduce_sum',
            'gather_ranking', 'broadcast_module']
@@ -85,6 +86,44 @@ def shutdown():
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+T = TypeVar('T')
+
+
+def main_first(fn: Callable[[], T], what: str = 'the step') -> T:
+    r"""Calls :obj:`fn` on rank 0, then on the other ranks: what rank 0 writes (a dataset's
+    processed cache, the encoded entity texts) is complete before another rank reads it, and is
+    written once. Without a process group it just calls :obj:`fn`.
+
+    If :obj:`fn` raises on rank 0, rank 0 re-raises it and the other ranks raise a
+    :class:`RuntimeError` naming :obj:`what` and rank 0's error, instead of waiting on it.
+
+    Args:
+        fn (Callable): What to call, with no arguments.
+        what (str, optional): What :obj:`fn` does, for the other ranks' error. (default:
+            :obj:`"the step"`)
+    """
+    dist = _dist()
+    if dist is None or dist.get_world_size() == 1:
+        return fn()
+    error: List[Optional[str]] = [None]
+    out, raised = None, None
+    if dist.get_rank() == 0:
+        try:
+            out = fn()
+        except BaseException as e:  # every rank must reach the broadcast
+            raised = e
+            error[0] = f'{type(e).__name__}: {e}'
+    dist.broadcast_object_list(error, 0)
+    if raised is not None:
+        raise raised
+    if dist.get_rank() == 0:
+        return out
+    if error[0] is not None:
+        raise RuntimeError(f"rank {dist.get_rank()}: rank 0 failed in {what} "
+                           f"({error[0]}); see its message")
+    return fn()
 
 
 def shard_bounds(n: int, r: int, w: int) -> Tuple[int, int]:
