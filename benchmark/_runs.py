@@ -8,6 +8,8 @@ import resource
 import time
 from typing import Any, Dict, Optional
 
+import torch
+
 from torch_mmkg.training import TrainConfig, Trainer, TrainingDivergedError
 
 METRICS = ('mrr', 'hits@1', 'hits@3', 'hits@10')
@@ -39,6 +41,14 @@ class Summary(dict):
         self[name] = entry
         self.write()
         return None if 'diverged' in entry else entry
+
+
+def synchronize(device) -> None:
+    r"""Waits for the kernels queued on :obj:`device` before a clock is read (nothing to wait
+    for on a CPU)."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
 
 
 def max_rss_bytes() -> int:

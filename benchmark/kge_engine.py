@@ -30,6 +30,8 @@ from torch_mmkg.data.serialization import safe_load
 from torch_mmkg.datasets import MKGW
 from torch_mmkg.nn import RotatE, kernels
 
+from _runs import synchronize
+
 parser = argparse.ArgumentParser()
 parser.add_argument('--dim', type=int, default=250)
 parser.add_argument('--pyg_queries', type=int, default=100)
@@ -61,11 +63,6 @@ def rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def sync():
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
 out = {'device': str(device), 'threads': torch.get_num_threads(), 'dim': args.dim,
        'compile': not args.eager}
 
@@ -74,10 +71,10 @@ model.test(*[x[:64] for x in test], log=False, known=known)  # warm-up/compile
 rss0 = rss()
 times = []
 for _ in range(args.repeats):
-    sync()
+    synchronize(device)
     t0 = time.perf_counter()
     mr, mrr, hits = model.test(*test, log=False, known=known)
-    sync()
+    synchronize(device)
     times.append(time.perf_counter() - t0)
 queries = 2 * test[0].numel()
 out['ours'] = {'queries': queries, 'seconds_median': statistics.median(times),
@@ -100,10 +97,10 @@ class Wrapped(PyGKGEModel):
 
 pyg = Wrapped(model).to(device).eval()
 S = min(args.pyg_queries, test[0].numel())
-sync()
+synchronize(device)
 t0 = time.perf_counter()
 pyg_mr, pyg_mrr, pyg_hits = pyg.test(*[x[:S] for x in test], batch_size=20000, log=False)
-sync()
+synchronize(device)
 pyg_seconds = time.perf_counter() - t0
 out['pyg'] = {'queries': S, 'seconds': pyg_seconds, 'queries_per_second': S / pyg_seconds,
               'raw_tail_mrr': pyg_mrr}
@@ -133,7 +130,7 @@ def run_batches(limit):
         n += 1
         if limit and n >= limit:
             break
-    sync()
+    synchronize(device)
     return n
 
 

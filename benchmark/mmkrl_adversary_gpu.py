@@ -20,6 +20,7 @@ import time
 import torch
 
 sys.path.insert(0, osp.dirname(osp.realpath(__file__)))
+from _runs import synchronize  # noqa: E402
 from graphs import load_graph  # noqa: E402
 from paper_configs import resolve  # noqa: E402
 
@@ -29,18 +30,11 @@ from torch_mmkg.training import TrainConfig, Trainer, seed_everything  # noqa: E
 RUNS = {False: 'mmkrl_mkgw', True: 'mmkrl_adv_mkgw'}
 
 
-def trainer(name: str, graphs: str, device: str, epochs: int) -> Trainer:
-    cfg = resolve(name)
+def trainer(cfg: dict, data, device: str, epochs: int) -> Trainer:
     train = TrainConfig.from_dict(dict(cfg['train'], epochs=epochs, checkpoint_every=0,
                                        progress=False, device=device))
-    data = load_graph(osp.join(graphs, f"{cfg['dataset']}.pt"))
     seed_everything(train.seed)
     return Trainer(build_model(cfg, data), data, train)
-
-
-def sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def main():
@@ -51,15 +45,18 @@ def main():
     parser.add_argument('--epochs', type=int, default=30)
     parser.add_argument('--warmup', type=int, default=5)
     args = parser.parse_args()
-    trainers = {adv: trainer(name, args.graphs, args.device, args.epochs)
-                for adv, name in RUNS.items()}
+    cfgs = {adv: resolve(name) for adv, name in RUNS.items()}
+    graphs = {name: load_graph(osp.join(args.graphs, f'{name}.pt'))  # each graph once
+              for name in {cfg['dataset'] for cfg in cfgs.values()}}
+    trainers = {adv: trainer(cfg, graphs[cfg['dataset']], args.device, args.epochs)
+                for adv, cfg in cfgs.items()}
     times = {adv: [] for adv in RUNS}
     for epoch in range(1, args.epochs + 1):
         for adv, tr in trainers.items():
-            sync()
+            synchronize(args.device)
             start = time.perf_counter()
             tr.train_epoch(epoch)
-            sync()
+            synchronize(args.device)
             times[adv].append(time.perf_counter() - start)
     med = {adv: statistics.median(t[args.warmup:]) for adv, t in times.items()}
     out = {'plain_s_per_epoch': med[False], 'adv_s_per_epoch': med[True],

@@ -48,6 +48,8 @@ from torch_mmkg.datasets import DB15K, MKGW  # noqa: E402
 from torch_mmkg.evaluation import RankingEvaluator  # noqa: E402
 from torch_mmkg.nn import MoMoK, TuckER  # noqa: E402
 
+from _runs import synchronize  # noqa: E402
+
 if args.graph:
     sys.path.insert(0, osp.dirname(osp.realpath(__file__)))
     from graphs import load_graph
@@ -55,11 +57,6 @@ if args.graph:
 else:
     data = {'MKG-W': MKGW, 'DB15K': DB15K}[args.dataset](root)[0]
 N, R = data[ENTITY].num_nodes, data.num_relations
-
-
-def sync():
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
 
 
 def build(name: str):
@@ -115,7 +112,7 @@ if args.memory_of:  # a fresh process: its peak is this model's
     before = _status_kb('VmRSS')
     for batch in batches:
         step(model, opt, est, batch)
-    sync()
+    synchronize(device)
     out = {'cpu_max_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     peak = _status_kb('VmHWM')
     if before is not None and peak is not None:
@@ -135,11 +132,11 @@ ratios = []
 for _ in range(args.blocks):
     block = {}
     for name, (model, opt, est) in models.items():
-        sync()
+        synchronize(device)
         t0 = time.perf_counter()
         for batch in batches:
             step(model, opt, est, batch)
-        sync()
+        synchronize(device)
         block[name] = (time.perf_counter() - t0) / len(batches)
         times[name].append(block[name])
     ratios.append(block['momok'] / block['tucker'])

@@ -25,6 +25,8 @@ from torch_mmkg.evaluation import RankingEvaluator
 from torch_mmkg.nn import NATIVE, RotatE
 from torch_mmkg.training import CoMAT
 
+from _runs import synchronize
+
 parser = argparse.ArgumentParser()
 parser.add_argument('--dim', type=int, default=250)
 parser.add_argument('--batch_size', type=int, default=1024)
@@ -39,11 +41,6 @@ parser.add_argument('--root', default=osp.join(osp.dirname(osp.realpath(__file__
 parser.add_argument('--out', default=None, help='write the figures as JSON here')
 args = parser.parse_args()
 device = torch.device(args.device)
-
-
-def sync():
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
 
 
 data = DB15K(args.root)[0]
@@ -64,22 +61,22 @@ opt_g = torch.optim.Adam(comat.generator_parameters(), lr=1e-4)
 
 
 def plain_block() -> float:
-    sync()
+    synchronize(device)
     t0 = time.perf_counter()
     for batch in batches:
         opt.zero_grad(set_to_none=True)
         native.loss(*batch).backward()
         opt.step()
-    sync()
+    synchronize(device)
     return (time.perf_counter() - t0) / len(batches)
 
 
 def comat_block() -> float:
-    sync()
+    synchronize(device)
     t0 = time.perf_counter()
     for batch in batches:
         comat.train_step(batch, opt, opt_g)
-    sync()
+    synchronize(device)
     return (time.perf_counter() - t0) / len(batches)
 
 
@@ -110,11 +107,11 @@ if not args.skip_eval:
     for rep in range(args.repeats + 1):  # the first run of each compiles kernels
         for name, model in (('rotate', rotate), ('native', native)):
             model.eval()
-            sync()
+            synchronize(device)
             t0 = time.perf_counter()
             with torch.no_grad():
                 evaluator.evaluate(model, *test)
-            sync()
+            synchronize(device)
             if rep:
                 times[name].append(time.perf_counter() - t0)
                 print(f'test evaluation {name}: {times[name][-1]:.2f} s', flush=True)

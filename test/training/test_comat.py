@@ -7,6 +7,7 @@ from torch_mmkg.data import ENTITY, get_triples
 from torch_mmkg.datasets import FakeMMKGDataset
 from torch_mmkg.loader import NegativeSampler
 from torch_mmkg.nn import LBMKGC, NATIVE, TBKGC, RotatE
+from torch_mmkg.testing import assert_resumes_exactly
 from torch_mmkg.training import CoMAT, TrainConfig, Trainer, seed_everything
 
 N, R = 20, 3
@@ -438,13 +439,7 @@ def test_trainer_with_comat_learns_and_resumes_exactly(tmp_path, options):
         seed_everything(0)
         return NATIVE.from_data(data, 8, margin=2.0)
 
-    full = Trainer(model(), data, cfg, out_dir=str(tmp_path / 'a')).fit()
-    first = Trainer(model(), data, cfg, out_dir=str(tmp_path / 'b'))
-    first.fit(stop_after_epoch=3)
-    torch.manual_seed(999)
-    resumed = Trainer(model(), data, cfg, out_dir=str(tmp_path / 'b')).fit(resume=True)
-    assert [h['loss'] for h in resumed['history']] == [h['loss'] for h in full['history']]
-    assert resumed['test']['realistic'] == full['test']['realistic']
+    full = assert_resumes_exactly(model, data, cfg, str(tmp_path), stop_after_epoch=3)
     random_mrr = 1 / data[ENTITY].num_nodes * 5
     assert full['test']['realistic']['both']['mrr'] > random_mrr
 

@@ -6,7 +6,7 @@ from _adversary_data import N, R, batch as _batch, graph, multimodal_model
 import torch.nn.functional as F
 
 from torch_mmkg.nn import IKRL, TBKGC, AdaMF, RotatE
-from torch_mmkg.testing import assert_critic_step, assert_generator_step
+from torch_mmkg.testing import assert_critic_step, assert_generator_step, assert_resumes_exactly
 from torch_mmkg.training import (MAT, CoMAT, ModalityAdversary, TrainConfig, Trainer,
                                  seed_everything)
 
@@ -252,13 +252,7 @@ def test_trainer_with_mat_resumes_exactly_and_errors(tmp_path):
         seed_everything(0)
         return AdaMF.from_data(data, 4, margin=2.0)
 
-    full = Trainer(model(), data, cfg, out_dir=str(tmp_path / 'a')).fit()
-    first = Trainer(model(), data, cfg, out_dir=str(tmp_path / 'b'))
-    first.fit(stop_after_epoch=2)
-    torch.manual_seed(999)
-    resumed = Trainer(model(), data, cfg, out_dir=str(tmp_path / 'b')).fit(resume=True)
-    assert [h['loss'] for h in resumed['history']] == [h['loss'] for h in full['history']]
-    assert resumed['test']['realistic'] == full['test']['realistic']
+    assert_resumes_exactly(model, data, cfg, str(tmp_path), stop_after_epoch=2)
     with pytest.raises(ValueError, match='comat, mat are different'):
         TrainConfig(comat={}, mat={})
     with pytest.raises(ValueError, match='mat must be'):

@@ -12,7 +12,7 @@ from torch import Tensor
 __all__ = ['is_full_test', 'onlyFullTest', 'withPackage', 'withCUDA', 'devices',
            'mirror_dir', 'withMirror', 'assert_scoring_consistent', 'planted_mrr_gain',
            'fresh_compile_state', 'model_test_kwargs', 'spy_adversary_step',
-           'assert_critic_step', 'assert_generator_step',
+           'assert_critic_step', 'assert_generator_step', 'assert_resumes_exactly',
            'PlantedPayload', 'InteractionCase', 'InteractionInputs', 'FusionCase', 'ModelCase',
            'RegimeCase', 'missing_cases']
 
@@ -258,6 +258,24 @@ def assert_generator_step(model, adversary, batch, by_hand: Callable[[], Tensor]
     for a, b in zip(seen['grads'], grads):
         assert torch.allclose(a, b, atol=1e-10)
     return out
+
+
+def assert_resumes_exactly(make_model: Callable[[], Any], data, cfg, out_dir: str,
+                           stop_after_epoch: int, seed: int = 999) -> Dict[str, Any]:
+    r"""Asserts that the run of :obj:`cfg` (a :class:`~torch_mmkg.training.TrainConfig` with
+    checkpoints) stopped after :obj:`stop_after_epoch` and resumed with a fresh
+    :obj:`make_model()` under another global seed (:obj:`seed`) has the loss curve and the
+    test metrics of the run without a stop (each in its own folder under :obj:`out_dir`).
+    Returns the results of the run without a stop."""
+    from torch_mmkg.training import Trainer
+    full = Trainer(make_model(), data, cfg, out_dir=osp.join(out_dir, 'full')).fit()
+    cut = osp.join(out_dir, 'cut')
+    Trainer(make_model(), data, cfg, out_dir=cut).fit(stop_after_epoch=stop_after_epoch)
+    torch.manual_seed(seed)
+    resumed = Trainer(make_model(), data, cfg, out_dir=cut).fit(resume=True)
+    assert [h['loss'] for h in resumed['history']] == [h['loss'] for h in full['history']]
+    assert resumed['test']['realistic'] == full['test']['realistic']
+    return full
 
 
 class PlantedPayload:

@@ -24,9 +24,10 @@ for _name in ('uniform', 'bernoulli'):
 del _name
 
 #: The options that switch on an adversarial training add-on (at most one per run), each
-#: a mapping of its class's keyword arguments: :class:`~torch_mmkg.training.CoMAT`,
-#: :class:`~torch_mmkg.training.MAT`, :class:`~torch_mmkg.training.MMKRLAdversary`.
-ADVERSARIES: Tuple[str, ...] = ('comat', 'mat', 'mmkrl_adversary')
+#: a mapping of its class's keyword arguments, and the name of that class in
+#: :mod:`torch_mmkg.training`.
+ADVERSARIES: Dict[str, str] = {'comat': 'CoMAT', 'mat': 'MAT',
+                               'mmkrl_adversary': 'MMKRLAdversary'}
 
 #: The options that may change when a run is resumed: how long it runs, what it prints and
 #: where; everything else would make the resumed run differ from an uninterrupted one.

@@ -29,7 +29,7 @@ from torch_mmkg.nn.loss import LOSSES, BCELoss
 from torch_mmkg.nn.regimes import REGIMES, NegativeSampling, OneToN
 from . import distributed as D
 from .callbacks import Callback, CallbackList
-from .config import RESUMABLE_CHANGES, TrainConfig
+from .config import ADVERSARIES, RESUMABLE_CHANGES, TrainConfig
 
 logger = logging.getLogger('torch_mmkg')
 
@@ -214,10 +214,8 @@ class Trainer:
             if self.one_to_n:
                 raise ValueError(f"the adversarial training {key} trains with negative "
                                  f"sampling; set regime='negative_sampling' or drop {key}")
-            from torch_mmkg.training.comat import CoMAT
-            from torch_mmkg.training.mat import MAT
-            from torch_mmkg.training.mmkrl_adversary import MMKRLAdversary
-            make = {'comat': CoMAT, 'mat': MAT, 'mmkrl_adversary': MMKRLAdversary}[key]
+            from torch_mmkg import training
+            make = getattr(training, ADVERSARIES[key])
             self.comat = make(self.model, **options)  # on the model's device
             self.generator_optimizer = torch.optim.Adam(
                 self.comat.generator_parameters(), lr=self.comat.generator_lr or cfg.lr)
